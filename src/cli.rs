@@ -1,0 +1,369 @@
+//! Command-line parsing for the `server` and `client` binaries.
+//!
+//! The positional arguments are exactly the original's; options (`--help`,
+//! `--version`, `--bind`, `--timeout`) may appear anywhere. Unlike the
+//! original, which exits 0 after a terse usage line, every mistake yields a
+//! [`UsageError`] naming the argument, and the binaries exit with status 2.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::server::PeerConfig;
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Command<T> {
+    /// Run with these arguments.
+    Run(T),
+    /// Print the help text and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+}
+
+/// A command line that cannot be run; the message says which argument and why.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage_error(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+/// Usage text of the server.
+pub const SERVER_USAGE: &str = "\
+usage: server [OPTIONS] PORT FACTORY_ID NUM_PEERS [PEER_ID PEER_IP PEER_PORT]...
+
+Runs one factory server. The first write it receives makes it the primary:
+it then replicates every write to the NUM_PEERS peers before answering.
+
+arguments:
+  PORT         TCP port to listen on (1-65535)
+  FACTORY_ID   this server's id (0 or more), distinct from every peer's
+  NUM_PEERS    number of peers that follow (0 or more)
+  PEER_ID      a peer's factory id
+  PEER_IP      a peer's host name or IP address
+  PEER_PORT    a peer's port (1-65535)
+
+options:
+  --bind ADDR  listen on this address only (default 0.0.0.0, all IPv4 interfaces)
+  -h, --help   print this help and exit
+  -V, --version
+               print the version and exit
+
+Logging goes to stderr; RUST_LOG=error|warn|info|debug|trace|off sets the
+level (default info).
+
+example (a three-server cluster on one host):
+  server 5000 0 2 1 127.0.0.1 5001 2 127.0.0.1 5002
+  server 5001 1 2 0 127.0.0.1 5000 2 127.0.0.1 5002
+  server 5002 2 2 0 127.0.0.1 5000 1 127.0.0.1 5001
+";
+
+/// Usage text of the client.
+pub const CLIENT_USAGE: &str = "\
+usage: client [OPTIONS] IP PORT NUM_CUSTOMERS NUM_ORDERS REQUEST_TYPE
+
+Starts NUM_CUSTOMERS threads, one connection each, numbered 0..NUM_CUSTOMERS-1.
+
+REQUEST_TYPE:
+  1  write: each customer places orders 0..NUM_ORDERS-1
+  2  read: each customer reads its own record NUM_ORDERS times
+  3  scan: each thread reads customers 0..NUM_ORDERS-1 and prints
+     \"customer_id<TAB>last_order\" per customer (-1: no order); use
+     NUM_CUSTOMERS = 1 for one listing
+
+For modes 1 and 2 the last line is: mean latency (us), min (us), max (us),
+throughput (ops/s), tab-separated with three decimals. Exit status: 0 when
+every request succeeded, 1 when the server cannot be reached or any request
+failed (the count is printed on stderr), 2 for a bad command line.
+
+arguments:
+  IP             server host name or IP address
+  PORT           server port (1-65535)
+  NUM_CUSTOMERS  number of customer threads (0-10000)
+  NUM_ORDERS     requests per customer, or customers to scan (0 or more)
+  REQUEST_TYPE   1, 2 or 3
+
+options:
+  --timeout SECS  give up on a server that does not answer within SECS
+                  seconds (default 30; 0 waits forever)
+  -h, --help      print this help and exit
+  -V, --version   print the version and exit
+";
+
+/// Splits options from positional arguments. Returns the positionals and
+/// the `--name value` / `--name=value` options in order.
+fn split_args(
+    args: &[String],
+    valued: &[&str],
+) -> Result<Command<(Vec<String>, Vec<(String, String)>)>, UsageError> {
+    let mut positional = Vec::new();
+    let mut options = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--" => {
+                positional.extend(iter.by_ref().cloned());
+            }
+            a if a.starts_with("--") => {
+                let (name, inline) = match a.split_once('=') {
+                    Some((n, v)) => (n, Some(v.to_string())),
+                    None => (a, None),
+                };
+                if !valued.contains(&name) {
+                    return Err(usage_error(format!("unknown option '{name}'")));
+                }
+                let value = match inline {
+                    Some(v) => v,
+                    None => iter
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| usage_error(format!("option '{name}' needs a value")))?,
+                };
+                options.push((name.to_string(), value));
+            }
+            _ => positional.push(arg.clone()),
+        }
+    }
+    Ok(Command::Run((positional, options)))
+}
+
+/// Parses `value` as a whole number within `min..=max`.
+fn number<T>(name: &str, value: &str, min: T, max: T) -> Result<T, UsageError>
+where
+    T: FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let n: T = value
+        .parse()
+        .map_err(|_| usage_error(format!("{name} must be a whole number, got '{value}'")))?;
+    if n < min || n > max {
+        return Err(usage_error(format!(
+            "{name} must be between {min} and {max}, got {value}"
+        )));
+    }
+    Ok(n)
+}
+
+fn port(name: &str, value: &str) -> Result<u16, UsageError> {
+    number(name, value, 1, u16::MAX)
+}
+
+fn host(name: &str, value: &str) -> Result<String, UsageError> {
+    if value.is_empty() {
+        return Err(usage_error(format!("{name} must not be empty")));
+    }
+    Ok(value.to_string())
+}
+
+/// The server's parsed command line.
+#[derive(Debug, PartialEq)]
+pub struct ServerArgs {
+    /// Port to listen on.
+    pub port: u16,
+    /// This server's id.
+    pub factory_id: i32,
+    /// The peers, in command-line order.
+    pub peers: Vec<PeerConfig>,
+    /// Address to listen on.
+    pub bind: IpAddr,
+}
+
+/// Parses the server's arguments (without the program name).
+///
+/// # Errors
+/// A [`UsageError`] naming the first argument that is wrong.
+pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> {
+    let (pos, options) = match split_args(args, &["--bind"])? {
+        Command::Run(split) => split,
+        Command::Help => return Ok(Command::Help),
+        Command::Version => return Ok(Command::Version),
+    };
+    if pos.len() < 3 {
+        return Err(usage_error(format!(
+            "expected PORT FACTORY_ID NUM_PEERS, got {} argument(s)",
+            pos.len()
+        )));
+    }
+    let port = port("PORT", &pos[0])?;
+    let factory_id = number("FACTORY_ID", &pos[1], 0, i32::MAX)?;
+    let num_peers: usize = number("NUM_PEERS", &pos[2], 0, 1000)?;
+    let rest = &pos[3..];
+    if rest.len() != 3 * num_peers {
+        return Err(usage_error(format!(
+            "NUM_PEERS is {num_peers}, so expected {} peer arguments (PEER_ID PEER_IP PEER_PORT each), got {}",
+            3 * num_peers,
+            rest.len()
+        )));
+    }
+    let peers = parse_peers(rest, factory_id)?;
+    let mut bind = IpAddr::from([0, 0, 0, 0]);
+    for (_, value) in options {
+        bind = value
+            .parse()
+            .map_err(|_| usage_error(format!("--bind must be an IP address, got '{value}'")))?;
+    }
+    Ok(Command::Run(ServerArgs {
+        port,
+        factory_id,
+        peers,
+        bind,
+    }))
+}
+
+fn parse_peers(rest: &[String], own_id: i32) -> Result<Vec<PeerConfig>, UsageError> {
+    let mut peers: Vec<PeerConfig> = Vec::new();
+    for (i, chunk) in rest.chunks(3).enumerate() {
+        let n = i + 1;
+        let id = number(&format!("PEER_ID of peer {n}"), &chunk[0], 0, i32::MAX)?;
+        if id == own_id {
+            return Err(usage_error(format!(
+                "peer {n} has id {id}, the same as FACTORY_ID"
+            )));
+        }
+        if peers.iter().any(|p| p.id == id) {
+            return Err(usage_error(format!("peer id {id} is given twice")));
+        }
+        peers.push(PeerConfig {
+            id,
+            host: host(&format!("PEER_IP of peer {n}"), &chunk[1])?,
+            port: port(&format!("PEER_PORT of peer {n}"), &chunk[2])?,
+        });
+    }
+    Ok(peers)
+}
+
+pub use crate::client::load::Mode;
+
+/// The client's parsed command line: a load run.
+pub type ClientArgs = crate::client::load::LoadConfig;
+
+/// The most customer threads the client starts.
+pub const MAX_CUSTOMERS: i32 = 10_000;
+
+/// Parses the client's arguments (without the program name).
+///
+/// # Errors
+/// A [`UsageError`] naming the first argument that is wrong.
+pub fn parse_client(args: &[String]) -> Result<Command<ClientArgs>, UsageError> {
+    let (pos, options) = match split_args(args, &["--timeout"])? {
+        Command::Run(split) => split,
+        Command::Help => return Ok(Command::Help),
+        Command::Version => return Ok(Command::Version),
+    };
+    if pos.len() != 5 {
+        return Err(usage_error(format!(
+            "expected 5 arguments (IP PORT NUM_CUSTOMERS NUM_ORDERS REQUEST_TYPE), got {}",
+            pos.len()
+        )));
+    }
+    let mode = match number("REQUEST_TYPE", &pos[4], 1, 3)? {
+        1 => Mode::Write,
+        2 => Mode::Read,
+        _ => Mode::Scan,
+    };
+    let mut timeout = Some(Duration::from_secs(30));
+    for (_, value) in options {
+        let secs: u64 = number("--timeout", &value, 0, 86_400)?;
+        timeout = (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    Ok(Command::Run(ClientArgs {
+        host: host("IP", &pos[0])?,
+        port: port("PORT", &pos[1])?,
+        customers: number("NUM_CUSTOMERS", &pos[2], 0, MAX_CUSTOMERS)?,
+        orders: number("NUM_ORDERS", &pos[3], 0, i32::MAX)?,
+        mode,
+        timeout,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn server_err(s: &str) -> String {
+        parse_server(&args(s)).unwrap_err().0
+    }
+
+    fn client_err(s: &str) -> String {
+        parse_client(&args(s)).unwrap_err().0
+    }
+
+    #[test]
+    fn server_original_command_line() {
+        let Command::Run(a) =
+            parse_server(&args("5000 0 2 1 127.0.0.1 5001 2 localhost 5002")).unwrap()
+        else {
+            panic!("expected run");
+        };
+        assert_eq!((a.port, a.factory_id, a.peers.len()), (5000, 0, 2));
+        assert_eq!(a.peers[1].host, "localhost");
+        assert_eq!(a.bind, IpAddr::from([0, 0, 0, 0]));
+    }
+
+    #[test]
+    fn server_options_anywhere() {
+        let Command::Run(a) = parse_server(&args("5000 --bind 127.0.0.1 3 0")).unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.bind, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(parse_server(&args("5000 --help")), Ok(Command::Help));
+        assert_eq!(parse_server(&args("-V")), Ok(Command::Version));
+    }
+
+    #[test]
+    fn server_errors_name_the_argument() {
+        assert!(server_err("5000 0").contains("expected PORT FACTORY_ID NUM_PEERS"));
+        assert!(server_err("0 0 0").contains("PORT must be between 1 and 65535"));
+        assert!(server_err("65536 0 0").contains("PORT"));
+        assert!(server_err("abc 0 0").contains("PORT must be a whole number, got 'abc'"));
+        assert!(server_err("5000 -1 0").contains("FACTORY_ID"));
+        assert!(server_err("5000 0 -2").contains("NUM_PEERS"));
+        assert!(server_err("5000 0 1 1 h").contains("expected 3 peer arguments"));
+        assert!(server_err("5000 0 1 0 h 1").contains("same as FACTORY_ID"));
+        assert!(server_err("5000 0 2 1 h 1 1 h 2").contains("given twice"));
+        assert!(server_err("5000 0 1 1 h 0").contains("PEER_PORT of peer 1"));
+        assert!(server_err("5000 0 0 --bind nowhere").contains("--bind"));
+        assert!(server_err("5000 0 0 --frob").contains("unknown option '--frob'"));
+    }
+
+    #[test]
+    fn client_command_line() {
+        let Command::Run(a) = parse_client(&args("127.0.0.1 5000 8 100 3")).unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.mode, Mode::Scan);
+        assert_eq!((a.customers, a.orders), (8, 100));
+        assert_eq!(a.timeout, Some(Duration::from_secs(30)));
+        let Command::Run(a) = parse_client(&args("h 1 1 1 1 --timeout=0")).unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.timeout, None);
+    }
+
+    #[test]
+    fn client_errors_name_the_argument() {
+        assert!(client_err("h 1 1 1").contains("expected 5 arguments"));
+        assert!(client_err("h 1 -1 1 1").contains("NUM_CUSTOMERS must be between 0"));
+        assert!(client_err("h 1 1 -5 1").contains("NUM_ORDERS"));
+        assert!(client_err("h 1 1 1 4").contains("REQUEST_TYPE must be between 1 and 3"));
+        assert!(client_err("h 70000 1 1 1").contains("PORT"));
+        assert!(client_err("h 1 1 1 1 --timeout x").contains("--timeout"));
+        assert!(client_err("h 1 1 1 1 --timeout").contains("needs a value"));
+    }
+}

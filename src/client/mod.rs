@@ -1,0 +1,182 @@
+//! The client side: [`Client`], a blocking stub for one session (the
+//! original's `ClientStub`), and [`load`], the multi-threaded load
+//! generator behind the `client` binary (the original's `ClientThread`).
+
+pub mod load;
+mod stats;
+
+pub use stats::Stats;
+
+use std::fmt;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::conn::{read_frame, write_frame, ConnError};
+use crate::wire::{CustomerRecord, RobotInfo, RobotOrder, CLIENT_TAG};
+
+/// How a client call failed. Every variant names the server.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The host name did not resolve.
+    Resolve { server: String, reason: String },
+    /// No connection could be made.
+    Connect {
+        server: String,
+        source: std::io::Error,
+    },
+    /// The server closed the session.
+    Closed { server: String },
+    /// The server did not answer within the timeout.
+    Timeout { server: String },
+    /// Another socket error.
+    Io { server: String, source: ConnError },
+    /// The server answered with a frame that does not match the request.
+    Protocol { server: String, detail: String },
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Resolve { server, reason } => {
+                write!(f, "cannot resolve server {server}: {reason}")
+            }
+            ClientError::Connect { server, source } => {
+                write!(f, "cannot reach server {server}: {source}")
+            }
+            ClientError::Closed { server } => {
+                write!(f, "server {server} closed the connection")
+            }
+            ClientError::Timeout { server } => write!(f, "server {server} did not answer in time"),
+            ClientError::Io { server, source } => write!(f, "server {server}: {source}"),
+            ClientError::Protocol { server, detail } => {
+                write!(f, "server {server} sent an unexpected reply: {detail}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// One client session with a server. Used by one thread at a time.
+pub struct Client {
+    stream: TcpStream,
+    server: String,
+}
+
+impl Client {
+    /// Connects to `host:port`, sends the `CLIENT` handshake, and uses
+    /// `timeout` (if any) for connecting and for every later read and write.
+    ///
+    /// # Errors
+    /// [`ClientError::Resolve`] or [`ClientError::Connect`] when no session
+    /// could be opened.
+    pub fn connect(
+        host: &str,
+        port: u16,
+        timeout: Option<Duration>,
+    ) -> Result<Client, ClientError> {
+        let server = format!("{host}:{port}");
+        let addrs: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| ClientError::Resolve {
+                server: server.clone(),
+                reason: e.to_string(),
+            })?
+            .collect();
+        let stream = connect_any(&addrs, timeout).map_err(|source| ClientError::Connect {
+            server: server.clone(),
+            source,
+        })?;
+        let mut client = Client { stream, server };
+        client.configure(timeout)?;
+        client
+            .stream
+            .write_all(&CLIENT_TAG)
+            .map_err(|e| client.io(e.into()))?;
+        Ok(client)
+    }
+
+    fn configure(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        let s = &self.stream;
+        s.set_nodelay(true)
+            .and_then(|()| s.set_read_timeout(timeout))
+            .and_then(|()| s.set_write_timeout(timeout))
+            .map_err(|e| self.io(e.into()))
+    }
+
+    /// The server this client talks to, as `host:port`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Places order `order_number` for `customer_id` and waits until the
+    /// server has committed it.
+    ///
+    /// # Errors
+    /// The connection failed, or the reply did not echo the request.
+    pub fn order(&mut self, customer_id: i32, order_number: i32) -> Result<RobotInfo, ClientError> {
+        let order = RobotOrder::write(customer_id, order_number);
+        let info: RobotInfo = self.call(&order)?;
+        if !info.answers(&order) {
+            return Err(self.protocol(format!("{info:?} does not answer {order:?}")));
+        }
+        Ok(info)
+    }
+
+    /// Reads the committed record of `customer_id` (`last_order` -1: none).
+    ///
+    /// # Errors
+    /// The connection failed, or the reply is for another customer.
+    pub fn read(&mut self, customer_id: i32) -> Result<CustomerRecord, ClientError> {
+        let record: CustomerRecord = self.call(&RobotOrder::read(customer_id))?;
+        if record.customer_id != customer_id {
+            return Err(self.protocol(format!(
+                "record of customer {} for a read of customer {customer_id}",
+                record.customer_id
+            )));
+        }
+        Ok(record)
+    }
+
+    fn call<R: crate::wire::Frame>(&mut self, request: &RobotOrder) -> Result<R, ClientError> {
+        write_frame(&mut self.stream, request).map_err(|e| self.io(e))?;
+        read_frame(&mut self.stream).map_err(|e| self.io(e))
+    }
+
+    /// Ends the session politely (the server sends no reply) and closes.
+    pub fn close(mut self) {
+        let _ = write_frame(&mut self.stream, &RobotOrder::end_of_session());
+    }
+
+    fn io(&self, e: ConnError) -> ClientError {
+        let server = self.server.clone();
+        match e {
+            ConnError::Closed | ConnError::Truncated { .. } => ClientError::Closed { server },
+            ConnError::Timeout => ClientError::Timeout { server },
+            source => ClientError::Io { server, source },
+        }
+    }
+
+    fn protocol(&self, detail: String) -> ClientError {
+        ClientError::Protocol {
+            server: self.server.clone(),
+            detail,
+        }
+    }
+}
+
+fn connect_any(addrs: &[SocketAddr], timeout: Option<Duration>) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for addr in addrs {
+        let attempt = match timeout {
+            Some(t) => TcpStream::connect_timeout(addr, t),
+            None => TcpStream::connect(addr),
+        };
+        match attempt {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}

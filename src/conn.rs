@@ -1,0 +1,155 @@
+//! Blocking frame I/O over a byte stream, shared by the server roles and the
+//! client stub. Turns the many ways a socket read ends into the few that
+//! callers act on: a clean close between frames, a frame cut short, a
+//! timeout, or another I/O error.
+
+use std::fmt;
+use std::io::{self, ErrorKind, Read, Write};
+
+use crate::wire::{Frame, Tag, HANDSHAKE_LEN, MAX_FRAME_SIZE};
+
+/// How reading or writing a frame failed.
+#[derive(Debug)]
+pub enum ConnError {
+    /// The peer closed the connection between frames.
+    Closed,
+    /// The peer closed the connection after `got` of `want` bytes.
+    Truncated {
+        /// Bytes received of the frame.
+        got: usize,
+        /// The frame's size.
+        want: usize,
+    },
+    /// A read or write timeout expired.
+    Timeout,
+    /// Any other socket error.
+    Io(io::Error),
+}
+
+impl fmt::Display for ConnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnError::Closed => write!(f, "connection closed"),
+            ConnError::Truncated { got, want } => {
+                write!(
+                    f,
+                    "connection closed after {got} of {want} bytes of a frame"
+                )
+            }
+            ConnError::Timeout => write!(f, "timed out"),
+            ConnError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnError {}
+
+impl From<io::Error> for ConnError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => ConnError::Timeout,
+            ErrorKind::UnexpectedEof => ConnError::Closed,
+            _ => ConnError::Io(e),
+        }
+    }
+}
+
+/// Fills `buf` completely, telling a clean close before the first byte
+/// apart from one in the middle.
+pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<(), ConnError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Err(ConnError::Closed),
+            Ok(0) => {
+                return Err(ConnError::Truncated {
+                    got,
+                    want: buf.len(),
+                })
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads one fixed-size frame.
+pub fn read_frame<F: Frame>(r: &mut impl Read) -> Result<F, ConnError> {
+    let mut buf = [0u8; MAX_FRAME_SIZE];
+    read_full(r, &mut buf[..F::SIZE])?;
+    Ok(F::decode(&buf[..F::SIZE]))
+}
+
+/// Writes one frame (into a buffered writer, or straight to a socket).
+pub fn write_frame<F: Frame>(w: &mut impl Write, frame: &F) -> Result<(), ConnError> {
+    let mut buf = [0u8; MAX_FRAME_SIZE];
+    frame.encode(&mut buf[..F::SIZE]);
+    w.write_all(&buf[..F::SIZE])?;
+    Ok(())
+}
+
+/// Reads the 8-byte handshake; `Ok(None)` for a tag no role answers to.
+pub fn read_tag(r: &mut impl Read) -> Result<(Option<Tag>, [u8; HANDSHAKE_LEN]), ConnError> {
+    let mut buf = [0u8; HANDSHAKE_LEN];
+    read_full(r, &mut buf)?;
+    Ok((Tag::decode(&buf), buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{RobotOrder, CLIENT_TAG};
+
+    #[test]
+    fn reads_frames_across_short_reads() {
+        let bytes = RobotOrder::write(7, 42).to_vec();
+        // A reader that hands out one byte at a time.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() || buf.is_empty() {
+                    return Ok(0);
+                }
+                buf[0] = self.0[0];
+                self.0 = &self.0[1..];
+                Ok(1)
+            }
+        }
+        let order: RobotOrder = read_frame(&mut Trickle(&bytes)).unwrap();
+        assert_eq!(order, RobotOrder::write(7, 42));
+    }
+
+    #[test]
+    fn clean_close_and_truncation_differ() {
+        let empty: &[u8] = &[];
+        assert!(matches!(
+            read_frame::<RobotOrder>(&mut &*empty),
+            Err(ConnError::Closed)
+        ));
+        let short: &[u8] = &[0, 0, 0, 7, 0];
+        assert!(matches!(
+            read_frame::<RobotOrder>(&mut &*short),
+            Err(ConnError::Truncated { got: 5, want: 12 })
+        ));
+    }
+
+    #[test]
+    fn tag_recognition() {
+        let (tag, raw) = read_tag(&mut &CLIENT_TAG[..]).unwrap();
+        assert_eq!(tag, Some(Tag::Client));
+        assert_eq!(raw, CLIENT_TAG);
+        let (tag, _) = read_tag(&mut &b"HELLO!!!"[..]).unwrap();
+        assert_eq!(tag, None);
+    }
+
+    #[test]
+    fn write_then_read_round_trip() {
+        let mut out = Vec::new();
+        write_frame(&mut out, &RobotOrder::read(3)).unwrap();
+        assert_eq!(out.len(), 12);
+        let back: RobotOrder = read_frame(&mut &out[..]).unwrap();
+        assert_eq!(back, RobotOrder::read(3));
+    }
+}

@@ -1,0 +1,91 @@
+//! What a server is started with: its id, address, peers and limits.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// A peer (backup) the primary replicates to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// The peer's factory id.
+    pub id: i32,
+    /// Host name or IPv4/IPv6 literal.
+    pub host: String,
+    /// The peer's listening port.
+    pub port: u16,
+}
+
+impl PeerConfig {
+    /// `host:port`, for log lines.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Timeouts that keep one slow or silent peer from stalling anyone else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// A connection must send its 8-byte tag within this time.
+    pub handshake_timeout: Duration,
+    /// A client that does not take its reply within this time is dropped.
+    pub client_write_timeout: Duration,
+    /// A backup must take a frame and return its ack within this time, or
+    /// the primary drops it.
+    pub peer_timeout: Duration,
+    /// Connecting to a peer gives up after this time.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            handshake_timeout: Duration::from_secs(5),
+            client_write_timeout: Duration::from_secs(10),
+            peer_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything [`super::Server::start`] needs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// This server's factory id (its `replica_id` in acks).
+    pub factory_id: i32,
+    /// Where to listen; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// The backups to replicate to once this server is primary.
+    pub peers: Vec<PeerConfig>,
+    /// Timeouts.
+    pub limits: Limits,
+}
+
+impl ServerConfig {
+    /// A server with no peers, listening on all IPv4 interfaces at `port`
+    /// (as the original does).
+    pub fn new(port: u16, factory_id: i32) -> Self {
+        ServerConfig {
+            factory_id,
+            bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            peers: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// A server on the loopback interface only; what tests use.
+    pub fn loopback(port: u16, factory_id: i32) -> Self {
+        ServerConfig {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            ..ServerConfig::new(port, factory_id)
+        }
+    }
+
+    /// Adds a peer.
+    pub fn with_peer(mut self, id: i32, host: impl Into<String>, port: u16) -> Self {
+        self.peers.push(PeerConfig {
+            id,
+            host: host.into(),
+            port,
+        });
+        self
+    }
+}

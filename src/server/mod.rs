@@ -1,0 +1,216 @@
+//! The factory server: an accept loop that hands each connection to its own
+//! thread, which takes a role from the 8-byte handshake.
+//!
+//! One file per role, as in the original's `ServerThread.cpp`:
+//! - [`session`]: a client session (the original's "engineer" thread);
+//! - [`admin`]: the primary's admin thread, fed by a queue, which appends,
+//!   replicates to every peer, commits and releases the waiting sessions;
+//! - [`backup`]: the handler of a `PFA` replication stream on a backup;
+//! - [`peer`]: the primary's outgoing link to one backup.
+//!
+//! [`Server`] is the handle the binary, the tests and the C ABI hold: it
+//! starts everything, and [`Server::stop`] closes the listener and every
+//! connection and joins every thread before returning.
+
+mod accept;
+mod admin;
+mod backup;
+mod config;
+mod error;
+mod peer;
+mod registry;
+mod session;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+pub use config::{Limits, PeerConfig, ServerConfig};
+pub use error::ServerError;
+
+use crate::state::{RecordTable, Replica};
+use admin::AdminQueue;
+use registry::Registry;
+
+/// A snapshot of a server's replication indexes, for tests and operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This server's id.
+    pub factory_id: i32,
+    /// Index of the last log entry (-1: empty).
+    pub last_index: i32,
+    /// Index of the last committed entry (-1: none).
+    pub committed_index: i32,
+    /// The primary it follows, itself, or -1.
+    pub primary_id: i32,
+}
+
+/// State shared by every thread of one server.
+///
+/// Lock order where two nest: `replica` before any shard of `records`.
+/// Client reads take only a `records` shard, so they never wait for the
+/// admin while it replicates.
+pub(crate) struct Shared {
+    pub(crate) factory_id: i32,
+    pub(crate) limits: Limits,
+    /// The log and its indexes (the original's `log_lock`).
+    pub(crate) replica: Mutex<Replica>,
+    /// Committed records (the original's `record_lock`, sharded).
+    pub(crate) records: RecordTable,
+    /// Writes waiting for the admin thread.
+    pub(crate) admin_queue: AdminQueue,
+    /// Peers the primary replicates to; may grow while running.
+    pub(crate) peers: Mutex<Vec<PeerConfig>>,
+    /// Every open connection, so that stopping can close them all.
+    pub(crate) registry: Registry,
+    /// Number of the next connection (the reply's `engineer_id`).
+    pub(crate) next_engineer_id: AtomicI32,
+}
+
+impl Shared {
+    pub(crate) fn replica(&self) -> MutexGuard<'_, Replica> {
+        // Replica methods leave it consistent at every return, so a thread
+        // that panicked while holding the lock left nothing half-done.
+        self.replica.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn peer_list(&self) -> Vec<PeerConfig> {
+        self.peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.registry.is_closed()
+    }
+}
+
+/// A running server. Dropping it stops it, as [`Server::stop`] does.
+pub struct Server {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    accept_thread: Option<JoinHandle<()>>,
+    admin_thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the listening socket and starts the accept and admin threads.
+    /// Port 0 in `config.bind` picks a free port; see [`Server::local_addr`].
+    ///
+    /// # Errors
+    /// [`ServerError::AddressInUse`] when the port is taken, other
+    /// [`ServerError`]s when the socket or a thread cannot be created.
+    pub fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        let listener =
+            TcpListener::bind(config.bind).map_err(|e| ServerError::bind(config.bind, e))?;
+        let local_addr = listener.local_addr().map_err(ServerError::Io)?;
+        let shared = Arc::new(Shared {
+            factory_id: config.factory_id,
+            limits: config.limits,
+            replica: Mutex::new(Replica::new(config.factory_id)),
+            records: RecordTable::new(),
+            admin_queue: AdminQueue::new(),
+            peers: Mutex::new(config.peers),
+            registry: Registry::new(),
+            next_engineer_id: AtomicI32::new(0),
+        });
+        let admin_thread = admin::spawn(Arc::clone(&shared))?;
+        let accept_thread = match accept::spawn(Arc::clone(&shared), listener) {
+            Ok(t) => t,
+            Err(e) => {
+                shared.admin_queue.close();
+                let _ = admin_thread.join();
+                return Err(e);
+            }
+        };
+        log::info!("factory {} listening on {local_addr}", shared.factory_id);
+        Ok(Server {
+            shared,
+            local_addr,
+            accept_thread: Some(accept_thread),
+            admin_thread: Some(admin_thread),
+        })
+    }
+
+    /// The address the server listens on (with the real port if 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// This server's factory id.
+    pub fn factory_id(&self) -> i32 {
+        self.shared.factory_id
+    }
+
+    /// Adds a peer to replicate to. A peer added after this server became
+    /// primary is connected before the next write is replicated.
+    pub fn add_peer(&self, peer: PeerConfig) {
+        self.shared
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(peer);
+    }
+
+    /// The current replication indexes.
+    pub fn status(&self) -> Status {
+        let replica = self.shared.replica();
+        Status {
+            factory_id: replica.id(),
+            last_index: replica.last_index(),
+            committed_index: replica.committed_index(),
+            primary_id: replica.primary_id(),
+        }
+    }
+
+    /// The committed last order of `customer_id` (-1: none), read locally.
+    pub fn last_order(&self, customer_id: i32) -> i32 {
+        self.shared.records.last_order(customer_id)
+    }
+
+    /// Stops the server: closes the listener and every connection, fails
+    /// writes still waiting, and returns once every thread has ended.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.registry.close_all();
+        self.shared.admin_queue.close();
+        wake_acceptor(self.local_addr);
+        if let Some(t) = self.accept_thread.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.admin_thread.take() {
+            let _ = t.join();
+        }
+        log::info!("factory {} stopped", self.shared.factory_id);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.accept_thread.is_some() {
+            self.shutdown();
+        }
+    }
+}
+
+/// `accept()` has no timeout: a connection to ourselves makes it return so
+/// the accept loop can see that the server is stopping.
+fn wake_acceptor(addr: SocketAddr) {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = TcpStream::connect_timeout(&target, std::time::Duration::from_secs(1));
+}
+
+pub(crate) fn next_engineer_id(shared: &Shared) -> i32 {
+    shared.next_engineer_id.fetch_add(1, Ordering::Relaxed)
+}

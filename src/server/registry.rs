@@ -1,0 +1,73 @@
+//! Every open connection of a server, so that stopping can close them all.
+//!
+//! Threads blocked in a socket read only wake when the socket is shut down;
+//! the registry keeps a clone of each stream for that. Closing is final:
+//! a connection that registers after [`Registry::close_all`] is refused,
+//! which is how a connection racing with `stop` still ends promptly.
+
+use std::collections::HashMap;
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+#[derive(Default)]
+struct Inner {
+    closed: bool,
+    next_id: u64,
+    streams: HashMap<u64, TcpStream>,
+}
+
+/// The set of open streams.
+#[derive(Default)]
+pub(crate) struct Registry {
+    inner: Mutex<Inner>,
+}
+
+/// Membership of one stream; dropping it removes the stream.
+pub(crate) struct Registered<'a> {
+    registry: &'a Registry,
+    id: u64,
+}
+
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Registry::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds `stream`; `None` when the server is stopping (or the stream
+    /// cannot be cloned), in which case the caller must drop it.
+    pub(crate) fn register(&self, stream: &TcpStream) -> Option<Registered<'_>> {
+        let clone = stream.try_clone().ok()?;
+        let mut inner = self.lock();
+        if inner.closed {
+            return None;
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        inner.streams.insert(id, clone);
+        Some(Registered { registry: self, id })
+    }
+
+    /// True once [`Registry::close_all`] ran.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Shuts down every registered stream and refuses new ones.
+    pub(crate) fn close_all(&self) {
+        let mut inner = self.lock();
+        inner.closed = true;
+        for stream in inner.streams.values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.registry.lock().streams.remove(&self.id);
+    }
+}

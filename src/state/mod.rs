@@ -1,0 +1,16 @@
+//! The replicated state as plain data and rules, with no sockets or threads:
+//! the state-machine log, the customer record table, and the indexes
+//! (`last_index`, `committed_index`, `primary_id`) with the original's rules
+//! for appending, committing, applying and acknowledging.
+//!
+//! The server's admin thread (primary) and replication handlers (backups)
+//! drive a [`Replica`] under one lock; client threads read the
+//! [`RecordTable`] directly, so reads never wait behind replication.
+
+mod log;
+mod records;
+mod replica;
+
+pub use self::log::Log;
+pub use records::RecordTable;
+pub use replica::{Replica, StateError, MAX_V1_GAP, NO_INDEX, NO_PRIMARY};
