@@ -101,12 +101,12 @@ options:
   -V, --version   print the version and exit
 ";
 
+/// Positional arguments, and `(name, value)` options in order.
+type SplitArgs = (Vec<String>, Vec<(String, String)>);
+
 /// Splits options from positional arguments. Returns the positionals and
 /// the `--name value` / `--name=value` options in order.
-fn split_args(
-    args: &[String],
-    valued: &[&str],
-) -> Result<Command<(Vec<String>, Vec<(String, String)>)>, UsageError> {
+fn split_args(args: &[String], valued: &[&str]) -> Result<Command<SplitArgs>, UsageError> {
     let mut positional = Vec::new();
     let mut options = Vec::new();
     let mut iter = args.iter();

@@ -22,7 +22,7 @@ impl Log {
 
     /// True when an entry at `index` would still be addressable by an i32.
     pub fn can_grow_to(index: i32) -> bool {
-        index >= 0 && index < i32::MAX
+        (0..i32::MAX).contains(&index)
     }
 
     /// The entry at `index`, if present.
