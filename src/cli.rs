@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::server::PeerConfig;
@@ -140,20 +139,33 @@ fn split_args(args: &[String], valued: &[&str]) -> Result<Command<SplitArgs>, Us
     Ok(Command::Run((positional, options)))
 }
 
-/// Parses `value` as a whole number within `min..=max`.
+/// Parses `value` as a whole number within `min..=max`; a number too large
+/// for any integer type is reported as out of range, not as "not a number".
 fn number<T>(name: &str, value: &str, min: T, max: T) -> Result<T, UsageError>
 where
-    T: FromStr + PartialOrd + fmt::Display + Copy,
+    T: Into<i128> + TryFrom<i128> + fmt::Display + Copy,
 {
-    let n: T = value
-        .parse()
-        .map_err(|_| usage_error(format!("{name} must be a whole number, got '{value}'")))?;
-    if n < min || n > max {
-        return Err(usage_error(format!(
+    let out_of_range = || {
+        usage_error(format!(
             "{name} must be between {min} and {max}, got {value}"
-        )));
+        ))
+    };
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    let n: i128 = match value.parse() {
+        Ok(n) => n,
+        Err(_) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(out_of_range())
+        }
+        Err(_) => {
+            return Err(usage_error(format!(
+                "{name} must be a whole number, got '{value}'"
+            )))
+        }
+    };
+    if n < min.into() || n > max.into() {
+        return Err(out_of_range());
     }
-    Ok(n)
+    T::try_from(n).map_err(|_| out_of_range())
 }
 
 fn port(name: &str, value: &str) -> Result<u16, UsageError> {
@@ -198,7 +210,7 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
     }
     let port = port("PORT", &pos[0])?;
     let factory_id = number("FACTORY_ID", &pos[1], 0, i32::MAX)?;
-    let num_peers: usize = number("NUM_PEERS", &pos[2], 0, 1000)?;
+    let num_peers = number("NUM_PEERS", &pos[2], 0u16, 1000)? as usize;
     let rest = &pos[3..];
     if rest.len() != 3 * num_peers {
         return Err(usage_error(format!(
@@ -268,7 +280,7 @@ pub fn parse_client(args: &[String]) -> Result<Command<ClientArgs>, UsageError> 
             pos.len()
         )));
     }
-    let mode = match number("REQUEST_TYPE", &pos[4], 1, 3)? {
+    let mode = match number::<i32>("REQUEST_TYPE", &pos[4], 1, 3)? {
         1 => Mode::Write,
         2 => Mode::Read,
         _ => Mode::Scan,

@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod client;
 pub mod conn;
+pub mod ffi;
 pub mod logging;
 pub mod server;
 pub mod state;

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use super::peer::PeerLinks;
 use super::{ServerError, Shared};
@@ -19,6 +20,18 @@ use crate::wire::{MapOp, ReplicationRequest};
 /// The most writes the admin commits as one batch; bounds the acks a
 /// backup may have in flight.
 const MAX_BATCH: usize = 1024;
+
+/// How long the admin waits for more writes before telling backups the
+/// latest commit point. v1 frames carry the commit point from before their
+/// batch, so without this a backup would lag by a batch until the next write.
+const COMMIT_NOTICE_DELAY: Duration = Duration::from_millis(50);
+
+/// What [`AdminQueue::take_batch`] found.
+enum Take {
+    Batch,
+    Idle,
+    Closed,
+}
 
 /// Why a write was not committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,22 +136,33 @@ impl AdminQueue {
         done.wait()
     }
 
-    /// Moves up to [`MAX_BATCH`] waiting writes into `batch`, blocking until
-    /// there is one. Returns false once the queue is closed and empty.
-    fn take_batch(&self, batch: &mut Vec<WriteRequest>) -> bool {
+    /// Moves up to [`MAX_BATCH`] waiting writes into `batch`, waiting up to
+    /// `idle` (forever if `None`) for one to arrive.
+    fn take_batch(&self, batch: &mut Vec<WriteRequest>, idle: Option<Duration>) -> Take {
         let mut state = self.lock();
         while state.items.is_empty() {
             if state.closed {
-                return false;
+                return Take::Closed;
             }
-            state = self
+            let Some(idle) = idle else {
+                state = self
+                    .ready
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            let (next, timeout) = self
                 .ready
-                .wait(state)
+                .wait_timeout(state, idle)
                 .unwrap_or_else(PoisonError::into_inner);
+            state = next;
+            if timeout.timed_out() && state.items.is_empty() && !state.closed {
+                return Take::Idle;
+            }
         }
         let n = state.items.len().min(MAX_BATCH);
         batch.extend(state.items.drain(..n));
-        true
+        Take::Batch
     }
 
     /// Refuses new writes and wakes the admin so it can finish.
@@ -159,11 +183,39 @@ fn run(shared: &Shared) {
     let mut links = PeerLinks::new(shared);
     let mut batch = Vec::new();
     let mut frames = Vec::new();
-    while shared.admin_queue.take_batch(&mut batch) {
-        let result = commit_batch(shared, &mut links, &batch, &mut frames);
-        for request in batch.drain(..) {
-            request.done.finish(result);
+    let mut notice_due = false;
+    loop {
+        let idle = notice_due.then_some(COMMIT_NOTICE_DELAY);
+        match shared.admin_queue.take_batch(&mut batch, idle) {
+            Take::Closed => return,
+            Take::Idle => {
+                send_commit_notice(shared, &mut links);
+                notice_due = false;
+            }
+            Take::Batch => {
+                let result = commit_batch(shared, &mut links, &batch, &mut frames);
+                for request in batch.drain(..) {
+                    request.done.finish(result);
+                }
+                notice_due = result.is_ok();
+            }
         }
+    }
+}
+
+/// Re-sends the last entry with the current commit point. Storing an entry
+/// again is harmless for a v1 backup (original or ours), and it lets the
+/// backup apply everything committed.
+fn send_commit_notice(shared: &Shared, links: &mut PeerLinks<'_>) {
+    let notice = {
+        let replica = shared.replica();
+        if !replica.is_primary() || replica.committed_index() != replica.last_index() {
+            return;
+        }
+        replica.replication_request(replica.last_index())
+    };
+    if let Some(frame) = notice {
+        links.replicate(&[frame]);
     }
 }
 

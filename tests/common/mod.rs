@@ -1,0 +1,285 @@
+//! Cluster helpers shared by the integration tests: free loopback ports,
+//! server processes whose log lines can be awaited, in-process clusters, and
+//! a bounded wait for a condition. Everything started here is stopped when
+//! its handle drops, so a failing test leaves no process behind.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use factory::client::Client;
+use factory::server::{PeerConfig, Server, ServerConfig};
+
+/// How long any single wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Client I/O timeout in tests: a hang becomes an error, not a stuck test.
+pub const IO_TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// Polls `condition` until it holds or `DEADLINE` passes; true if it held.
+pub fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + DEADLINE;
+    while Instant::now() < end {
+        if condition() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    condition()
+}
+
+/// Connects a client to 127.0.0.1:`port`.
+pub fn client(port: u16) -> Client {
+    Client::connect("127.0.0.1", port, IO_TIMEOUT).expect("connect to test server")
+}
+
+/// Reads `customer`'s last order from the server at `port`.
+pub fn read(port: u16, customer: i32) -> i32 {
+    let mut c = client(port);
+    let r = c.read(customer).expect("read").last_order;
+    c.close();
+    r
+}
+
+/// A `server` process on 127.0.0.1 whose stderr lines are collected.
+pub struct ServerProcess {
+    pub id: i32,
+    pub port: u16,
+    child: Child,
+    lines: Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+/// Why a server process did not come up.
+#[derive(Debug)]
+pub enum SpawnError {
+    PortInUse,
+    Exited(ExitStatus, String),
+    NoListenLine,
+}
+
+impl ServerProcess {
+    /// Starts `server port id N peers... --bind 127.0.0.1` and waits until
+    /// it logs that it listens.
+    pub fn spawn(id: i32, port: u16, peers: &[(i32, u16)]) -> Result<ServerProcess, SpawnError> {
+        let mut args = vec![port.to_string(), id.to_string(), peers.len().to_string()];
+        for (peer_id, peer_port) in peers {
+            args.extend([
+                peer_id.to_string(),
+                "127.0.0.1".into(),
+                peer_port.to_string(),
+            ]);
+        }
+        args.extend(["--bind".into(), "127.0.0.1".into()]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log2 = Arc::clone(&log);
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log2.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = ServerProcess {
+            id,
+            port,
+            child,
+            lines,
+            log,
+            reader: Some(reader),
+        };
+        if server.wait_for_line("listening on") {
+            return Ok(server);
+        }
+        let text = server.log_text();
+        match server.child.try_wait() {
+            Ok(Some(status)) if text.contains("already in use") => {
+                let _ = status;
+                Err(SpawnError::PortInUse)
+            }
+            Ok(Some(status)) => Err(SpawnError::Exited(status, text)),
+            _ => Err(SpawnError::NoListenLine),
+        }
+    }
+
+    /// Waits for a new stderr line containing `needle`; false at the
+    /// deadline or when the process ends first.
+    pub fn wait_for_line(&self, needle: &str) -> bool {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return false
+                }
+            }
+        }
+    }
+
+    /// Everything the process logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILLs the process and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `n` server processes, each with every other as a peer.
+pub struct ProcessCluster {
+    pub servers: Vec<ServerProcess>,
+}
+
+impl ProcessCluster {
+    /// Starts the cluster on fresh ports, retrying if a port was taken
+    /// between choosing it and binding it.
+    pub fn start(n: usize) -> ProcessCluster {
+        for _ in 0..5 {
+            let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+            if let Some(cluster) = Self::try_start(&ports) {
+                return cluster;
+            }
+        }
+        panic!("could not start a {n}-server cluster");
+    }
+
+    fn try_start(ports: &[u16]) -> Option<ProcessCluster> {
+        let mut servers = Vec::new();
+        for (i, &port) in ports.iter().enumerate() {
+            let peers = peers_of(i, ports);
+            match ServerProcess::spawn(i as i32, port, &peers) {
+                Ok(s) => servers.push(s),
+                Err(SpawnError::PortInUse) => return None,
+                Err(e) => panic!("server {i} did not start: {e:?}"),
+            }
+        }
+        Some(ProcessCluster { servers })
+    }
+
+    /// The ports, by server id.
+    pub fn ports(&self) -> Vec<u16> {
+        self.servers.iter().map(|s| s.port).collect()
+    }
+}
+
+/// Every server but `i`, as `(id, port)`.
+pub fn peers_of(i: usize, ports: &[u16]) -> Vec<(i32, u16)> {
+    ports
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != i)
+        .map(|(j, &p)| (j as i32, p))
+        .collect()
+}
+
+/// `n` servers in this process on loopback port 0, each with every other as
+/// a peer (added once all ports are known).
+pub fn in_process_cluster(n: usize) -> Vec<Server> {
+    in_process_cluster_with(n, |_| {})
+}
+
+/// As [`in_process_cluster`], letting the caller adjust each config.
+pub fn in_process_cluster_with(n: usize, adjust: impl Fn(&mut ServerConfig)) -> Vec<Server> {
+    let servers: Vec<Server> = (0..n)
+        .map(|i| {
+            let mut config = ServerConfig::loopback(0, i as i32);
+            adjust(&mut config);
+            Server::start(config).expect("start in-process server")
+        })
+        .collect();
+    for a in &servers {
+        for b in &servers {
+            if a.factory_id() != b.factory_id() {
+                a.add_peer(PeerConfig {
+                    id: b.factory_id(),
+                    host: "127.0.0.1".into(),
+                    port: b.local_addr().port(),
+                });
+            }
+        }
+    }
+    servers
+}
+
+/// Writes orders `0..orders` for each of `customers` customers, one thread
+/// and one session per customer, through the server at `port`.
+pub fn write_concurrently(port: u16, customers: i32, orders: i32) {
+    thread::scope(|s| {
+        for customer in 0..customers {
+            s.spawn(move || {
+                let mut c = client(port);
+                for order in 0..orders {
+                    let info = c.order(customer, order).expect("order");
+                    assert_eq!((info.customer_id, info.order_number), (customer, order));
+                }
+                c.close();
+            });
+        }
+    });
+}
+
+/// Checks what a server returns after `customers` × `orders` writes: with
+/// `exact`, every customer has `orders - 1`; otherwise the server may trail
+/// by the last entry (a v1 backup right after the writes, PROTOCOL.md §4),
+/// so one customer may read `orders - 2`.
+pub fn assert_all_written(port: u16, customers: i32, orders: i32, exact: bool) {
+    let mut trailing = Vec::new();
+    for customer in 0..customers {
+        let value = read(port, customer);
+        if value == orders - 1 {
+            continue;
+        }
+        assert!(
+            !exact && value == orders - 2,
+            "server :{port} customer {customer}: {value}, expected {}",
+            orders - 1
+        );
+        trailing.push(customer);
+    }
+    assert!(
+        trailing.len() <= 1,
+        "server :{port}: customers {trailing:?} trail"
+    );
+}

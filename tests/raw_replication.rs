@@ -1,0 +1,143 @@
+//! Replication peers written from raw bytes (PROTOCOL.md §1, §3): a fake
+//! backup that accepts our primary's `PFA` connection and checks every frame
+//! byte for byte, and a fake primary that streams to our backup.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use common::{client, wait_until, DEADLINE};
+use factory::server::{PeerConfig, Server, ServerConfig};
+
+fn hex(s: &str) -> Vec<u8> {
+    s.split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect()
+}
+
+fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    stream.read_exact(&mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn our_primary_sends_exact_v1_frames_and_waits_for_acks() {
+    let backup = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backup_port = backup.local_addr().unwrap().port();
+    let server = Server::start(ServerConfig::loopback(0, 3)).unwrap();
+    server.add_peer(PeerConfig {
+        id: 5,
+        host: "localhost".into(),
+        port: backup_port,
+    });
+    let port = server.local_addr().port();
+
+    let (replied_tx, replied_rx) = mpsc::channel();
+    let writer = thread::spawn(move || {
+        let mut c = client(port);
+        c.order(7, 42).unwrap();
+        replied_tx.send(1).unwrap();
+        c.order(8, -1).unwrap();
+        replied_tx.send(2).unwrap();
+        c.close();
+    });
+
+    let (mut s, _) = backup.accept().unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    assert_eq!(read_n(&mut s, 8), hex("50 46 41 00 00 00 00 00"), "PFA tag");
+    // Entry 0: primary 3, nothing committed yet, op set 7 → 42 (LE).
+    assert_eq!(
+        read_n(&mut s, 24),
+        hex("00 00 00 03 ff ff ff ff 00 00 00 00 01 00 00 00 07 00 00 00 2a 00 00 00")
+    );
+    assert!(
+        replied_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "no reply before the backup acks"
+    );
+    s.write_all(&hex("00 00 00 05 00 00 00 00")).unwrap();
+    assert_eq!(replied_rx.recv_timeout(DEADLINE), Ok(1));
+    // Entry 1 carries commit point 0; op set 8 → -1.
+    assert_eq!(
+        read_n(&mut s, 24),
+        hex("00 00 00 03 00 00 00 00 00 00 00 01 01 00 00 00 08 00 00 00 ff ff ff ff")
+    );
+    s.write_all(&hex("00 00 00 05 00 00 00 01")).unwrap();
+    assert_eq!(replied_rx.recv_timeout(DEADLINE), Ok(2));
+    // Once writes stop, the commit notice re-sends entry 1 as committed.
+    assert_eq!(
+        read_n(&mut s, 24),
+        hex("00 00 00 03 00 00 00 01 00 00 00 01 01 00 00 00 08 00 00 00 ff ff ff ff")
+    );
+    s.write_all(&hex("00 00 00 05 00 00 00 01")).unwrap();
+    writer.join().unwrap();
+    assert_eq!(server.status().committed_index, 1);
+    server.stop();
+}
+
+#[test]
+fn a_raw_primary_drives_our_backup() {
+    let server = Server::start(ServerConfig::loopback(0, 2)).unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(&hex("50 46 41 00 00 00 00 00")).unwrap();
+    // Entry 0 (set 7 → 42), nothing committed.
+    s.write_all(&hex(
+        "00 00 00 00 ff ff ff ff 00 00 00 00 01 00 00 00 07 00 00 00 2a 00 00 00",
+    ))
+    .unwrap();
+    assert_eq!(read_n(&mut s, 8), hex("00 00 00 02 00 00 00 00"));
+    assert_eq!(server.status().primary_id, 0);
+    assert_eq!(
+        common::read(server.local_addr().port(), 7),
+        -1,
+        "not committed yet"
+    );
+    // Entry 1 commits entry 0.
+    s.write_all(&hex(
+        "00 00 00 00 00 00 00 00 00 00 00 01 01 00 00 00 07 00 00 00 2b 00 00 00",
+    ))
+    .unwrap();
+    assert_eq!(read_n(&mut s, 8), hex("00 00 00 02 00 00 00 01"));
+    assert_eq!(common::read(server.local_addr().port(), 7), 42);
+    // An opcode other than 1 is stored but changes nothing when applied.
+    s.write_all(&hex(
+        "00 00 00 00 00 00 00 01 00 00 00 02 09 00 00 00 07 00 00 00 00 00 00 00",
+    ))
+    .unwrap();
+    assert_eq!(read_n(&mut s, 8), hex("00 00 00 02 00 00 00 02"));
+    s.write_all(&hex(
+        "00 00 00 00 00 00 00 02 00 00 00 02 09 00 00 00 07 00 00 00 00 00 00 00",
+    ))
+    .unwrap();
+    assert_eq!(read_n(&mut s, 8), hex("00 00 00 02 00 00 00 02"));
+    assert_eq!(common::read(server.local_addr().port(), 7), 43);
+    drop(s);
+    assert!(
+        wait_until(|| server.status().primary_id == -1),
+        "stream loss resets primary"
+    );
+}
+
+#[test]
+fn a_hostile_index_closes_the_stream_without_growing_the_log() {
+    let server = Server::start(ServerConfig::loopback(0, 2)).unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(b"PFA\0\0\0\0\0").unwrap();
+    s.write_all(&hex(
+        "00 00 00 00 ff ff ff ff 7f ff ff ff 01 00 00 00 07 00 00 00 2a 00 00 00",
+    ))
+    .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        matches!(s.read(&mut byte), Ok(0) | Err(_)),
+        "stream closed, no ack"
+    );
+    assert_eq!(server.status().last_index, -1);
+    assert_eq!(common::read(server.local_addr().port(), 7), -1);
+}
