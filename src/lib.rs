@@ -26,6 +26,7 @@ pub mod ffi;
 pub mod logging;
 pub mod server;
 pub mod state;
+pub mod storage;
 pub mod wire;
 
 /// The crate version, as `--version` prints it.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::peer::PeerLinks;
 use super::{ServerError, Shared};
-use crate::wire::{MapOp, ReplicationRequest};
+use crate::wire::{Entry, ReplicationRequest};
 
 /// The most writes the admin commits as one batch; bounds the acks a
 /// backup may have in flight.
@@ -90,7 +90,7 @@ impl Completion {
 }
 
 struct WriteRequest {
-    op: MapOp,
+    entry: Entry,
     done: Arc<Completion>,
 }
 
@@ -119,7 +119,7 @@ impl AdminQueue {
     /// Hands `op` to the admin and blocks until it is committed or failed.
     pub(crate) fn submit_and_wait(
         &self,
-        op: MapOp,
+        entry: Entry,
         done: &Arc<Completion>,
     ) -> Result<(), WriteError> {
         {
@@ -128,7 +128,7 @@ impl AdminQueue {
                 return Err(WriteError::Stopping);
             }
             state.items.push_back(WriteRequest {
-                op,
+                entry,
                 done: Arc::clone(done),
             });
         }
@@ -261,7 +261,7 @@ fn append_batch(
     frames.clear();
     for request in batch {
         let index = replica
-            .append(request.op)
+            .append(request.entry)
             .map_err(|_| WriteError::LogFull)?;
         frames.extend(replica.replication_request(index));
     }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use super::admin::{Completion, WriteError};
 use super::Shared;
 use crate::conn::{read_frame, write_frame, ConnError};
-use crate::wire::{CustomerRecord, MapOp, RequestType, RobotInfo, RobotOrder};
+use crate::state::V1_EPOCH;
+use crate::wire::{CustomerRecord, Entry, RequestType, RobotInfo, RobotOrder};
 
 /// Why a session ended early (a clean close is not an error).
 enum SessionEnd {
@@ -51,10 +52,10 @@ fn serve(
         }
         match order.kind() {
             Some(RequestType::Write) => {
-                let op = MapOp::set(order.customer_id, order.order_number);
+                let entry = Entry::set(V1_EPOCH, order.customer_id, order.order_number);
                 shared
                     .admin_queue
-                    .submit_and_wait(op, done)
+                    .submit_and_wait(entry, done)
                     .map_err(SessionEnd::Write)?;
                 write_frame(stream, &RobotInfo::for_order(&order, engineer_id))
             }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
-use crate::wire::MapOp;
+use crate::wire::{Entry, Op};
 
 const SHARDS: usize = 64;
 
@@ -46,9 +46,42 @@ impl RecordTable {
         shard.get(&customer_id).copied().unwrap_or(-1)
     }
 
-    /// Applies committed ops in log order; ops other than "set" are no-ops.
-    pub fn apply(&self, ops: &[MapOp]) {
-        for (customer_id, order) in ops.iter().filter_map(MapOp::as_set) {
+    /// Applies committed entries in log order; only "set" entries change
+    /// records.
+    pub fn apply(&self, entries: &[Entry]) {
+        for entry in entries {
+            if let Op::Set {
+                customer_id,
+                order_number,
+            } = entry.op
+            {
+                self.shard(customer_id)
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(customer_id, order_number);
+            }
+        }
+    }
+
+    /// Every record, in no particular order (for a snapshot).
+    pub fn records(&self) -> Vec<(i32, i32)> {
+        let mut all = Vec::with_capacity(self.len());
+        for shard in &self.shards {
+            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            all.extend(shard.iter().map(|(&c, &o)| (c, o)));
+        }
+        all
+    }
+
+    /// Replaces every record with `records` (installing a snapshot).
+    pub fn replace_all(&self, records: &[(i32, i32)]) {
+        for shard in &self.shards {
+            shard
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+        for &(customer_id, order) in records {
             self.shard(customer_id)
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -84,12 +117,16 @@ mod tests {
     #[test]
     fn later_sets_win_and_noops_are_skipped() {
         let t = RecordTable::new();
-        let noop = MapOp {
-            opcode: 0,
-            arg1: 1,
-            arg2: 99,
+        let noop = Entry {
+            epoch: 1,
+            op: Op::Noop,
         };
-        t.apply(&[MapOp::set(1, 5), MapOp::set(1, 6), noop, MapOp::set(-3, 2)]);
+        t.apply(&[
+            Entry::set(1, 1, 5),
+            Entry::set(1, 1, 6),
+            noop,
+            Entry::set(1, -3, 2),
+        ]);
         assert_eq!(t.last_order(1), 6);
         assert_eq!(t.last_order(-3), 2);
         assert_eq!(t.len(), 2);
@@ -98,8 +135,19 @@ mod tests {
     #[test]
     fn extreme_customer_ids() {
         let t = RecordTable::new();
-        t.apply(&[MapOp::set(i32::MIN, 1), MapOp::set(i32::MAX, 2)]);
+        t.apply(&[Entry::set(0, i32::MIN, 1), Entry::set(0, i32::MAX, 2)]);
         assert_eq!(t.last_order(i32::MIN), 1);
         assert_eq!(t.last_order(i32::MAX), 2);
+    }
+
+    #[test]
+    fn snapshot_out_and_in() {
+        let t = RecordTable::new();
+        t.apply(&[Entry::set(0, 1, 1), Entry::set(0, 200, 2)]);
+        let mut all = t.records();
+        all.sort();
+        assert_eq!(all, vec![(1, 1), (200, 2)]);
+        t.replace_all(&[(5, 5)]);
+        assert_eq!((t.last_order(1), t.last_order(5), t.len()), (-1, 5, 1));
     }
 }

@@ -10,7 +10,7 @@
 use std::fmt;
 
 use super::log::Log;
-use crate::wire::{MapOp, ReplicationAck, ReplicationRequest};
+use crate::wire::{Entry, Epoch, MemberSet, Op, ReplicationAck, ReplicationRequest};
 
 /// `primary_id` when no primary is known.
 pub const NO_PRIMARY: i32 = -1;
@@ -24,6 +24,14 @@ pub const NO_INDEX: i32 = -1;
 /// in the original. Beyond this bound the frame is refused instead.
 pub const MAX_V1_GAP: i32 = 1 << 20;
 
+/// Entries from a v1 (original) primary carry no epoch.
+pub const V1_EPOCH: Epoch = 0;
+
+const NOOP: Entry = Entry {
+    epoch: V1_EPOCH,
+    op: Op::Noop,
+};
+
 /// Why a replication frame or an append was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateError {
@@ -33,6 +41,8 @@ pub enum StateError {
     IndexTooFar { index: i32, last_index: i32 },
     /// The log cannot address another entry with an i32.
     LogFull,
+    /// A native append does not continue our log at `prev_index`.
+    LogMismatch { prev_index: i32, last_index: i32 },
 }
 
 impl fmt::Display for StateError {
@@ -46,29 +56,92 @@ impl fmt::Display for StateError {
                 "entry index {index} is more than {MAX_V1_GAP} past our last index {last_index}"
             ),
             StateError::LogFull => write!(f, "the log is full (i32 indexes exhausted)"),
+            StateError::LogMismatch {
+                prev_index,
+                last_index,
+            } => write!(
+                f,
+                "append after entry {prev_index} does not match our log (last index {last_index})"
+            ),
         }
     }
 }
 
 impl std::error::Error for StateError {}
 
-/// The log, its indexes and who is primary, for server `id`.
+/// What a native append changed in the log, for the durable copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogChange {
+    /// Entries from this index on were dropped first (a divergent suffix).
+    pub truncated_from: Option<i32>,
+    /// Index of the first entry appended (valid when `appended > 0`).
+    pub first_appended: i32,
+    /// Number of entries appended.
+    pub appended: usize,
+}
+
+/// The next epoch server `id` takes after `seen`: a higher counter, with
+/// the id in the low 16 bits so that two servers never pick the same one.
+pub fn next_epoch(seen: Epoch, id: i32) -> Epoch {
+    (((seen >> 16) + 1) << 16) | (id as u64 & 0xffff)
+}
+
+/// The log, its indexes, who is primary and in which epoch, for server `id`.
 #[derive(Debug, Clone)]
 pub struct Replica {
     id: i32,
     log: Log,
     committed_index: i32,
     primary_id: i32,
+    /// The highest epoch this server has seen.
+    epoch: Epoch,
+    /// True while this server is known to hold every committed entry.
+    trusted: bool,
+    /// The in-sync set as of the log's base (snapshot), if ever known.
+    base_in_sync: Option<MemberSet>,
+    /// In-sync entries in the log, by index.
+    in_sync_changes: Vec<(i32, MemberSet)>,
 }
 
 impl Replica {
     /// An empty replica for server `id`: no entries, no primary.
     pub fn new(id: i32) -> Self {
-        Replica {
+        Replica::restore(id, Log::new(), None, V1_EPOCH, NO_INDEX)
+    }
+
+    /// A replica rebuilt from durable state: a log (possibly continuing a
+    /// snapshot whose in-sync set is `base_in_sync`), the highest epoch seen
+    /// and a commit point known to be safe. It is not trusted: it may have
+    /// missed writes while it was down.
+    pub fn restore(
+        id: i32,
+        log: Log,
+        base_in_sync: Option<MemberSet>,
+        epoch: Epoch,
+        committed_index: i32,
+    ) -> Self {
+        let mut replica = Replica {
             id,
-            log: Log::new(),
-            committed_index: NO_INDEX,
+            committed_index: committed_index.clamp(NO_INDEX, log.last_index()),
+            log,
             primary_id: NO_PRIMARY,
+            epoch,
+            trusted: false,
+            base_in_sync,
+            in_sync_changes: Vec::new(),
+        };
+        replica.committed_index = replica.committed_index.max(replica.log.first_index() - 1);
+        let first = replica.log.first_index();
+        replica.note_in_sync_changes(first);
+        replica
+    }
+
+    fn note_in_sync_changes(&mut self, from: i32) {
+        let last = self.log.last_index();
+        for (i, entry) in (from..=last).zip(self.log.range(from, last)) {
+            if let Op::InSync(set) = entry.op {
+                self.in_sync_changes.push((i, set));
+            }
         }
     }
 
@@ -80,6 +153,11 @@ impl Replica {
     /// Index of the last entry in the log.
     pub fn last_index(&self) -> i32 {
         self.log.last_index()
+    }
+
+    /// Epoch of the last entry in the log.
+    pub fn last_epoch(&self) -> Epoch {
+        self.log.last_epoch()
     }
 
     /// Index of the last entry applied to the record table.
@@ -97,42 +175,101 @@ impl Replica {
         self.primary_id == self.id
     }
 
+    /// The highest epoch seen.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// True while this server is known to hold every committed entry.
+    pub fn trusted(&self) -> bool {
+        self.trusted
+    }
+
+    /// Marks whether this server holds every committed entry.
+    pub fn set_trusted(&mut self, trusted: bool) {
+        self.trusted = trusted;
+    }
+
+    /// The in-sync set named last in the log, if any ever was.
+    pub fn in_sync(&self) -> Option<MemberSet> {
+        self.in_sync_changes
+            .last()
+            .map(|&(_, set)| set)
+            .or(self.base_in_sync)
+    }
+
+    /// The in-sync set in force at `index` (for a snapshot taken there).
+    pub fn in_sync_at(&self, index: i32) -> Option<MemberSet> {
+        self.in_sync_changes
+            .iter()
+            .rev()
+            .find(|&&(i, _)| i <= index)
+            .map(|&(_, set)| set)
+            .or(self.base_in_sync)
+    }
+
     /// The log.
     pub fn log(&self) -> &Log {
         &self.log
     }
 
-    /// Takes the primary role (the original does so on its first write).
-    /// Returns true when this changed the role.
+    /// Records `epoch` if it is higher than any seen; true if it was.
+    pub fn adopt_epoch(&mut self, epoch: Epoch) -> bool {
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes the primary role as the original does on its first write (v1
+    /// rules, no epoch). Returns true when this changed the role.
     pub fn become_primary(&mut self) -> bool {
         let changed = !self.is_primary();
         self.primary_id = self.id;
         changed
     }
 
-    /// Primary: appends `op` at `last_index + 1` and returns that index.
+    /// Takes the primary role in a new epoch (already adopted).
+    pub fn become_primary_in(&mut self, epoch: Epoch) {
+        self.adopt_epoch(epoch);
+        self.primary_id = self.id;
+        self.trusted = true;
+    }
+
+    /// Follows `primary` (v1 or native); a primary stepping down uses this.
+    pub fn follow(&mut self, primary: i32) {
+        self.primary_id = primary;
+    }
+
+    /// Primary: appends `entry` at `last_index + 1` and returns that index.
     ///
     /// # Errors
     /// [`StateError::LogFull`] when no further index exists.
-    pub fn append(&mut self, op: MapOp) -> Result<i32, StateError> {
-        self.log.append(op).ok_or(StateError::LogFull)
+    pub fn append(&mut self, entry: Entry) -> Result<i32, StateError> {
+        let index = self.log.append(entry).ok_or(StateError::LogFull)?;
+        if let Op::InSync(set) = entry.op {
+            self.in_sync_changes.push((index, set));
+        }
+        Ok(index)
     }
 
     /// Primary: the v1 frame that replicates the entry at `index`. As in the
     /// original it carries the current commit point, which does not include
     /// the entry itself.
     pub fn replication_request(&self, index: i32) -> Option<ReplicationRequest> {
-        self.log.get(index).map(|op| ReplicationRequest {
+        self.log.get(index).map(|entry| ReplicationRequest {
             primary_id: self.id,
             committed_index: self.committed_index,
             last_index: index,
-            op: *op,
+            op: entry.to_map_op(),
         })
     }
 
     /// Commits through `index` (clamped to the log) and returns the entries
     /// that became committed, in order, for the caller to apply.
-    pub fn commit_through(&mut self, index: i32) -> &[MapOp] {
+    pub fn commit_through(&mut self, index: i32) -> &[Entry] {
         let from = self.committed_index + 1;
         let target = index.min(self.last_index());
         if target < from {
@@ -142,7 +279,7 @@ impl Replica {
         self.log.range(from, target)
     }
 
-    /// Backup: handles one v1 frame. Stores its op as the entry at its index
+    /// v1 backup: handles one frame. Stores its op as the entry at its index
     /// (dropping any later entries, since the sender's log is the truth),
     /// adopts its primary and commit point, and returns the ack to send with
     /// the entries that became committed, for the caller to apply.
@@ -152,15 +289,19 @@ impl Replica {
     pub fn on_replicate(
         &mut self,
         req: &ReplicationRequest,
-    ) -> Result<(ReplicationAck, &[MapOp]), StateError> {
+    ) -> Result<(ReplicationAck, &[Entry]), StateError> {
         self.check_index(req.last_index)?;
         self.primary_id = req.primary_id;
-        self.log.store_last(req.last_index as usize, req.op);
+        self.trusted = false;
+        self.truncate_from(req.last_index);
+        let entry = Entry::from_map_op(V1_EPOCH, &req.op);
+        self.log.store_last(req.last_index, entry, NOOP);
         // Like the original, take the primary's commit point even when it is
         // behind ours (a new primary with a shorter log): its entries at those
         // indexes are then applied as they commit, so we converge on its log.
         let old = self.committed_index.min(self.last_index());
-        let target = req.committed_index.clamp(NO_INDEX, self.last_index());
+        let floor = self.log.first_index() - 1;
+        let target = req.committed_index.clamp(floor, self.last_index());
         self.committed_index = target;
         let ack = ReplicationAck {
             replica_id: self.id,
@@ -174,10 +315,86 @@ impl Replica {
             return Err(StateError::NegativeIndex { index });
         }
         let last_index = self.last_index();
-        if index as i64 - last_index as i64 > MAX_V1_GAP as i64 || !Log::can_grow_to(index) {
+        let too_far = i64::from(index) - i64::from(last_index) > i64::from(MAX_V1_GAP);
+        if too_far || !Log::can_grow_to(index) || index < self.log.first_index() {
             return Err(StateError::IndexTooFar { index, last_index });
         }
         Ok(())
+    }
+
+    fn truncate_from(&mut self, index: i32) {
+        self.log.truncate_from(index);
+        self.in_sync_changes.retain(|&(i, _)| i < index);
+    }
+
+    /// Native backup: appends `entries` after `prev_index`, which must be an
+    /// entry of ours with epoch `prev_epoch`. Entries of ours after it that
+    /// differ are dropped (a suffix no primary committed); equal ones are
+    /// kept, so a repeated append changes nothing.
+    ///
+    /// # Errors
+    /// [`StateError::LogMismatch`] when our log has no such entry.
+    pub fn on_append(
+        &mut self,
+        prev_index: i32,
+        prev_epoch: Epoch,
+        entries: &[Entry],
+    ) -> Result<LogChange, StateError> {
+        if self.log.epoch_at(prev_index) != Some(prev_epoch) {
+            return Err(StateError::LogMismatch {
+                prev_index,
+                last_index: self.last_index(),
+            });
+        }
+        let mut change = LogChange {
+            truncated_from: None,
+            first_appended: self.last_index() + 1,
+            appended: 0,
+        };
+        for (offset, entry) in entries.iter().enumerate() {
+            let index = prev_index + 1 + offset as i32;
+            match self.log.get(index) {
+                Some(ours) if ours == entry => continue,
+                Some(_) => {
+                    self.truncate_from(index);
+                    change.truncated_from = Some(index);
+                }
+                None if index < self.log.first_index() => continue,
+                None => {}
+            }
+            if change.appended == 0 {
+                change.first_appended = index;
+            }
+            self.append(*entry)?;
+            change.appended += 1;
+        }
+        Ok(change)
+    }
+
+    /// Native backup: replaces the log with an empty one continuing a
+    /// snapshot that ends at `last_index`; everything up to it is committed.
+    pub fn install_snapshot(
+        &mut self,
+        last_index: i32,
+        last_epoch: Epoch,
+        in_sync: Option<MemberSet>,
+    ) {
+        self.log = Log::after_snapshot(last_index, last_epoch);
+        self.base_in_sync = in_sync;
+        self.in_sync_changes.clear();
+        self.committed_index = last_index;
+    }
+
+    /// Forgets entries through `index` (at most the commit point), which a
+    /// snapshot now holds.
+    pub fn compact_through(&mut self, index: i32) {
+        let index = index.min(self.committed_index);
+        if index < self.log.first_index() {
+            return;
+        }
+        self.base_in_sync = self.in_sync_at(index);
+        self.in_sync_changes.retain(|&(i, _)| i > index);
+        self.log.compact_through(index);
     }
 
     /// Backup: the primary's stream closed, so no primary is known.
@@ -192,6 +409,11 @@ impl Replica {
 mod tests {
     //! Each test names the rule of PROTOCOL.md §4 it checks.
     use super::*;
+    use crate::wire::MapOp;
+
+    fn set(customer: i32, order: i32) -> Entry {
+        Entry::set(V1_EPOCH, customer, order)
+    }
 
     fn frame(primary: i32, committed: i32, index: i32, op: MapOp) -> ReplicationRequest {
         ReplicationRequest {
@@ -224,10 +446,10 @@ mod tests {
     fn s4_primary_appends_then_commits_and_applies_range() {
         let mut r = Replica::new(0);
         r.become_primary();
-        assert_eq!(r.append(MapOp::set(7, 1)), Ok(0));
-        assert_eq!(r.append(MapOp::set(8, 2)), Ok(1));
+        assert_eq!(r.append(set(7, 1)), Ok(0));
+        assert_eq!(r.append(set(8, 2)), Ok(1));
         assert_eq!(r.committed_index(), -1);
-        assert_eq!(r.commit_through(1), &[MapOp::set(7, 1), MapOp::set(8, 2)]);
+        assert_eq!(r.commit_through(1), &[set(7, 1), set(8, 2)]);
         assert_eq!(r.committed_index(), 1);
         assert!(r.commit_through(1).is_empty(), "nothing is applied twice");
         assert!(r.commit_through(0).is_empty(), "commit never moves back");
@@ -239,9 +461,9 @@ mod tests {
     fn s3_frame_carries_commit_point_before_the_entry() {
         let mut r = Replica::new(0);
         r.become_primary();
-        r.append(MapOp::set(7, 42)).unwrap();
+        r.append(set(7, 42)).unwrap();
         r.commit_through(0);
-        let i = r.append(MapOp::set(7, 43)).unwrap();
+        let i = r.append(set(7, 43)).unwrap();
         assert_eq!(
             r.replication_request(i),
             Some(frame(0, 0, 1, MapOp::set(7, 43)))
@@ -264,7 +486,7 @@ mod tests {
         assert_eq!(b.primary_id(), 0);
 
         let (ack, applied) = b.on_replicate(&frame(0, 0, 1, MapOp::set(7, 2))).unwrap();
-        assert_eq!(applied, &[MapOp::set(7, 1)], "trails the primary by one");
+        assert_eq!(applied, &[set(7, 1)], "trails the primary by one");
         assert_eq!(ack.last_index, 1);
         assert_eq!(b.committed_index(), 0);
     }
@@ -288,9 +510,9 @@ mod tests {
         b.on_replicate(&frame(0, 0, 1, MapOp::set(7, 2))).unwrap();
         b.on_stream_closed();
         b.become_primary();
-        let i = b.append(MapOp::set(9, 9)).unwrap();
+        let i = b.append(set(9, 9)).unwrap();
         assert_eq!(i, 2);
-        assert_eq!(b.commit_through(i), &[MapOp::set(7, 2), MapOp::set(9, 9)]);
+        assert_eq!(b.commit_through(i), &[set(7, 2), set(9, 9)]);
     }
 
     #[test]
@@ -306,7 +528,7 @@ mod tests {
         assert!(applied.is_empty());
         assert_eq!(ack.last_index, 3, "entry 4 of the old primary is dropped");
         let (_, applied) = b.on_replicate(&frame(1, 3, 4, MapOp::set(1, 101))).unwrap();
-        assert_eq!(applied, &[MapOp::set(1, 2), MapOp::set(1, 100)]);
+        assert_eq!(applied, &[set(1, 2), set(1, 100)]);
     }
 
     #[test]
@@ -315,7 +537,7 @@ mod tests {
         let (ack, applied) = b.on_replicate(&frame(0, 9, 10, MapOp::set(5, 5))).unwrap();
         assert_eq!(ack.last_index, 10);
         assert_eq!(applied.len(), 10);
-        assert!(applied.iter().all(|op| op.as_set().is_none()));
+        assert!(applied.iter().all(|e| e.op == Op::Noop));
     }
 
     #[test]
@@ -339,12 +561,154 @@ mod tests {
         let (_, applied) = b
             .on_replicate(&frame(0, i32::MAX, 0, MapOp::set(1, 1)))
             .unwrap();
-        assert_eq!(applied, &[MapOp::set(1, 1)]);
+        assert_eq!(applied, &[set(1, 1)]);
         assert_eq!(b.committed_index(), 0);
         let (_, applied) = b
             .on_replicate(&frame(0, i32::MIN, 1, MapOp::set(1, 2)))
             .unwrap();
         assert!(applied.is_empty());
         assert_eq!(b.committed_index(), -1);
+    }
+
+    // Native rules (issue 4): epochs, appends with a consistency check,
+    // snapshots, the in-sync set.
+
+    fn native(epoch: Epoch, customer: i32, order: i32) -> Entry {
+        Entry::set(epoch, customer, order)
+    }
+
+    fn in_sync(ids: &[i32]) -> Entry {
+        Entry {
+            epoch: 1,
+            op: Op::InSync(MemberSet::from_ids(ids.iter().copied()).unwrap()),
+        }
+    }
+
+    #[test]
+    fn epochs_are_ordered_and_unique_per_server() {
+        let a = next_epoch(0, 1);
+        let b = next_epoch(0, 2);
+        assert!(a != b && a >> 16 == b >> 16);
+        assert!(next_epoch(b, 1) > b && next_epoch(a, 2) > a);
+        let mut r = Replica::new(1);
+        assert!(r.adopt_epoch(b));
+        assert!(!r.adopt_epoch(a), "an older epoch is not adopted");
+        assert_eq!(r.epoch(), b);
+    }
+
+    #[test]
+    fn append_checks_the_previous_entry() {
+        let mut b = Replica::new(2);
+        let first = b
+            .on_append(-1, 0, &[native(1, 7, 1), native(1, 7, 2)])
+            .unwrap();
+        assert_eq!(
+            first,
+            LogChange {
+                truncated_from: None,
+                first_appended: 0,
+                appended: 2
+            }
+        );
+        let err = b.on_append(5, 1, &[native(1, 7, 3)]).unwrap_err();
+        assert_eq!(
+            err,
+            StateError::LogMismatch {
+                prev_index: 5,
+                last_index: 1
+            }
+        );
+        let err = b.on_append(1, 9, &[native(9, 7, 3)]).unwrap_err();
+        assert!(
+            matches!(err, StateError::LogMismatch { .. }),
+            "wrong epoch at prev"
+        );
+        assert_eq!(b.last_index(), 1, "a refused append changes nothing");
+    }
+
+    #[test]
+    fn repeated_appends_are_idempotent() {
+        let mut b = Replica::new(2);
+        let entries = [native(1, 7, 1), native(1, 8, 1)];
+        b.on_append(-1, 0, &entries).unwrap();
+        let again = b.on_append(-1, 0, &entries).unwrap();
+        assert_eq!(again.appended, 0);
+        assert_eq!(again.truncated_from, None);
+        assert_eq!(b.last_index(), 1);
+    }
+
+    #[test]
+    fn a_divergent_suffix_is_truncated() {
+        let mut b = Replica::new(2);
+        b.on_append(-1, 0, &[native(1, 1, 1), native(1, 1, 2), native(1, 1, 3)])
+            .unwrap();
+        // The epoch-2 primary kept only entry 0 of epoch 1.
+        let change = b.on_append(0, 1, &[native(2, 5, 5)]).unwrap();
+        assert_eq!(
+            change,
+            LogChange {
+                truncated_from: Some(1),
+                first_appended: 1,
+                appended: 1
+            }
+        );
+        assert_eq!((b.last_index(), b.last_epoch()), (1, 2));
+    }
+
+    #[test]
+    fn in_sync_set_follows_the_log() {
+        let mut r = Replica::new(0);
+        assert_eq!(r.in_sync(), None, "never known");
+        r.append(in_sync(&[0, 1, 2])).unwrap();
+        r.append(native(1, 5, 5)).unwrap();
+        r.append(in_sync(&[0, 2])).unwrap();
+        assert_eq!(r.in_sync().unwrap().ids(), &[0, 2]);
+        assert_eq!(r.in_sync_at(1).unwrap().ids(), &[0, 1, 2]);
+        let mut b = Replica::new(1);
+        b.on_append(-1, 0, &[in_sync(&[0, 1]), native(1, 1, 1), in_sync(&[0])])
+            .unwrap();
+        b.on_append(0, 1, &[native(2, 1, 2)]).unwrap();
+        assert_eq!(
+            b.in_sync().unwrap().ids(),
+            &[0, 1],
+            "truncation drops later changes"
+        );
+    }
+
+    #[test]
+    fn snapshot_install_and_compaction() {
+        let mut b = Replica::new(1);
+        b.on_append(-1, 0, &[native(1, 1, 1)]).unwrap();
+        let set = MemberSet::from_ids([0, 1]).unwrap();
+        b.install_snapshot(99, 3, Some(set));
+        assert_eq!(
+            (b.last_index(), b.last_epoch(), b.committed_index()),
+            (99, 3, 99)
+        );
+        assert_eq!(b.in_sync(), Some(set));
+        assert!(b.on_append(99, 3, &[native(3, 2, 2)]).is_ok());
+
+        let mut p = Replica::new(0);
+        p.append(in_sync(&[0, 1])).unwrap();
+        for i in 0..10 {
+            p.append(native(1, i, i)).unwrap();
+        }
+        p.commit_through(6);
+        p.compact_through(8);
+        assert_eq!(p.log().first_index(), 7, "never past the commit point");
+        assert_eq!(p.in_sync().unwrap().ids(), &[0, 1]);
+        assert_eq!(p.log().epoch_at(6), Some(1));
+    }
+
+    #[test]
+    fn restored_replicas_are_not_trusted() {
+        let mut log = Log::new();
+        log.append(native(4, 1, 1));
+        let r = Replica::restore(3, log, None, 5, 7);
+        assert!(!r.trusted());
+        assert_eq!(
+            (r.epoch(), r.committed_index(), r.primary_id()),
+            (5, 0, NO_PRIMARY)
+        );
     }
 }

@@ -9,10 +9,15 @@
 //! is for the layer above to judge.
 
 mod client;
+mod entry;
+pub mod native;
+#[cfg(test)]
+mod native_tests;
 mod replication;
 mod tag;
 
 pub use client::{CustomerRecord, RequestType, RobotInfo, RobotOrder};
+pub use entry::{Entry, EntryError, Epoch, MemberSet, Op, MAX_MEMBERS};
 pub use replication::{MapOp, ReplicationAck, ReplicationRequest, OPCODE_SET};
 pub use tag::{Tag, CLIENT_TAG, HANDSHAKE_LEN, PFA_TAG};
 

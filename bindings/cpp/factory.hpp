@@ -1,0 +1,208 @@
+// factory.hpp: a C++11 interface to libfactory (header-only, over factory.h).
+//
+//   factory::Server server(factory::ServerConfig(0, 1).bind("127.0.0.1"));
+//   factory::Client client("127.0.0.1", server.port());
+//   factory::RobotInfo info = client.order(7, 42);
+//
+// Servers and clients own their C handles (RAII, move-only): a Server is
+// stopped, and a Client closed, when it goes out of scope. Every failure
+// throws factory::Error, which carries the factory_status. Threading is
+// the C API's: a Client is used by one thread at a time; a Server may be
+// stopped from any thread. Client calls block until the server answers or
+// the timeout (30 s by default) expires.
+#ifndef FACTORY_HPP
+#define FACTORY_HPP
+
+#include <chrono>
+#include <cstdint>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "factory.h"
+
+namespace factory {
+
+// The reply to an order, and a customer's record: the C structs.
+typedef factory_robot_info RobotInfo;
+typedef factory_customer_record CustomerRecord;
+
+// A failed libfactory call: what was attempted, and the status it returned.
+class Error : public std::runtime_error {
+  factory_status status_;
+
+ public:
+  Error(factory_status status, const std::string &what)
+      : std::runtime_error(what + ": " + factory_status_str(status)),
+        status_(status) {}
+
+  factory_status status() const noexcept { return status_; }
+};
+
+namespace detail {
+// Throws Error unless `status` is FACTORY_OK.
+inline void check(factory_status status, const std::string &what) {
+  if (status != FACTORY_OK) {
+    throw Error(status, what);
+  }
+}
+
+inline std::string address(const std::string &host, uint16_t port) {
+  return host + ":" + std::to_string(port);
+}
+}  // namespace detail
+
+// The library version, e.g. "0.1.0".
+inline std::string version() { return factory_version(); }
+
+// The settings of a server: its port (0: any free port), id, address and
+// peers. Copying is not allowed; moving is.
+class ServerConfig {
+  factory_server_config *config_;
+
+ public:
+  // Listens on every IPv4 interface at `port` (0: a free port).
+  ServerConfig(uint16_t port, int32_t factory_id)
+      : config_(factory_server_config_new(port, factory_id)) {
+    if (config_ == NULL) {
+      throw std::bad_alloc();
+    }
+  }
+  ServerConfig(ServerConfig &&other) noexcept : config_(other.config_) {
+    other.config_ = NULL;
+  }
+  ServerConfig &operator=(ServerConfig &&other) noexcept {
+    std::swap(config_, other.config_);
+    return *this;
+  }
+  ServerConfig(const ServerConfig &) = delete;
+  ServerConfig &operator=(const ServerConfig &) = delete;
+  ~ServerConfig() { factory_server_config_free(config_); }
+
+  // Listens on the IP address `ip` only (e.g. "127.0.0.1").
+  ServerConfig &bind(const std::string &ip) {
+    detail::check(factory_server_config_set_bind(config_, ip.c_str()),
+                  "cannot bind to " + ip);
+    return *this;
+  }
+
+  // Adds a backup to replicate to once this server is primary.
+  ServerConfig &add_peer(int32_t id, const std::string &host, uint16_t port) {
+    detail::check(
+        factory_server_config_add_peer(config_, id, host.c_str(), port),
+        "cannot add peer " + detail::address(host, port));
+    return *this;
+  }
+
+  const factory_server_config *get() const noexcept { return config_; }
+};
+
+// A running server; stopped (threads joined) by stop() or the destructor.
+class Server {
+  factory_server *server_;
+
+ public:
+  // Starts a server; throws Error (FACTORY_ERR_ADDRESS_IN_USE, ...).
+  explicit Server(const ServerConfig &config) : server_(NULL) {
+    detail::check(factory_server_start(config.get(), &server_),
+                  "cannot start a server");
+  }
+  Server(Server &&other) noexcept : server_(other.server_) {
+    other.server_ = NULL;
+  }
+  Server &operator=(Server &&other) noexcept {
+    std::swap(server_, other.server_);
+    return *this;
+  }
+  Server(const Server &) = delete;
+  Server &operator=(const Server &) = delete;
+  ~Server() { stop(); }
+
+  // The port it listens on (the one picked, for port 0).
+  uint16_t port() const { return factory_server_port(server_); }
+
+  // Adds a backup while running (for ports known only after start).
+  void add_peer(int32_t id, const std::string &host, uint16_t port) {
+    detail::check(factory_server_add_peer(server_, id, host.c_str(), port),
+                  "cannot add peer " + detail::address(host, port));
+  }
+
+  // The last committed order of `customer_id` on this server (-1: none).
+  int32_t last_order(int32_t customer_id) const {
+    int32_t last = -1;
+    detail::check(factory_server_last_order(server_, customer_id, &last),
+                  "cannot read the server's record");
+    return last;
+  }
+
+  // Stops the server and waits for its threads; a no-op once stopped.
+  void stop() noexcept {
+    if (server_ != NULL) {
+      factory_server_stop(server_);
+      server_ = NULL;
+    }
+  }
+};
+
+// One client session with a server; closed by close() or the destructor.
+class Client {
+  factory_client *client_;
+  std::string server_;
+
+ public:
+  // Connects to host:port; throws Error (FACTORY_ERR_CONNECT, ...).
+  Client(const std::string &host, uint16_t port)
+      : client_(NULL), server_(detail::address(host, port)) {
+    detail::check(factory_client_connect(host.c_str(), port, &client_),
+                  "cannot connect to " + server_);
+  }
+  // As above, with a timeout for connecting and every call (0: none).
+  Client(const std::string &host, uint16_t port,
+         std::chrono::milliseconds timeout)
+      : client_(NULL), server_(detail::address(host, port)) {
+    detail::check(
+        factory_client_connect_timeout(host.c_str(), port,
+                                       static_cast<uint32_t>(timeout.count()),
+                                       &client_),
+        "cannot connect to " + server_);
+  }
+  Client(Client &&other) noexcept
+      : client_(other.client_), server_(std::move(other.server_)) {
+    other.client_ = NULL;
+  }
+  Client &operator=(Client &&other) noexcept {
+    std::swap(client_, other.client_);
+    std::swap(server_, other.server_);
+    return *this;
+  }
+  Client(const Client &) = delete;
+  Client &operator=(const Client &) = delete;
+  ~Client() { close(); }
+
+  // Places an order and waits until it is committed.
+  RobotInfo order(int32_t customer_id, int32_t order_number) {
+    RobotInfo info;
+    detail::check(factory_client_order(client_, customer_id, order_number, &info),
+                  "order to " + server_ + " failed");
+    return info;
+  }
+
+  // Reads a customer's committed record (last_order -1: none).
+  CustomerRecord read(int32_t customer_id) {
+    CustomerRecord record;
+    detail::check(factory_client_read(client_, customer_id, &record),
+                  "read from " + server_ + " failed");
+    return record;
+  }
+
+  // Ends the session; a no-op once closed.
+  void close() noexcept {
+    factory_client_close(client_);
+    client_ = NULL;
+  }
+};
+
+}  // namespace factory
+
+#endif  // FACTORY_HPP

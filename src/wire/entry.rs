@@ -1,0 +1,365 @@
+//! Log entries as the native replication protocol and the durable log carry
+//! them: an op tagged with the epoch of the primary that appended it.
+//!
+//! ```text
+//! offset  field         type   order
+//! 0       epoch         u64    BE
+//! 8       kind          u8           (0 no-op, 1 set, 2 in-sync set)
+//! 9       payload       ...          set: customer_id i32 BE, order i32 BE
+//!                                    in-sync: count u8, then count × id i32 BE
+//! ```
+//!
+//! v1 peers see a set as `MapOp` opcode 1 and anything else as a no-op
+//! (opcode 0), which keeps every log index aligned with theirs.
+
+use byteorder::{BigEndian, ByteOrder};
+
+use super::MapOp;
+
+/// A primary's epoch (term). It orders primaries: `(counter << 16) | id`,
+/// so two servers never pick the same one. Epoch 0 is "no epoch": entries
+/// received from a v1 primary carry it.
+pub type Epoch = u64;
+
+/// The most servers an in-sync set can name.
+pub const MAX_MEMBERS: usize = 16;
+
+/// A small set of factory ids (the in-sync set), kept sorted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MemberSet {
+    ids: [i32; MAX_MEMBERS],
+    len: u8,
+}
+
+impl MemberSet {
+    /// The empty set.
+    pub const fn new() -> Self {
+        MemberSet {
+            ids: [0; MAX_MEMBERS],
+            len: 0,
+        }
+    }
+
+    /// A set of the given ids; `None` if there are more than [`MAX_MEMBERS`]
+    /// distinct ones.
+    pub fn from_ids(ids: impl IntoIterator<Item = i32>) -> Option<Self> {
+        let mut set = MemberSet::new();
+        for id in ids {
+            if !set.insert(id) {
+                return None;
+            }
+        }
+        Some(set)
+    }
+
+    /// The ids, ascending.
+    pub fn ids(&self) -> &[i32] {
+        &self.ids[..self.len as usize]
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True with no members.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when `id` is a member.
+    pub fn contains(&self, id: i32) -> bool {
+        self.ids().binary_search(&id).is_ok()
+    }
+
+    /// Adds `id`; false only when the set is full and `id` is new.
+    pub fn insert(&mut self, id: i32) -> bool {
+        match self.ids().binary_search(&id) {
+            Ok(_) => true,
+            Err(_) if self.len() == MAX_MEMBERS => false,
+            Err(at) => {
+                let len = self.len();
+                self.ids.copy_within(at..len, at + 1);
+                self.ids[at] = id;
+                self.len += 1;
+                true
+            }
+        }
+    }
+
+    /// Removes `id` if present.
+    pub fn remove(&mut self, id: i32) {
+        if let Ok(at) = self.ids().binary_search(&id) {
+            let len = self.len();
+            self.ids.copy_within(at + 1..len, at);
+            self.len -= 1;
+            self.ids[self.len()] = 0;
+        }
+    }
+}
+
+/// What an entry does when applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Nothing (a v1 op other than "set", or a filler).
+    Noop,
+    /// `customer_id`'s last order becomes `order_number`.
+    Set { customer_id: i32, order_number: i32 },
+    /// The in-sync set becomes these servers.
+    InSync(MemberSet),
+}
+
+/// One log entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Epoch of the primary that appended it.
+    pub epoch: Epoch,
+    /// What it does.
+    pub op: Op,
+}
+
+/// Why bytes could not be decoded as an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryError {
+    /// The buffer ends before the entry does.
+    Short,
+    /// The kind byte names no entry kind.
+    UnknownKind(u8),
+    /// An in-sync set claims more than [`MAX_MEMBERS`] members.
+    TooManyMembers(u8),
+}
+
+impl std::fmt::Display for EntryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntryError::Short => write!(f, "entry cut short"),
+            EntryError::UnknownKind(k) => write!(f, "unknown entry kind {k}"),
+            EntryError::TooManyMembers(n) => {
+                write!(f, "in-sync set of {n} members (at most {MAX_MEMBERS})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EntryError {}
+
+const KIND_NOOP: u8 = 0;
+const KIND_SET: u8 = 1;
+const KIND_IN_SYNC: u8 = 2;
+
+impl Entry {
+    /// A "set" entry.
+    pub const fn set(epoch: Epoch, customer_id: i32, order_number: i32) -> Self {
+        Entry {
+            epoch,
+            op: Op::Set {
+                customer_id,
+                order_number,
+            },
+        }
+    }
+
+    /// The entry a v1 frame's op becomes (v1 carries no epoch).
+    pub fn from_map_op(epoch: Epoch, op: &MapOp) -> Self {
+        let op = match op.as_set() {
+            Some((customer_id, order_number)) => Op::Set {
+                customer_id,
+                order_number,
+            },
+            None => Op::Noop,
+        };
+        Entry { epoch, op }
+    }
+
+    /// The op a v1 peer is sent: sets as opcode 1, everything else opcode 0.
+    pub fn to_map_op(&self) -> MapOp {
+        match self.op {
+            Op::Set {
+                customer_id,
+                order_number,
+            } => MapOp::set(customer_id, order_number),
+            _ => MapOp::default(),
+        }
+    }
+
+    /// Encoded size in bytes.
+    pub fn encoded_len(&self) -> usize {
+        9 + match self.op {
+            Op::Noop => 0,
+            Op::Set { .. } => 8,
+            Op::InSync(set) => 1 + 4 * set.len(),
+        }
+    }
+
+    /// Appends the encoding to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut head = [0u8; 8];
+        BigEndian::write_u64(&mut head, self.epoch);
+        out.extend_from_slice(&head);
+        match self.op {
+            Op::Noop => out.push(KIND_NOOP),
+            Op::Set {
+                customer_id,
+                order_number,
+            } => {
+                out.push(KIND_SET);
+                push_i32(out, customer_id);
+                push_i32(out, order_number);
+            }
+            Op::InSync(set) => {
+                out.push(KIND_IN_SYNC);
+                out.push(set.len() as u8);
+                for &id in set.ids() {
+                    push_i32(out, id);
+                }
+            }
+        }
+    }
+
+    /// Decodes one entry from the start of `buf`; returns it and its length.
+    ///
+    /// # Errors
+    /// [`EntryError`] for a short buffer, an unknown kind or an oversized set.
+    pub fn decode(buf: &[u8]) -> Result<(Entry, usize), EntryError> {
+        let head = buf.get(..9).ok_or(EntryError::Short)?;
+        let epoch = BigEndian::read_u64(&head[..8]);
+        let (op, len) = match head[8] {
+            KIND_NOOP => (Op::Noop, 9),
+            KIND_SET => {
+                let body = buf.get(9..17).ok_or(EntryError::Short)?;
+                let op = Op::Set {
+                    customer_id: BigEndian::read_i32(&body[..4]),
+                    order_number: BigEndian::read_i32(&body[4..]),
+                };
+                (op, 17)
+            }
+            KIND_IN_SYNC => decode_members(buf)?,
+            kind => return Err(EntryError::UnknownKind(kind)),
+        };
+        Ok((Entry { epoch, op }, len))
+    }
+}
+
+fn decode_members(buf: &[u8]) -> Result<(Op, usize), EntryError> {
+    let count = *buf.get(9).ok_or(EntryError::Short)?;
+    if count as usize > MAX_MEMBERS {
+        return Err(EntryError::TooManyMembers(count));
+    }
+    let end = 10 + 4 * count as usize;
+    let body = buf.get(10..end).ok_or(EntryError::Short)?;
+    let ids = body.chunks_exact(4).map(BigEndian::read_i32);
+    // Duplicates collapse; at most MAX_MEMBERS ids, so this cannot overflow.
+    let set = MemberSet::from_ids(ids).ok_or(EntryError::TooManyMembers(count))?;
+    Ok((Op::InSync(set), end))
+}
+
+fn push_i32(out: &mut Vec<u8>, v: i32) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::testing::hex;
+
+    fn round_trip(e: Entry) {
+        let mut buf = Vec::new();
+        e.encode(&mut buf);
+        assert_eq!(buf.len(), e.encoded_len());
+        assert_eq!(Entry::decode(&buf), Ok((e, buf.len())));
+        for cut in 0..buf.len() {
+            assert_eq!(Entry::decode(&buf[..cut]), Err(EntryError::Short));
+        }
+    }
+
+    #[test]
+    fn golden_set_entry() {
+        let mut buf = Vec::new();
+        Entry::set(0x0001_0002, 7, 42).encode(&mut buf);
+        assert_eq!(
+            buf,
+            hex("00 00 00 00 00 01 00 02 01 00 00 00 07 00 00 00 2a")
+        );
+    }
+
+    #[test]
+    fn golden_in_sync_and_noop_entries() {
+        let mut buf = Vec::new();
+        let set = MemberSet::from_ids([2, 0]).unwrap();
+        Entry {
+            epoch: 1,
+            op: Op::InSync(set),
+        }
+        .encode(&mut buf);
+        Entry {
+            epoch: 1,
+            op: Op::Noop,
+        }
+        .encode(&mut buf);
+        assert_eq!(
+            buf,
+            hex("00 00 00 00 00 00 00 01 02 02 00 00 00 00 00 00 00 02 \
+                 00 00 00 00 00 00 00 01 00")
+        );
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        round_trip(Entry::set(u64::MAX, i32::MIN, i32::MAX));
+        round_trip(Entry {
+            epoch: 0,
+            op: Op::Noop,
+        });
+        let full = MemberSet::from_ids(0..MAX_MEMBERS as i32).unwrap();
+        round_trip(Entry {
+            epoch: 9,
+            op: Op::InSync(full),
+        });
+        round_trip(Entry {
+            epoch: 9,
+            op: Op::InSync(MemberSet::new()),
+        });
+    }
+
+    #[test]
+    fn bad_entries_are_errors() {
+        assert_eq!(
+            Entry::decode(&hex("00 00 00 00 00 00 00 01 07")),
+            Err(EntryError::UnknownKind(7))
+        );
+        assert_eq!(
+            Entry::decode(&hex("00 00 00 00 00 00 00 01 02 11")),
+            Err(EntryError::TooManyMembers(17))
+        );
+    }
+
+    #[test]
+    fn v1_conversion_keeps_sets_and_drops_the_rest() {
+        let e = Entry::from_map_op(0, &MapOp::set(3, 4));
+        assert_eq!(e, Entry::set(0, 3, 4));
+        assert_eq!(e.to_map_op(), MapOp::set(3, 4));
+        let other = MapOp {
+            opcode: 5,
+            arg1: 1,
+            arg2: 2,
+        };
+        assert_eq!(Entry::from_map_op(0, &other).op, Op::Noop);
+        let isr = Entry {
+            epoch: 1,
+            op: Op::InSync(MemberSet::new()),
+        };
+        assert_eq!(isr.to_map_op().opcode, 0);
+        assert_ne!(isr.to_map_op().opcode, crate::wire::OPCODE_SET);
+    }
+
+    #[test]
+    fn member_sets_stay_sorted_and_bounded() {
+        let mut s = MemberSet::from_ids([5, 1, 3, 1]).unwrap();
+        assert_eq!(s.ids(), &[1, 3, 5]);
+        s.remove(3);
+        s.remove(9);
+        assert_eq!(s.ids(), &[1, 5]);
+        assert!(s.contains(5) && !s.contains(3));
+        assert!(MemberSet::from_ids(0..17).is_none());
+    }
+}

@@ -1,0 +1,560 @@
+//! The native replication protocol between Rust servers, behind its own
+//! handshake tag (`FREP`, which an original server rejects, so a Rust
+//! primary can tell an original peer and fall back to v1 `PFA` frames).
+//!
+//! Every frame is length-prefixed and versioned and carries the sender's
+//! epoch:
+//!
+//! ```text
+//! offset  field     type  order
+//! 0       length    u32   BE    (bytes after this field, ≤ MAX_FRAME_LEN)
+//! 4       version   u8          (NATIVE_VERSION)
+//! 5       kind      u8
+//! 6       epoch     u64   BE    (the sender's current epoch)
+//! 14      body      ...         (per kind, below)
+//! ```
+//!
+//! A replication stream opens with the primary's [`Body::Hello`]; the backup
+//! answers [`Body::CatchUp`] with the position of its log, and the primary
+//! sends a [`Body::Snapshot`] (in chunks) and/or [`Body::Append`] batches
+//! from there, then [`Body::Heartbeat`]s while idle. The backup acks every
+//! append and heartbeat. A candidate for primary sends [`Body::Probe`] on a
+//! short-lived connection and gets a [`Body::ProbeReply`]. Anything a peer
+//! cannot accept is answered with a [`Body::Reject`] and the connection is
+//! closed.
+
+use byteorder::{BigEndian, ByteOrder};
+
+use super::entry::{Entry, EntryError, Epoch, MemberSet, MAX_MEMBERS};
+use super::HANDSHAKE_LEN;
+
+/// The handshake tag of a native replication connection.
+pub const NATIVE_TAG: [u8; HANDSHAKE_LEN] = *b"FREP\0\0\0\x01";
+
+/// The frame format version this build speaks.
+pub const NATIVE_VERSION: u8 = 1;
+
+/// Largest `length` a frame may declare; a longer one is refused unread.
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+
+/// Size of the part of every frame after `length`: version, kind, epoch.
+const HEADER_LEN: usize = 10;
+
+/// Most entries in one append, and most records in one snapshot chunk;
+/// both keep frames far below [`MAX_FRAME_LEN`].
+pub const MAX_BATCH_ENTRIES: usize = 8192;
+/// See [`MAX_BATCH_ENTRIES`].
+pub const MAX_CHUNK_RECORDS: usize = 65536;
+
+/// Most bytes of text in a rejection.
+pub const MAX_REASON_LEN: usize = 512;
+
+/// One native frame: the sender's epoch and what it says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NativeFrame {
+    /// The sender's current epoch.
+    pub epoch: Epoch,
+    /// The message.
+    pub body: Body,
+}
+
+/// Why a peer refuses what it was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectCode {
+    /// The frame's epoch is older than the receiver's (the frame header
+    /// carries the receiver's epoch).
+    StaleEpoch = 1,
+    /// The receiver follows a live primary (named in the reason).
+    HasPrimary = 2,
+    /// An append does not continue the receiver's log.
+    LogMismatch = 3,
+    /// The frame is invalid here (wrong kind, bad index, bad version).
+    Protocol = 4,
+    /// The receiver cannot store entries (disk failure).
+    Storage = 5,
+}
+
+impl RejectCode {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => RejectCode::StaleEpoch,
+            2 => RejectCode::HasPrimary,
+            3 => RejectCode::LogMismatch,
+            4 => RejectCode::Protocol,
+            5 => RejectCode::Storage,
+            _ => return None,
+        })
+    }
+}
+
+/// The message of a native frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// Primary → backup, first frame of a stream: "I am primary".
+    Hello { primary_id: i32, commit_index: i32 },
+    /// Backup → primary: where the backup's log ends.
+    CatchUp {
+        replica_id: i32,
+        last_index: i32,
+        last_epoch: Epoch,
+    },
+    /// Primary → backup: entries following `prev_index` (whose entry has
+    /// `prev_epoch`), and the primary's commit index.
+    Append {
+        prev_index: i32,
+        prev_epoch: Epoch,
+        commit_index: i32,
+        entries: Vec<Entry>,
+    },
+    /// Primary → backup while idle: the commit index.
+    Heartbeat { commit_index: i32 },
+    /// Backup → primary: its log ends at `last_index`, durably.
+    Ack { replica_id: i32, last_index: i32 },
+    /// Primary → backup: the record map as of `last_index`, in chunks; the
+    /// backup replaces its state when `done`.
+    Snapshot {
+        last_index: i32,
+        last_epoch: Epoch,
+        in_sync: MemberSet,
+        records: Vec<(i32, i32)>,
+        done: bool,
+    },
+    /// Candidate → peer: "I want to take over; where is your log?"
+    Probe { candidate_id: i32 },
+    /// Peer → candidate.
+    ProbeReply {
+        replica_id: i32,
+        last_index: i32,
+        last_epoch: Epoch,
+        /// The peer has held every committed entry since it last was in sync.
+        trusted: bool,
+        /// The in-sync set its log names.
+        in_sync: MemberSet,
+        /// A live primary it follows, or -1.
+        primary_id: i32,
+    },
+    /// Either way: the receiver refuses; the connection closes after it.
+    Reject { code: RejectCode, reason: String },
+}
+
+/// Why bytes are not a valid native frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// The declared length exceeds [`MAX_FRAME_LEN`] or is below the header.
+    BadLength(u32),
+    /// The version byte is not [`NATIVE_VERSION`].
+    Version(u8),
+    /// The kind byte names no frame.
+    UnknownKind(u8),
+    /// The body is shorter or longer than its kind requires.
+    BadBody(&'static str),
+    /// An entry in an append is malformed.
+    Entry(EntryError),
+    /// A count exceeds its bound.
+    TooMany(&'static str, u32),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::BadLength(n) => {
+                write!(f, "frame length {n} outside {HEADER_LEN}..={MAX_FRAME_LEN}")
+            }
+            FrameError::Version(v) => {
+                write!(f, "frame version {v}, expected {NATIVE_VERSION}")
+            }
+            FrameError::UnknownKind(k) => write!(f, "unknown frame kind {k}"),
+            FrameError::BadBody(kind) => write!(f, "malformed {kind} frame"),
+            FrameError::Entry(e) => write!(f, "malformed entry: {e}"),
+            FrameError::TooMany(what, n) => write!(f, "{n} {what} is over the bound"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+const KIND_HELLO: u8 = 1;
+const KIND_CATCH_UP: u8 = 2;
+const KIND_APPEND: u8 = 3;
+const KIND_HEARTBEAT: u8 = 4;
+const KIND_ACK: u8 = 5;
+const KIND_SNAPSHOT: u8 = 6;
+const KIND_PROBE: u8 = 7;
+const KIND_PROBE_REPLY: u8 = 8;
+const KIND_REJECT: u8 = 9;
+
+/// Checks the 4-byte length prefix before anything is read or allocated.
+///
+/// # Errors
+/// [`FrameError::BadLength`] for a length below the header or over the bound.
+pub fn check_length(prefix: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(prefix);
+    if (len as usize) < HEADER_LEN || len as usize > MAX_FRAME_LEN {
+        return Err(FrameError::BadLength(len));
+    }
+    Ok(len as usize)
+}
+
+impl NativeFrame {
+    /// A frame from `epoch` saying `body`.
+    pub fn new(epoch: Epoch, body: Body) -> Self {
+        NativeFrame { epoch, body }
+    }
+
+    /// Appends the whole frame, length prefix included, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        out.push(NATIVE_VERSION);
+        out.push(self.body.kind());
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        self.body.encode(out);
+        let len = (out.len() - start - 4) as u32;
+        BigEndian::write_u32(&mut out[start..start + 4], len);
+    }
+
+    /// Decodes a frame from the bytes after its length prefix.
+    ///
+    /// # Errors
+    /// [`FrameError`] for any byte sequence that is not exactly one frame.
+    pub fn decode(buf: &[u8]) -> Result<Self, FrameError> {
+        if buf.len() < HEADER_LEN || buf.len() > MAX_FRAME_LEN {
+            return Err(FrameError::BadLength(buf.len() as u32));
+        }
+        if buf[0] != NATIVE_VERSION {
+            return Err(FrameError::Version(buf[0]));
+        }
+        let epoch = BigEndian::read_u64(&buf[2..10]);
+        let body = Body::decode(buf[1], &buf[HEADER_LEN..])?;
+        Ok(NativeFrame { epoch, body })
+    }
+}
+
+impl Body {
+    fn kind(&self) -> u8 {
+        match self {
+            Body::Hello { .. } => KIND_HELLO,
+            Body::CatchUp { .. } => KIND_CATCH_UP,
+            Body::Append { .. } => KIND_APPEND,
+            Body::Heartbeat { .. } => KIND_HEARTBEAT,
+            Body::Ack { .. } => KIND_ACK,
+            Body::Snapshot { .. } => KIND_SNAPSHOT,
+            Body::Probe { .. } => KIND_PROBE,
+            Body::ProbeReply { .. } => KIND_PROBE_REPLY,
+            Body::Reject { .. } => KIND_REJECT,
+        }
+    }
+
+    /// The frame kind's name, for log lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Body::Hello { .. } => "hello",
+            Body::CatchUp { .. } => "catch-up",
+            Body::Append { .. } => "append",
+            Body::Heartbeat { .. } => "heartbeat",
+            Body::Ack { .. } => "ack",
+            Body::Snapshot { .. } => "snapshot",
+            Body::Probe { .. } => "probe",
+            Body::ProbeReply { .. } => "probe reply",
+            Body::Reject { .. } => "reject",
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer(out);
+        match self {
+            Body::Hello {
+                primary_id,
+                commit_index,
+            } => {
+                w.i32(*primary_id);
+                w.i32(*commit_index);
+            }
+            Body::CatchUp {
+                replica_id,
+                last_index,
+                last_epoch,
+            } => {
+                w.i32(*replica_id);
+                w.i32(*last_index);
+                w.u64(*last_epoch);
+            }
+            Body::Append {
+                prev_index,
+                prev_epoch,
+                commit_index,
+                entries,
+            } => {
+                w.i32(*prev_index);
+                w.u64(*prev_epoch);
+                w.i32(*commit_index);
+                w.u32(entries.len() as u32);
+                for entry in entries {
+                    entry.encode(w.0);
+                }
+            }
+            Body::Heartbeat { commit_index } => w.i32(*commit_index),
+            Body::Ack {
+                replica_id,
+                last_index,
+            } => {
+                w.i32(*replica_id);
+                w.i32(*last_index);
+            }
+            Body::Snapshot {
+                last_index,
+                last_epoch,
+                in_sync,
+                records,
+                done,
+            } => {
+                w.i32(*last_index);
+                w.u64(*last_epoch);
+                w.members(in_sync);
+                w.0.push(u8::from(*done));
+                w.u32(records.len() as u32);
+                for (customer, order) in records {
+                    w.i32(*customer);
+                    w.i32(*order);
+                }
+            }
+            Body::Probe { candidate_id } => w.i32(*candidate_id),
+            Body::ProbeReply {
+                replica_id,
+                last_index,
+                last_epoch,
+                trusted,
+                in_sync,
+                primary_id,
+            } => {
+                w.i32(*replica_id);
+                w.i32(*last_index);
+                w.u64(*last_epoch);
+                w.0.push(u8::from(*trusted));
+                w.members(in_sync);
+                w.i32(*primary_id);
+            }
+            Body::Reject { code, reason } => {
+                w.0.push(*code as u8);
+                let text = truncate_utf8(reason, MAX_REASON_LEN);
+                w.u32(text.len() as u32);
+                w.0.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+
+    fn decode(kind: u8, buf: &[u8]) -> Result<Body, FrameError> {
+        let mut r = Reader { buf, name: "" };
+        let body = match kind {
+            KIND_HELLO => {
+                r.name = "hello";
+                Body::Hello {
+                    primary_id: r.i32()?,
+                    commit_index: r.i32()?,
+                }
+            }
+            KIND_CATCH_UP => {
+                r.name = "catch-up";
+                Body::CatchUp {
+                    replica_id: r.i32()?,
+                    last_index: r.i32()?,
+                    last_epoch: r.u64()?,
+                }
+            }
+            KIND_APPEND => {
+                r.name = "append";
+                decode_append(&mut r)?
+            }
+            KIND_HEARTBEAT => {
+                r.name = "heartbeat";
+                Body::Heartbeat {
+                    commit_index: r.i32()?,
+                }
+            }
+            KIND_ACK => {
+                r.name = "ack";
+                Body::Ack {
+                    replica_id: r.i32()?,
+                    last_index: r.i32()?,
+                }
+            }
+            KIND_SNAPSHOT => {
+                r.name = "snapshot";
+                decode_snapshot(&mut r)?
+            }
+            KIND_PROBE => {
+                r.name = "probe";
+                Body::Probe {
+                    candidate_id: r.i32()?,
+                }
+            }
+            KIND_PROBE_REPLY => {
+                r.name = "probe reply";
+                Body::ProbeReply {
+                    replica_id: r.i32()?,
+                    last_index: r.i32()?,
+                    last_epoch: r.u64()?,
+                    trusted: r.flag()?,
+                    in_sync: r.members()?,
+                    primary_id: r.i32()?,
+                }
+            }
+            KIND_REJECT => {
+                r.name = "reject";
+                decode_reject(&mut r)?
+            }
+            other => return Err(FrameError::UnknownKind(other)),
+        };
+        r.finish()?;
+        Ok(body)
+    }
+}
+
+fn decode_append(r: &mut Reader<'_>) -> Result<Body, FrameError> {
+    let prev_index = r.i32()?;
+    let prev_epoch = r.u64()?;
+    let commit_index = r.i32()?;
+    let count = r.u32()?;
+    if count as usize > MAX_BATCH_ENTRIES {
+        return Err(FrameError::TooMany("entries", count));
+    }
+    // Each entry takes at least 9 bytes, so `count` is also bounded by the
+    // bytes actually present before anything is reserved.
+    if count as usize > r.buf.len() / 9 {
+        return Err(FrameError::BadBody("append"));
+    }
+    let mut entries = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let (entry, used) = Entry::decode(r.buf).map_err(FrameError::Entry)?;
+        entries.push(entry);
+        r.buf = &r.buf[used..];
+    }
+    Ok(Body::Append {
+        prev_index,
+        prev_epoch,
+        commit_index,
+        entries,
+    })
+}
+
+fn decode_snapshot(r: &mut Reader<'_>) -> Result<Body, FrameError> {
+    let last_index = r.i32()?;
+    let last_epoch = r.u64()?;
+    let in_sync = r.members()?;
+    let done = r.flag()?;
+    let count = r.u32()?;
+    if count as usize > MAX_CHUNK_RECORDS {
+        return Err(FrameError::TooMany("snapshot records", count));
+    }
+    if count as usize != r.buf.len() / 8 || r.buf.len() % 8 != 0 {
+        return Err(FrameError::BadBody("snapshot"));
+    }
+    let records = r
+        .buf
+        .chunks_exact(8)
+        .map(|c| (BigEndian::read_i32(&c[..4]), BigEndian::read_i32(&c[4..])))
+        .collect();
+    r.buf = &[];
+    Ok(Body::Snapshot {
+        last_index,
+        last_epoch,
+        in_sync,
+        records,
+        done,
+    })
+}
+
+fn decode_reject(r: &mut Reader<'_>) -> Result<Body, FrameError> {
+    let code = RejectCode::from_u8(r.u8()?).ok_or(FrameError::BadBody("reject"))?;
+    let len = r.u32()? as usize;
+    if len > MAX_REASON_LEN {
+        return Err(FrameError::TooMany("reason bytes", len as u32));
+    }
+    let text = r.take(len)?;
+    let reason = String::from_utf8_lossy(text).into_owned();
+    Ok(Body::Reject { code, reason })
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl Writer<'_> {
+    fn i32(&mut self, v: i32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn members(&mut self, set: &MemberSet) {
+        self.0.push(set.len() as u8);
+        for &id in set.ids() {
+            self.i32(id);
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    name: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        if self.buf.len() < n {
+            return Err(FrameError::BadBody(self.name));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        Ok(self.take(1)?[0])
+    }
+    fn flag(&mut self) -> Result<bool, FrameError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(FrameError::BadBody(self.name)),
+        }
+    }
+    fn i32(&mut self) -> Result<i32, FrameError> {
+        Ok(BigEndian::read_i32(self.take(4)?))
+    }
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        Ok(BigEndian::read_u32(self.take(4)?))
+    }
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        Ok(BigEndian::read_u64(self.take(8)?))
+    }
+    fn members(&mut self) -> Result<MemberSet, FrameError> {
+        let count = self.u8()?;
+        if count as usize > MAX_MEMBERS {
+            return Err(FrameError::TooMany("in-sync members", count.into()));
+        }
+        let mut ids = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            ids.push(self.i32()?);
+        }
+        MemberSet::from_ids(ids).ok_or(FrameError::TooMany("in-sync members", count.into()))
+    }
+    fn finish(&self) -> Result<(), FrameError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::BadBody(self.name))
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Golden bytes and round trips for the native replication frames.
+
+use super::native::*;
+use super::testing::hex;
+use super::{Entry, MemberSet, Op};
+
+fn encode(frame: &NativeFrame) -> Vec<u8> {
+    let mut out = Vec::new();
+    frame.encode(&mut out);
+    out
+}
+
+fn round_trip(frame: NativeFrame) {
+    let bytes = encode(&frame);
+    let len = check_length(bytes[..4].try_into().unwrap()).unwrap();
+    assert_eq!(len, bytes.len() - 4);
+    assert_eq!(NativeFrame::decode(&bytes[4..]), Ok(frame));
+    // Every strict prefix of the body is refused, never a panic.
+    for cut in 4..bytes.len() - 1 {
+        assert!(NativeFrame::decode(&bytes[4..cut]).is_err(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn tag_starts_with_neither_v1_prefix() {
+    assert_eq!(NATIVE_TAG.to_vec(), hex("46 52 45 50 00 00 00 01"));
+    assert!(!NATIVE_TAG.starts_with(b"PFA") && !NATIVE_TAG.starts_with(b"CLIENT"));
+}
+
+#[test]
+fn golden_hello() {
+    let f = NativeFrame::new(
+        0x0001_0000,
+        Body::Hello {
+            primary_id: 0,
+            commit_index: -1,
+        },
+    );
+    assert_eq!(
+        encode(&f),
+        hex("00 00 00 12 01 01 00 00 00 00 00 01 00 00 00 00 00 00 ff ff ff ff")
+    );
+}
+
+#[test]
+fn golden_catch_up() {
+    let f = NativeFrame::new(
+        2,
+        Body::CatchUp {
+            replica_id: 1,
+            last_index: 5,
+            last_epoch: 2,
+        },
+    );
+    assert_eq!(
+        encode(&f),
+        hex("00 00 00 1a 01 02 00 00 00 00 00 00 00 02 \
+             00 00 00 01 00 00 00 05 00 00 00 00 00 00 00 02")
+    );
+}
+
+#[test]
+fn golden_append_with_one_entry() {
+    let f = NativeFrame::new(
+        2,
+        Body::Append {
+            prev_index: 4,
+            prev_epoch: 2,
+            commit_index: 4,
+            entries: vec![Entry::set(2, 7, 42)],
+        },
+    );
+    assert_eq!(
+        encode(&f),
+        hex("00 00 00 2f 01 03 00 00 00 00 00 00 00 02 \
+             00 00 00 04 00 00 00 00 00 00 00 02 00 00 00 04 00 00 00 01 \
+             00 00 00 00 00 00 00 02 01 00 00 00 07 00 00 00 2a")
+    );
+}
+
+#[test]
+fn golden_heartbeat_ack_probe() {
+    let hb = NativeFrame::new(3, Body::Heartbeat { commit_index: 9 });
+    assert_eq!(
+        encode(&hb),
+        hex("00 00 00 0e 01 04 00 00 00 00 00 00 00 03 00 00 00 09")
+    );
+    let ack = NativeFrame::new(
+        3,
+        Body::Ack {
+            replica_id: 2,
+            last_index: 9,
+        },
+    );
+    assert_eq!(
+        encode(&ack),
+        hex("00 00 00 12 01 05 00 00 00 00 00 00 00 03 00 00 00 02 00 00 00 09")
+    );
+    let probe = NativeFrame::new(0x0002_0001, Body::Probe { candidate_id: 1 });
+    assert_eq!(
+        encode(&probe),
+        hex("00 00 00 0e 01 07 00 00 00 00 00 02 00 01 00 00 00 01")
+    );
+}
+
+#[test]
+fn golden_snapshot_chunk() {
+    let f = NativeFrame::new(
+        1,
+        Body::Snapshot {
+            last_index: 3,
+            last_epoch: 1,
+            in_sync: MemberSet::from_ids([0, 1]).unwrap(),
+            records: vec![(7, 42)],
+            done: true,
+        },
+    );
+    assert_eq!(
+        encode(&f),
+        hex("00 00 00 2c 01 06 00 00 00 00 00 00 00 01 \
+             00 00 00 03 00 00 00 00 00 00 00 01 02 00 00 00 00 00 00 00 01 01 \
+             00 00 00 01 00 00 00 07 00 00 00 2a")
+    );
+}
+
+#[test]
+fn golden_reject() {
+    let f = NativeFrame::new(
+        5,
+        Body::Reject {
+            code: RejectCode::StaleEpoch,
+            reason: "old".into(),
+        },
+    );
+    assert_eq!(
+        encode(&f),
+        hex("00 00 00 12 01 09 00 00 00 00 00 00 00 05 01 00 00 00 03 6f 6c 64")
+    );
+}
+
+#[test]
+fn every_kind_round_trips() {
+    let set = MemberSet::from_ids([0, 1, 2]).unwrap();
+    let bodies = vec![
+        Body::Hello {
+            primary_id: i32::MAX,
+            commit_index: i32::MIN,
+        },
+        Body::CatchUp {
+            replica_id: -1,
+            last_index: -1,
+            last_epoch: 0,
+        },
+        Body::Append {
+            prev_index: -1,
+            prev_epoch: 0,
+            commit_index: -1,
+            entries: vec![
+                Entry::set(1, -5, i32::MIN),
+                Entry {
+                    epoch: 1,
+                    op: Op::Noop,
+                },
+                Entry {
+                    epoch: 1,
+                    op: Op::InSync(set),
+                },
+            ],
+        },
+        Body::Append {
+            prev_index: 3,
+            prev_epoch: 1,
+            commit_index: 3,
+            entries: vec![],
+        },
+        Body::Heartbeat { commit_index: 77 },
+        Body::Ack {
+            replica_id: 4,
+            last_index: 1000,
+        },
+        Body::Snapshot {
+            last_index: -1,
+            last_epoch: 0,
+            in_sync: MemberSet::new(),
+            records: vec![],
+            done: false,
+        },
+        Body::Probe { candidate_id: 3 },
+        Body::ProbeReply {
+            replica_id: 1,
+            last_index: 10,
+            last_epoch: 7,
+            trusted: true,
+            in_sync: set,
+            primary_id: -1,
+        },
+        Body::Reject {
+            code: RejectCode::HasPrimary,
+            reason: "primary 2".into(),
+        },
+    ];
+    for (i, body) in bodies.into_iter().enumerate() {
+        round_trip(NativeFrame::new(u64::MAX - i as u64, body));
+    }
+}
+
+#[test]
+fn lengths_are_bounded_before_reading() {
+    assert_eq!(check_length([0, 0, 0, 9]), Err(FrameError::BadLength(9)));
+    assert_eq!(
+        check_length([0xff; 4]),
+        Err(FrameError::BadLength(u32::MAX))
+    );
+    assert_eq!(
+        check_length([0, 0x10, 0, 1]),
+        Err(FrameError::BadLength(0x0010_0001))
+    );
+    assert_eq!(check_length([0, 0x10, 0, 0]), Ok(MAX_FRAME_LEN));
+}
+
+#[test]
+fn bad_frames_are_errors() {
+    let mut bytes = encode(&NativeFrame::new(1, Body::Heartbeat { commit_index: 1 }));
+    bytes[4] = 9;
+    assert_eq!(
+        NativeFrame::decode(&bytes[4..]),
+        Err(FrameError::Version(9))
+    );
+    bytes[4] = NATIVE_VERSION;
+    bytes[5] = 200;
+    assert_eq!(
+        NativeFrame::decode(&bytes[4..]),
+        Err(FrameError::UnknownKind(200))
+    );
+    // Trailing bytes after a complete body.
+    let mut long = encode(&NativeFrame::new(1, Body::Heartbeat { commit_index: 1 }));
+    long.push(0);
+    assert!(NativeFrame::decode(&long[4..]).is_err());
+    // An append claiming more entries than the bound, or than its bytes hold.
+    let huge = hex(
+        "01 03 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 00 \
+                    00 00 00 00 00 00 ff ff",
+    );
+    assert_eq!(
+        NativeFrame::decode(&huge),
+        Err(FrameError::TooMany("entries", 0xffff))
+    );
+    let few = hex(
+        "01 03 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 00 \
+                   00 00 00 00 00 00 00 05",
+    );
+    assert_eq!(
+        NativeFrame::decode(&few),
+        Err(FrameError::BadBody("append"))
+    );
+    // A flag byte other than 0 or 1.
+    let mut probe_reply = encode(&NativeFrame::new(
+        1,
+        Body::ProbeReply {
+            replica_id: 1,
+            last_index: 1,
+            last_epoch: 1,
+            trusted: false,
+            in_sync: MemberSet::new(),
+            primary_id: -1,
+        },
+    ));
+    probe_reply[4 + 10 + 16] = 2;
+    assert!(NativeFrame::decode(&probe_reply[4..]).is_err());
+}
+
+#[test]
+fn long_reject_reasons_are_cut_on_a_char_boundary() {
+    let reason = "é".repeat(MAX_REASON_LEN);
+    let bytes = encode(&NativeFrame::new(
+        1,
+        Body::Reject {
+            code: RejectCode::Protocol,
+            reason,
+        },
+    ));
+    let Ok(NativeFrame {
+        body: Body::Reject { reason, .. },
+        ..
+    }) = NativeFrame::decode(&bytes[4..])
+    else {
+        panic!("reject decodes");
+    };
+    assert!(reason.len() <= MAX_REASON_LEN && reason.chars().all(|c| c == 'é'));
+}
