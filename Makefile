@@ -165,3 +165,26 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/libfactory.pc $(DESTDIR)$(INCLUDEDIR)/factory.h
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/factory/,$(notdir $(CPP_HEADERS)))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/factory 2>/dev/null
+
+# --- benchmarks ------------------------------------------------------------
+#
+#   make bench        criterion suites (benches/benches.rs): frame encode and
+#                     decode, write and read round trips through in-process
+#                     clusters of 1-3 servers, 8 concurrent writers; ~1 min
+#   make loadbench    scripts/loadbench.py: release servers in clusters of 1,
+#                     2 and 3 driven by the release client, beside the echo
+#                     floor (benches/echo_floor.rs), 3 interleaved reps, medians;
+#                     LOADBENCH_ARGS="--pin --reps 5 --data-dir" for more
+#
+# See docs/performance.md for how to read the figures on a small machine.
+
+LOADBENCH_ARGS ?=
+
+.PHONY: bench loadbench
+
+bench:
+	$(CARGO) bench --locked --bench benches
+
+loadbench:
+	$(CARGO) build --release --locked --bin server --bin client --example echo_floor
+	$(PYTHON) scripts/loadbench.py $(LOADBENCH_ARGS)

@@ -1,7 +1,7 @@
 //! Command-line parsing for the `server` and `client` binaries.
 //!
 //! The positional arguments are exactly the original's; options (`--help`,
-//! `--version`, `--bind`, `--timeout`) may appear anywhere. Unlike the
+//! `--version`, `--bind`, `--timeout`, `--percentiles`) may appear anywhere. Unlike the
 //! original, which exits 0 after a terse usage line, every mistake yields a
 //! [`UsageError`] naming the argument, and the binaries exit with status 2.
 
@@ -55,6 +55,19 @@ arguments:
 
 options:
   --bind ADDR  listen on this address only (default 0.0.0.0, all IPv4 interfaces)
+  --data-dir DIR
+               keep the log durably in DIR (created if missing) and recover it
+               at start; without it everything is in memory, as the original
+  --fsync always|batch|never
+               with --data-dir: fsync before every acknowledgement (always,
+               the default), at most every 10 ms (batch), or never
+  --force-primary
+               take over even when this server cannot be sure it holds every
+               acknowledged write (for example after restarting while the
+               peers of its last in-sync set are down); may lose writes
+  --log-retain N
+               committed entries kept for catching up a backup by log suffix;
+               one further behind gets a snapshot (default 100000)
   -h, --help   print this help and exit
   -V, --version
                print the version and exit
@@ -82,7 +95,8 @@ REQUEST_TYPE:
      NUM_CUSTOMERS = 1 for one listing
 
 For modes 1 and 2 the last line is: mean latency (us), min (us), max (us),
-throughput (ops/s), tab-separated with three decimals. Exit status: 0 when
+throughput (ops/s), tab-separated with three decimals; with --percentiles
+two more fields follow: p50 (us) and p99 (us), to within 1/128. Exit status: 0 when
 every request succeeded, 1 when the server cannot be reached or any request
 failed (the count is printed on stderr), 2 for a bad command line.
 
@@ -96,6 +110,7 @@ arguments:
 options:
   --timeout SECS  give up on a server that does not answer within SECS
                   seconds (default 30; 0 waits forever)
+  --percentiles   end the stats line with p50 and p99 latency (us)
   -h, --help      print this help and exit
   -V, --version   print the version and exit
 ";
@@ -104,8 +119,13 @@ options:
 type SplitArgs = (Vec<String>, Vec<(String, String)>);
 
 /// Splits options from positional arguments. Returns the positionals and
-/// the `--name value` / `--name=value` options in order.
-fn split_args(args: &[String], valued: &[&str]) -> Result<Command<SplitArgs>, UsageError> {
+/// the `--name value` / `--name=value` options in order; a `flags` option
+/// takes no value and comes back with an empty one.
+fn split_args(
+    args: &[String],
+    valued: &[&str],
+    flags: &[&str],
+) -> Result<Command<SplitArgs>, UsageError> {
     let mut positional = Vec::new();
     let mut options = Vec::new();
     let mut iter = args.iter();
@@ -116,6 +136,7 @@ fn split_args(args: &[String], valued: &[&str]) -> Result<Command<SplitArgs>, Us
             "--" => {
                 positional.extend(iter.by_ref().cloned());
             }
+            a if flags.contains(&a) => options.push((a.to_string(), String::new())),
             a if a.starts_with("--") => {
                 let (name, inline) = match a.split_once('=') {
                     Some((n, v)) => (n, Some(v.to_string())),
@@ -190,6 +211,14 @@ pub struct ServerArgs {
     pub peers: Vec<PeerConfig>,
     /// Address to listen on.
     pub bind: IpAddr,
+    /// `--data-dir`.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// `--fsync`.
+    pub fsync: crate::storage::FsyncPolicy,
+    /// `--force-primary`.
+    pub force_primary: bool,
+    /// `--log-retain`.
+    pub log_retain: usize,
 }
 
 /// Parses the server's arguments (without the program name).
@@ -197,7 +226,8 @@ pub struct ServerArgs {
 /// # Errors
 /// A [`UsageError`] naming the first argument that is wrong.
 pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> {
-    let (pos, options) = match split_args(args, &["--bind"])? {
+    let valued = ["--bind", "--data-dir", "--fsync", "--log-retain"];
+    let (pos, options) = match split_args(args, &valued, &["--force-primary"])? {
         Command::Run(split) => split,
         Command::Help => return Ok(Command::Help),
         Command::Version => return Ok(Command::Version),
@@ -220,18 +250,43 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         )));
     }
     let peers = parse_peers(rest, factory_id)?;
-    let mut bind = IpAddr::from([0, 0, 0, 0]);
-    for (_, value) in options {
-        bind = value
-            .parse()
-            .map_err(|_| usage_error(format!("--bind must be an IP address, got '{value}'")))?;
-    }
-    Ok(Command::Run(ServerArgs {
+    let mut parsed = ServerArgs {
         port,
         factory_id,
         peers,
-        bind,
-    }))
+        bind: IpAddr::from([0, 0, 0, 0]),
+        data_dir: None,
+        fsync: crate::storage::FsyncPolicy::Always,
+        force_primary: false,
+        log_retain: crate::server::DEFAULT_LOG_RETAIN,
+    };
+    let mut fsync_given = false;
+    for (name, value) in options {
+        match name.as_str() {
+            "--bind" => {
+                parsed.bind = value.parse().map_err(|_| {
+                    usage_error(format!("--bind must be an IP address, got '{value}'"))
+                })?
+            }
+            "--data-dir" => parsed.data_dir = Some(host("--data-dir", &value)?.into()),
+            "--fsync" => {
+                fsync_given = true;
+                parsed.fsync = value.parse().map_err(|_| {
+                    usage_error(format!(
+                        "--fsync must be always, batch or never, got '{value}'"
+                    ))
+                })?
+            }
+            "--log-retain" => {
+                parsed.log_retain = number("--log-retain", &value, 1u32, u32::MAX)? as usize
+            }
+            _ => parsed.force_primary = true,
+        }
+    }
+    if fsync_given && parsed.data_dir.is_none() {
+        return Err(usage_error("--fsync needs --data-dir"));
+    }
+    Ok(Command::Run(parsed))
 }
 
 fn parse_peers(rest: &[String], own_id: i32) -> Result<Vec<PeerConfig>, UsageError> {
@@ -269,7 +324,7 @@ pub const MAX_CUSTOMERS: i32 = 10_000;
 /// # Errors
 /// A [`UsageError`] naming the first argument that is wrong.
 pub fn parse_client(args: &[String]) -> Result<Command<ClientArgs>, UsageError> {
-    let (pos, options) = match split_args(args, &["--timeout"])? {
+    let (pos, options) = match split_args(args, &["--timeout"], &["--percentiles"])? {
         Command::Run(split) => split,
         Command::Help => return Ok(Command::Help),
         Command::Version => return Ok(Command::Version),
@@ -286,7 +341,12 @@ pub fn parse_client(args: &[String]) -> Result<Command<ClientArgs>, UsageError> 
         _ => Mode::Scan,
     };
     let mut timeout = Some(Duration::from_secs(30));
-    for (_, value) in options {
+    let mut percentiles = false;
+    for (name, value) in options {
+        if name == "--percentiles" {
+            percentiles = true;
+            continue;
+        }
         let secs: u64 = number("--timeout", &value, 0, 86_400)?;
         timeout = (secs > 0).then(|| Duration::from_secs(secs));
     }
@@ -297,6 +357,7 @@ pub fn parse_client(args: &[String]) -> Result<Command<ClientArgs>, UsageError> 
         orders: number("NUM_ORDERS", &pos[3], 0, i32::MAX)?,
         mode,
         timeout,
+        percentiles,
     }))
 }
 
@@ -339,6 +400,23 @@ mod tests {
     }
 
     #[test]
+    fn server_durability_options() {
+        let Command::Run(a) = parse_server(&args(
+            "5000 0 0 --data-dir /tmp/x --fsync=batch --force-primary --log-retain 10",
+        ))
+        .unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.data_dir, Some("/tmp/x".into()));
+        assert_eq!(a.fsync, crate::storage::FsyncPolicy::Batch);
+        assert!(a.force_primary);
+        assert_eq!(a.log_retain, 10);
+        assert!(server_err("5000 0 0 --fsync always").contains("--fsync needs --data-dir"));
+        assert!(server_err("5000 0 0 --data-dir d --fsync sometimes").contains("--fsync must be"));
+        assert!(server_err("5000 0 0 --log-retain 0").contains("--log-retain"));
+    }
+
+    #[test]
     fn server_errors_name_the_argument() {
         assert!(server_err("5000 0").contains("expected PORT FACTORY_ID NUM_PEERS"));
         assert!(server_err("0 0 0").contains("PORT must be between 1 and 65535"));
@@ -366,6 +444,11 @@ mod tests {
             panic!("expected run");
         };
         assert_eq!(a.timeout, None);
+        assert!(!a.percentiles);
+        let Command::Run(a) = parse_client(&args("h 1 --percentiles 1 1 1")).unwrap() else {
+            panic!("expected run");
+        };
+        assert!(a.percentiles);
     }
 
     #[test]
@@ -377,5 +460,6 @@ mod tests {
         assert!(client_err("h 70000 1 1 1").contains("PORT"));
         assert!(client_err("h 1 1 1 1 --timeout x").contains("--timeout"));
         assert!(client_err("h 1 1 1 1 --timeout").contains("needs a value"));
+        assert!(client_err("h 1 1 1 1 --percentiles=yes").contains("unknown option"));
     }
 }

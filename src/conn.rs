@@ -6,6 +6,7 @@
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 
+use crate::wire::native::{check_length, FrameError, NativeFrame};
 use crate::wire::{Frame, Tag, HANDSHAKE_LEN, MAX_FRAME_SIZE};
 
 /// How reading or writing a frame failed.
@@ -90,6 +91,61 @@ pub fn write_frame<F: Frame>(w: &mut impl Write, frame: &F) -> Result<(), ConnEr
     Ok(())
 }
 
+/// How reading a native frame failed.
+#[derive(Debug)]
+pub enum NativeError {
+    /// The connection failed or closed.
+    Conn(ConnError),
+    /// The bytes are not a valid frame (the connection must be closed).
+    Frame(FrameError),
+}
+
+impl fmt::Display for NativeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NativeError::Conn(e) => write!(f, "{e}"),
+            NativeError::Frame(e) => write!(f, "invalid frame: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for NativeError {}
+
+impl From<ConnError> for NativeError {
+    fn from(e: ConnError) -> Self {
+        NativeError::Conn(e)
+    }
+}
+
+/// Reads one native frame, using `buf` as scratch space. The length prefix
+/// is checked against its bound before anything is allocated for the body.
+pub fn read_native(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<NativeFrame, NativeError> {
+    let mut prefix = [0u8; 4];
+    read_full(r, &mut prefix)?;
+    let len = check_length(prefix).map_err(NativeError::Frame)?;
+    buf.resize(len, 0);
+    read_full(r, buf).map_err(|e| match e {
+        ConnError::Closed => ConnError::Truncated {
+            got: 4,
+            want: len + 4,
+        },
+        other => other,
+    })?;
+    NativeFrame::decode(buf).map_err(NativeError::Frame)
+}
+
+/// Encodes `frame` into `buf` (cleared first) and writes it.
+pub fn write_native(
+    w: &mut impl Write,
+    frame: &NativeFrame,
+    buf: &mut Vec<u8>,
+) -> Result<(), ConnError> {
+    buf.clear();
+    frame.encode(buf);
+    w.write_all(buf)?;
+    Ok(())
+}
+
 /// Reads the 8-byte handshake; `Ok(None)` for a tag no role answers to.
 pub fn read_tag(r: &mut impl Read) -> Result<(Option<Tag>, [u8; HANDSHAKE_LEN]), ConnError> {
     let mut buf = [0u8; HANDSHAKE_LEN];
@@ -142,6 +198,30 @@ mod tests {
         assert_eq!(raw, CLIENT_TAG);
         let (tag, _) = read_tag(&mut &b"HELLO!!!"[..]).unwrap();
         assert_eq!(tag, None);
+    }
+
+    #[test]
+    fn native_frames_round_trip_and_lengths_are_bounded() {
+        use crate::wire::native::Body;
+        let frame = NativeFrame::new(3, Body::Heartbeat { commit_index: 4 });
+        let mut out = Vec::new();
+        write_native(&mut out, &frame, &mut Vec::new()).unwrap();
+        let mut scratch = Vec::new();
+        assert_eq!(read_native(&mut &out[..], &mut scratch).unwrap(), frame);
+        let huge: &[u8] = &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3];
+        assert!(matches!(
+            read_native(&mut &*huge, &mut scratch),
+            Err(NativeError::Frame(FrameError::BadLength(_)))
+        ));
+        assert!(
+            scratch.capacity() < 1 << 16,
+            "nothing allocated from the bad length"
+        );
+        let cut = &out[..out.len() - 1];
+        assert!(matches!(
+            read_native(&mut &*cut, &mut scratch),
+            Err(NativeError::Conn(ConnError::Truncated { .. }))
+        ));
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod client;
 pub mod conn;
 pub mod ffi;
 pub mod logging;
+pub mod replication;
 pub mod server;
 pub mod state;
 pub mod storage;

@@ -25,6 +25,43 @@ fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
     buf
 }
 
+/// Accepts connections like an original server: reads the 8-byte tag and
+/// closes anything but `PFA` (our primary tries its native tag first).
+fn accept_pfa(listener: &TcpListener) -> TcpStream {
+    for _ in 0..20 {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let tag = read_n(&mut s, 8);
+        if tag == hex("50 46 41 00 00 00 00 00") {
+            return s;
+        }
+        assert_eq!(&tag[..4], b"FREP", "only the native tag is tried first");
+    }
+    panic!("no PFA connection");
+}
+
+/// Reads the next frame for a new entry. Commit notices in between (the
+/// previous entry re-sent with its own index as the commit point) are
+/// checked byte for byte and acknowledged.
+fn next_entry_frame(s: &mut TcpStream, previous: &mut Vec<u8>, replica: u8) -> Vec<u8> {
+    loop {
+        let frame = read_n(s, 24);
+        if !previous.is_empty() && frame[8..12] == previous[8..12] {
+            let mut notice = previous.clone();
+            notice[4..8].copy_from_slice(&previous[8..12]);
+            assert_eq!(
+                frame, notice,
+                "a commit notice re-sends the entry as committed"
+            );
+            s.write_all(&[0, 0, 0, replica]).unwrap();
+            s.write_all(&frame[8..12]).unwrap();
+            continue;
+        }
+        *previous = frame.clone();
+        return frame;
+    }
+}
+
 #[test]
 fn our_primary_sends_exact_v1_frames_and_waits_for_acks() {
     let backup = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -47,35 +84,40 @@ fn our_primary_sends_exact_v1_frames_and_waits_for_acks() {
         c.close();
     });
 
-    let (mut s, _) = backup.accept().unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    assert_eq!(read_n(&mut s, 8), hex("50 46 41 00 00 00 00 00"), "PFA tag");
-    // Entry 0: primary 3, nothing committed yet, op set 7 → 42 (LE).
+    let mut s = accept_pfa(&backup);
+    let mut previous = Vec::new();
+    // Entry 0 names the in-sync set: a no-op (opcode 0) for a v1 backup.
     assert_eq!(
-        read_n(&mut s, 24),
-        hex("00 00 00 03 ff ff ff ff 00 00 00 00 01 00 00 00 07 00 00 00 2a 00 00 00")
+        next_entry_frame(&mut s, &mut previous, 5),
+        hex("00 00 00 03 ff ff ff ff 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00")
+    );
+    s.write_all(&hex("00 00 00 05 00 00 00 00")).unwrap();
+    // Entry 1: primary 3, commit point 0, op set 7 → 42 (LE).
+    assert_eq!(
+        next_entry_frame(&mut s, &mut previous, 5),
+        hex("00 00 00 03 00 00 00 00 00 00 00 01 01 00 00 00 07 00 00 00 2a 00 00 00")
     );
     assert!(
         replied_rx.recv_timeout(Duration::from_millis(200)).is_err(),
         "no reply before the backup acks"
     );
-    s.write_all(&hex("00 00 00 05 00 00 00 00")).unwrap();
+    s.write_all(&hex("00 00 00 05 00 00 00 01")).unwrap();
     assert_eq!(replied_rx.recv_timeout(DEADLINE), Ok(1));
-    // Entry 1 carries commit point 0; op set 8 → -1.
+    // Entry 2 carries commit point 1; op set 8 → -1.
     assert_eq!(
-        read_n(&mut s, 24),
-        hex("00 00 00 03 00 00 00 00 00 00 00 01 01 00 00 00 08 00 00 00 ff ff ff ff")
+        next_entry_frame(&mut s, &mut previous, 5),
+        hex("00 00 00 03 00 00 00 01 00 00 00 02 01 00 00 00 08 00 00 00 ff ff ff ff")
     );
-    s.write_all(&hex("00 00 00 05 00 00 00 01")).unwrap();
+    s.write_all(&hex("00 00 00 05 00 00 00 02")).unwrap();
     assert_eq!(replied_rx.recv_timeout(DEADLINE), Ok(2));
-    // Once writes stop, the commit notice re-sends entry 1 as committed.
+    // Once writes stop, the commit notice re-sends entry 2 as committed.
     assert_eq!(
         read_n(&mut s, 24),
-        hex("00 00 00 03 00 00 00 01 00 00 00 01 01 00 00 00 08 00 00 00 ff ff ff ff")
+        hex("00 00 00 03 00 00 00 02 00 00 00 02 01 00 00 00 08 00 00 00 ff ff ff ff")
     );
-    s.write_all(&hex("00 00 00 05 00 00 00 01")).unwrap();
+    s.write_all(&hex("00 00 00 05 00 00 00 02")).unwrap();
     writer.join().unwrap();
-    assert_eq!(server.status().committed_index, 1);
+    assert_eq!(server.status().committed_index, 2);
     server.stop();
 }
 

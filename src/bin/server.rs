@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use factory::cli::{self, Command, ServerArgs};
-use factory::server::{Server, ServerConfig, ServerError};
+use factory::server::{Server, ServerConfig};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             // The server runs on its own threads until the process is killed.
             std::thread::park();
         },
-        Err(e @ ServerError::AddressInUse(_)) | Err(e) => {
+        Err(e) => {
             eprintln!("server: {e}");
             ExitCode::from(1)
         }
@@ -40,6 +40,10 @@ fn config(args: ServerArgs) -> ServerConfig {
     ServerConfig {
         bind: SocketAddr::new(args.bind, args.port),
         peers: args.peers,
+        data_dir: args.data_dir,
+        fsync: args.fsync,
+        force_primary: args.force_primary,
+        log_retain: args.log_retain,
         ..ServerConfig::new(args.port, args.factory_id)
     }
 }

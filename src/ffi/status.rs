@@ -55,7 +55,9 @@ impl From<&ServerError> for factory_status {
     fn from(e: &ServerError) -> Self {
         match e {
             ServerError::AddressInUse(_) => factory_status::ERR_ADDRESS_IN_USE,
-            ServerError::Bind(..) | ServerError::Io(_) => factory_status::ERR_IO,
+            ServerError::Bind(..) | ServerError::Io(_) | ServerError::Storage(_) => {
+                factory_status::ERR_IO
+            }
         }
     }
 }

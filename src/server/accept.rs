@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::{backup, next_engineer_id, session, ServerError, Shared};
+use super::{backup, follower, next_engineer_id, session, ServerError, Shared};
 use crate::conn::{self, ConnError};
 use crate::wire::Tag;
 
@@ -87,8 +87,11 @@ fn serve(shared: &Shared, mut stream: TcpStream, engineer_id: i32) {
     match conn::read_tag(&mut stream) {
         Ok((Some(Tag::Client), _)) => session::run(shared, stream, peer, engineer_id),
         Ok((Some(Tag::Pfa), _)) => backup::run(shared, stream, peer),
+        Ok((Some(Tag::Native), _)) => follower::run(shared, stream, peer),
         Ok((None, raw)) => {
-            log::warn!("{peer}: unknown handshake tag {raw:02x?}, expected CLIENT or PFA; closing")
+            log::warn!(
+                "{peer}: unknown handshake tag {raw:02x?}, expected CLIENT, PFA or FREP; closing"
+            )
         }
         Err(e) => log_handshake_failure(shared, peer, &e),
     }

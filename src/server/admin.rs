@@ -2,10 +2,14 @@
 //!
 //! Client sessions submit writes to the [`AdminQueue`] (a Mutex + Condvar
 //! queue, as in the original) and wait on their own [`Completion`]. The
-//! admin takes every waiting write at once, appends them, replicates them to
-//! every backup, commits, applies, and releases all their sessions. The
-//! original did one write at a time; taking the whole queue is the same
-//! protocol with fewer round trips.
+//! admin takes every waiting write at once and, as primary, appends them,
+//! has them made durable locally while the replicators stream them, waits
+//! until every member of the in-sync set holds them, commits, applies and
+//! releases all their sessions.
+//!
+//! A server that is not primary and knows no live primary takes over first
+//! ([`super::term`]); one that knows a live primary answers the session
+//! with [`WriteError::NotPrimary`] so that it forwards the write.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -13,18 +17,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::peer::PeerLinks;
+use super::term::Term;
 use super::{ServerError, Shared};
-use crate::wire::{Entry, ReplicationRequest};
+use crate::wire::Entry;
 
-/// The most writes the admin commits as one batch; bounds the acks a
-/// backup may have in flight.
+/// The most writes the admin commits as one batch.
 const MAX_BATCH: usize = 1024;
 
-/// How long the admin waits for more writes before telling backups the
-/// latest commit point. v1 frames carry the commit point from before their
-/// batch, so without this a backup would lag by a batch until the next write.
-const COMMIT_NOTICE_DELAY: Duration = Duration::from_millis(50);
+/// How often an idle primary looks after its in-sync set and its log.
+const MAINTENANCE: Duration = Duration::from_millis(50);
 
 /// What [`AdminQueue::take_batch`] found.
 enum Take {
@@ -33,13 +34,23 @@ enum Take {
     Closed,
 }
 
-/// Why a write was not committed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a write was not committed here.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum WriteError {
     /// The server is stopping.
     Stopping,
     /// The log has no index left for more entries.
     LogFull,
+    /// Server `.0` is primary: forward the write there.
+    NotPrimary(i32),
+    /// Server `.0` holds a longer log and should take over: forward there.
+    Defer(i32),
+    /// No primary right now (a takeover is under way elsewhere): retry.
+    NoPrimary,
+    /// This server cannot be sure it holds every acknowledged write (G5).
+    Unsafe(String),
+    /// The durable log failed.
+    Storage(String),
 }
 
 impl fmt::Display for WriteError {
@@ -47,6 +58,11 @@ impl fmt::Display for WriteError {
         match self {
             WriteError::Stopping => write!(f, "the server is stopping"),
             WriteError::LogFull => write!(f, "the log is full"),
+            WriteError::NotPrimary(p) => write!(f, "server {p} is primary"),
+            WriteError::Defer(p) => write!(f, "server {p} holds a longer log"),
+            WriteError::NoPrimary => write!(f, "no primary is available"),
+            WriteError::Unsafe(why) => write!(f, "refusing writes: {why}"),
+            WriteError::Storage(why) => write!(f, "the durable log failed: {why}"),
         }
     }
 }
@@ -179,91 +195,27 @@ pub(super) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, ServerError> 
         .map_err(ServerError::Io)
 }
 
-fn run(shared: &Shared) {
-    let mut links = PeerLinks::new(shared);
+fn run(shared: &Arc<Shared>) {
+    let mut term = Term::default();
     let mut batch = Vec::new();
-    let mut frames = Vec::new();
-    let mut notice_due = false;
     loop {
-        let idle = notice_due.then_some(COMMIT_NOTICE_DELAY);
+        let idle = term.active().then_some(MAINTENANCE);
         match shared.admin_queue.take_batch(&mut batch, idle) {
-            Take::Closed => return,
-            Take::Idle => {
-                send_commit_notice(shared, &mut links);
-                notice_due = false;
-            }
+            Take::Closed => break,
+            Take::Idle => term.maintain(shared),
             Take::Batch => {
-                let result = commit_batch(shared, &mut links, &batch, &mut frames);
+                let entries: Vec<Entry> = batch.iter().map(|r| r.entry).collect();
+                let result = term
+                    .ensure_primary(shared)
+                    .and_then(|()| term.commit(shared, &entries));
                 for request in batch.drain(..) {
-                    request.done.finish(result);
+                    request.done.finish(result.clone());
                 }
-                notice_due = result.is_ok();
+                if result.is_ok() {
+                    term.maintain(shared);
+                }
             }
         }
     }
-}
-
-/// Re-sends the last entry with the current commit point. Storing an entry
-/// again is harmless for a v1 backup (original or ours), and it lets the
-/// backup apply everything committed.
-fn send_commit_notice(shared: &Shared, links: &mut PeerLinks<'_>) {
-    let notice = {
-        let replica = shared.replica();
-        if !replica.is_primary() || replica.committed_index() != replica.last_index() {
-            return;
-        }
-        replica.replication_request(replica.last_index())
-    };
-    if let Some(frame) = notice {
-        links.replicate(&[frame]);
-    }
-}
-
-/// Appends, replicates and commits one batch (PROTOCOL.md §4, primary).
-fn commit_batch(
-    shared: &Shared,
-    links: &mut PeerLinks<'_>,
-    batch: &[WriteRequest],
-    frames: &mut Vec<ReplicationRequest>,
-) -> Result<(), WriteError> {
-    if shared.stopping() {
-        return Err(WriteError::Stopping);
-    }
-    ensure_primary(shared, links);
-    let last = append_batch(shared, batch, frames)?;
-    links.replicate(frames);
-    let mut replica = shared.replica();
-    let committed = replica.commit_through(last);
-    shared.records.apply(committed);
-    Ok(())
-}
-
-/// Takes the primary role on the first write, connecting to every peer; a
-/// peer added since is connected now.
-fn ensure_primary(shared: &Shared, links: &mut PeerLinks<'_>) {
-    let became = shared.replica().become_primary();
-    if became {
-        log::info!("factory {} became primary", shared.factory_id);
-        links.reset();
-    }
-    links.connect_new(&shared.peer_list());
-}
-
-fn append_batch(
-    shared: &Shared,
-    batch: &[WriteRequest],
-    frames: &mut Vec<ReplicationRequest>,
-) -> Result<i32, WriteError> {
-    let mut replica = shared.replica();
-    if i64::from(replica.last_index()) + batch.len() as i64 >= i64::from(i32::MAX) {
-        return Err(WriteError::LogFull);
-    }
-    frames.clear();
-    for request in batch {
-        let index = replica
-            .append(request.entry)
-            .map_err(|_| WriteError::LogFull)?;
-        frames.extend(replica.replication_request(index));
-    }
-    Ok(replica.last_index())
+    term.end(shared);
 }

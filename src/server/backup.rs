@@ -22,7 +22,10 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     // The primary may stay quiet for as long as no client writes.
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(Some(shared.limits.peer_timeout));
-    log::info!("replication stream opened by {peer}");
+    log::info!("replication stream (v1) opened by {peer}");
+    shared
+        .followed_v1
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut primary = None;
     let end = follow(shared, &stream, &mut primary);
     shared.replica().on_stream_closed();

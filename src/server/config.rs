@@ -1,7 +1,13 @@
 //! What a server is started with: its id, address, peers and limits.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::storage::FsyncPolicy;
+
+/// Committed entries kept in the log by default, for catch-up by suffix.
+pub const DEFAULT_LOG_RETAIN: usize = 100_000;
 
 /// A peer (backup) the primary replicates to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +63,14 @@ pub struct ServerConfig {
     pub peers: Vec<PeerConfig>,
     /// Timeouts.
     pub limits: Limits,
+    /// Where the durable log lives; `None` keeps everything in memory.
+    pub data_dir: Option<PathBuf>,
+    /// When the durable log is fsynced.
+    pub fsync: FsyncPolicy,
+    /// Take over even when unsure of holding every acknowledged write.
+    pub force_primary: bool,
+    /// Committed entries kept for catch-up by suffix (more: snapshot).
+    pub log_retain: usize,
 }
 
 impl ServerConfig {
@@ -68,6 +82,10 @@ impl ServerConfig {
             bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
             peers: Vec::new(),
             limits: Limits::default(),
+            data_dir: None,
+            fsync: FsyncPolicy::Always,
+            force_primary: false,
+            log_retain: DEFAULT_LOG_RETAIN,
         }
     }
 

@@ -13,6 +13,8 @@ pub enum ServerError {
     Bind(SocketAddr, io::Error),
     /// A thread or socket operation failed.
     Io(io::Error),
+    /// The data directory cannot be used (the message names file and offset).
+    Storage(crate::storage::StorageError),
 }
 
 impl ServerError {
@@ -35,6 +37,7 @@ impl fmt::Display for ServerError {
             ),
             ServerError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             ServerError::Io(e) => write!(f, "cannot start the server: {e}"),
+            ServerError::Storage(e) => write!(f, "cannot use the data directory: {e}"),
         }
     }
 }
@@ -43,6 +46,7 @@ impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ServerError::Bind(_, e) | ServerError::Io(e) => Some(e),
+            ServerError::Storage(e) => Some(e),
             ServerError::AddressInUse(_) => None,
         }
     }

@@ -2,11 +2,13 @@
 //! thread, which takes a role from the 8-byte handshake.
 //!
 //! One file per role, as in the original's `ServerThread.cpp`:
-//! - [`session`]: a client session (the original's "engineer" thread);
-//! - [`admin`]: the primary's admin thread, fed by a queue, which appends,
-//!   replicates to every peer, commits and releases the waiting sessions;
-//! - [`backup`]: the handler of a `PFA` replication stream on a backup;
-//! - [`peer`]: the primary's outgoing link to one backup.
+//! - [`session`]: a client session (the original's "engineer" thread),
+//!   which forwards writes to the primary when this server is a backup;
+//! - [`admin`]: the admin thread, fed by a queue; as primary it appends,
+//!   replicates, commits and releases the waiting sessions, driving a
+//!   [`term`] (takeover, in-sync set) and its [`replicator`]s, one per peer;
+//! - [`follower`]: a backup's handler of a native stream or probe;
+//! - [`backup`]: a backup's handler of an original (`PFA`) stream.
 //!
 //! [`Server`] is the handle the binary, the tests and the C ABI hold: it
 //! starts everything, and [`Server::stop`] closes the listener and every
@@ -15,26 +17,37 @@
 mod accept;
 mod admin;
 mod backup;
+mod compaction;
 mod config;
+mod durable;
 mod error;
-mod peer;
+mod follower;
+mod forward;
+mod progress;
 mod registry;
+mod replicator;
+mod replicator_v1;
 mod session;
+mod takeover;
+mod term;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-pub use config::{Limits, PeerConfig, ServerConfig};
+pub use config::{Limits, PeerConfig, ServerConfig, DEFAULT_LOG_RETAIN};
 pub use error::ServerError;
 
 use crate::state::{RecordTable, Replica};
+use crate::wire::Epoch;
 use admin::AdminQueue;
+use durable::Durable;
+use progress::Replication;
 use registry::Registry;
 
 /// A snapshot of a server's replication indexes, for tests and operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
     /// This server's id.
     pub factory_id: i32,
@@ -44,13 +57,20 @@ pub struct Status {
     pub committed_index: i32,
     /// The primary it follows, itself, or -1.
     pub primary_id: i32,
+    /// The highest epoch it has seen.
+    pub epoch: Epoch,
+    /// True while it is known to hold every committed entry.
+    pub trusted: bool,
+    /// The in-sync set its log names (empty: none yet).
+    pub in_sync: Vec<i32>,
 }
 
 /// State shared by every thread of one server.
 ///
-/// Lock order where two nest: `replica` before any shard of `records`.
-/// Client reads take only a `records` shard, so they never wait for the
-/// admin while it replicates.
+/// Lock order where two nest: `replica`, then `durable`, then a shard of
+/// `records`; `repl` is never held while taking `replica`. Client reads
+/// take only a `records` shard, so they never wait for the admin while it
+/// replicates or syncs.
 pub(crate) struct Shared {
     pub(crate) factory_id: i32,
     pub(crate) limits: Limits,
@@ -66,6 +86,17 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// Number of the next connection (the reply's `engineer_id`).
     pub(crate) next_engineer_id: AtomicI32,
+    /// The durable log, with `--data-dir`.
+    pub(crate) durable: Durable,
+    /// The primary's view of its backups.
+    pub(crate) repl: Replication,
+    /// Take over even when unsure of holding every acknowledged write.
+    pub(crate) force_primary: bool,
+    /// Committed entries kept in the log for catch-up by suffix.
+    pub(crate) log_retain: usize,
+    /// This server has followed an original (v1) primary, whose writes carry
+    /// no guarantee: it then takes over as the original would.
+    pub(crate) followed_v1: AtomicBool,
 }
 
 impl Shared {
@@ -85,6 +116,37 @@ impl Shared {
     pub(crate) fn stopping(&self) -> bool {
         self.registry.is_closed()
     }
+
+    pub(crate) fn followed_v1(&self) -> bool {
+        self.followed_v1.load(Ordering::Relaxed)
+    }
+
+    /// Makes a newly adopted epoch durable (a failure is logged: the epoch
+    /// is then only as durable as the process).
+    pub(crate) fn persist_epoch(&self, epoch: Epoch) {
+        if let Err(e) = self.durable.set_epoch(epoch) {
+            log::error!("cannot record epoch {epoch}: {e}");
+        }
+    }
+
+    /// Gives up the primary role (a higher epoch exists); `primary` is the
+    /// new primary if known. Pending writes then fail and are forwarded.
+    pub(crate) fn step_down(&self, epoch: Epoch, primary: i32) {
+        {
+            let mut replica = self.replica();
+            if replica.adopt_epoch(epoch) {
+                self.persist_epoch(epoch);
+            }
+            if replica.is_primary() {
+                log::info!(
+                    "factory {} steps down: epoch {epoch} is newer",
+                    self.factory_id
+                );
+                replica.follow(primary);
+            }
+        }
+        self.repl.update(|p| p.epoch = 0);
+    }
 }
 
 /// A running server. Dropping it stops it, as [`Server::stop`] does.
@@ -103,19 +165,33 @@ impl Server {
     /// [`ServerError::AddressInUse`] when the port is taken, other
     /// [`ServerError`]s when the socket or a thread cannot be created.
     pub fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        let recovered =
+            durable::recover(config.factory_id, config.data_dir.as_deref(), config.fsync)
+                .map_err(ServerError::Storage)?;
         let listener =
             TcpListener::bind(config.bind).map_err(|e| ServerError::bind(config.bind, e))?;
         let local_addr = listener.local_addr().map_err(ServerError::Io)?;
         let shared = Arc::new(Shared {
             factory_id: config.factory_id,
             limits: config.limits,
-            replica: Mutex::new(Replica::new(config.factory_id)),
-            records: RecordTable::new(),
+            replica: Mutex::new(recovered.replica),
+            records: recovered.records,
             admin_queue: AdminQueue::new(),
             peers: Mutex::new(config.peers),
             registry: Registry::new(),
             next_engineer_id: AtomicI32::new(0),
+            durable: Durable::new(recovered.disk),
+            repl: Replication::default(),
+            force_primary: config.force_primary,
+            log_retain: config.log_retain,
+            followed_v1: AtomicBool::new(false),
         });
+        if config.force_primary {
+            log::warn!(
+                "factory {}: --force-primary: it may take over without knowing it holds every acknowledged write",
+                config.factory_id
+            );
+        }
         let admin_thread = admin::spawn(Arc::clone(&shared))?;
         let accept_thread = match accept::spawn(Arc::clone(&shared), listener) {
             Ok(t) => t,
@@ -162,6 +238,12 @@ impl Server {
             last_index: replica.last_index(),
             committed_index: replica.committed_index(),
             primary_id: replica.primary_id(),
+            epoch: replica.epoch(),
+            trusted: replica.trusted(),
+            in_sync: replica
+                .in_sync()
+                .map(|s| s.ids().to_vec())
+                .unwrap_or_default(),
         }
     }
 
@@ -179,6 +261,7 @@ impl Server {
     fn shutdown(&mut self) {
         self.shared.registry.close_all();
         self.shared.admin_queue.close();
+        self.shared.repl.notify();
         wake_acceptor(self.local_addr);
         if let Some(t) = self.accept_thread.take() {
             let _ = t.join();

@@ -1,15 +1,20 @@
 //! A client session (the original's "engineer" thread): reads 12-byte
 //! requests and answers each. Writes go through the admin thread and are
-//! answered once committed; reads are answered from the committed records
-//! at once, without waiting for the admin.
+//! answered once committed; on a backup they are forwarded to the primary
+//! (G2), never applied here first. Reads are answered from the committed
+//! records at once, without waiting for the admin.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
+use std::thread;
+use std::time::Duration;
+
 use super::admin::{Completion, WriteError};
+use super::forward::Forwarder;
 use super::Shared;
 use crate::conn::{read_frame, write_frame, ConnError};
-use crate::state::V1_EPOCH;
+use crate::state::{NO_PRIMARY, V1_EPOCH};
 use crate::wire::{CustomerRecord, Entry, RequestType, RobotInfo, RobotOrder};
 
 /// Why a session ended early (a clean close is not an error).
@@ -24,7 +29,8 @@ pub(super) fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, engi
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(Some(shared.limits.client_write_timeout));
     let done = Arc::new(Completion::new());
-    match serve(shared, &mut stream, &done, engineer_id) {
+    let mut forwarder = Forwarder::default();
+    match serve(shared, &mut stream, &done, &mut forwarder, engineer_id) {
         Ok(()) | Err(SessionEnd::Conn(ConnError::Closed)) => {
             log::debug!("client {peer} (engineer {engineer_id}) ended its session")
         }
@@ -43,6 +49,7 @@ fn serve(
     shared: &Shared,
     stream: &mut TcpStream,
     done: &Arc<Completion>,
+    forwarder: &mut Forwarder,
     engineer_id: i32,
 ) -> Result<(), SessionEnd> {
     loop {
@@ -52,11 +59,7 @@ fn serve(
         }
         match order.kind() {
             Some(RequestType::Write) => {
-                let entry = Entry::set(V1_EPOCH, order.customer_id, order.order_number);
-                shared
-                    .admin_queue
-                    .submit_and_wait(entry, done)
-                    .map_err(SessionEnd::Write)?;
+                write(shared, &order, done, forwarder).map_err(SessionEnd::Write)?;
                 write_frame(stream, &RobotInfo::for_order(&order, engineer_id))
             }
             Some(RequestType::Read) => {
@@ -70,4 +73,61 @@ fn serve(
         }
         .map_err(SessionEnd::Conn)?;
     }
+}
+
+/// Most attempts to place one write while a primary is being found.
+const WRITE_ATTEMPTS: u32 = 60;
+
+/// Places a write: through our admin when we are (or may become) primary,
+/// else by forwarding it to the primary; retried while a takeover settles.
+fn write(
+    shared: &Shared,
+    order: &RobotOrder,
+    done: &Arc<Completion>,
+    forwarder: &mut Forwarder,
+) -> Result<(), WriteError> {
+    let entry = Entry::set(V1_EPOCH, order.customer_id, order.order_number);
+    let mut last_error = WriteError::NoPrimary;
+    for attempt in 0..WRITE_ATTEMPTS {
+        let target = match route(shared) {
+            None => match shared.admin_queue.submit_and_wait(entry, done) {
+                Ok(()) => return Ok(()),
+                Err(WriteError::NotPrimary(p) | WriteError::Defer(p))
+                    if p != NO_PRIMARY && p != shared.factory_id =>
+                {
+                    p
+                }
+                Err(
+                    e @ (WriteError::NoPrimary | WriteError::NotPrimary(_) | WriteError::Defer(_)),
+                ) => {
+                    last_error = e;
+                    pause(attempt);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
+            Some(primary) => primary,
+        };
+        match forwarder.order(shared, target, order.customer_id, order.order_number) {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                log::debug!("forwarding a write to server {target} failed: {e}");
+                last_error = WriteError::NotPrimary(target);
+                pause(attempt);
+            }
+        }
+    }
+    Err(last_error)
+}
+
+/// The live primary to forward to, or `None` to go through our admin.
+fn route(shared: &Shared) -> Option<i32> {
+    let replica = shared.replica();
+    let primary = replica.primary_id();
+    (primary != NO_PRIMARY && primary != shared.factory_id).then_some(primary)
+}
+
+/// Backs off between attempts while a primary is being found.
+fn pause(attempt: u32) {
+    thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 10));
 }

@@ -16,6 +16,8 @@ pub enum Tag {
     Client,
     /// A v1 replication stream from a primary (`PFA`).
     Pfa,
+    /// A native replication connection between Rust servers (`FREP`).
+    Native,
 }
 
 impl Tag {
@@ -24,6 +26,7 @@ impl Tag {
         match self {
             Tag::Client => CLIENT_TAG,
             Tag::Pfa => PFA_TAG,
+            Tag::Native => super::native::NATIVE_TAG,
         }
     }
 
@@ -31,7 +34,9 @@ impl Tag {
     /// for `PFA`, the first 6 for `CLIENT`. Matching by prefix keeps original
     /// peers (which may pad differently) working; `None` means "close".
     pub fn decode(buf: &[u8; HANDSHAKE_LEN]) -> Option<Tag> {
-        if buf.starts_with(b"PFA") {
+        if buf == &super::native::NATIVE_TAG {
+            Some(Tag::Native)
+        } else if buf.starts_with(b"PFA") {
             Some(Tag::Pfa)
         } else if buf.starts_with(b"CLIENT") {
             Some(Tag::Client)
@@ -54,7 +59,7 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        for tag in [Tag::Client, Tag::Pfa] {
+        for tag in [Tag::Client, Tag::Pfa, Tag::Native] {
             assert_eq!(Tag::decode(&tag.bytes()), Some(tag));
         }
     }
@@ -66,6 +71,11 @@ mod tests {
         assert_eq!(Tag::decode(b"CLIEN\0\0\0"), None);
         assert_eq!(Tag::decode(b"PF\0\0\0\0\0\0"), None);
         assert_eq!(Tag::decode(b"GET / HT"), None);
+        assert_eq!(
+            Tag::decode(b"FREP\0\0\0\x02"),
+            None,
+            "another native version"
+        );
         assert_eq!(Tag::decode(&[0; 8]), None);
     }
 }

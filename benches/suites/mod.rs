@@ -1,0 +1,4 @@
+//! The benchmark suites run by `benches/benches.rs`.
+
+pub mod cluster;
+pub mod wire;

@@ -1,0 +1,42 @@
+//! Bounding the log: once it holds more than twice `--log-retain` entries,
+//! the in-memory log forgets committed entries beyond the last
+//! `--log-retain` (a backup that far behind is caught up by snapshot
+//! instead), and the durable log is rewritten as a snapshot of the records
+//! at the commit point plus the entries after it.
+
+use super::Shared;
+use crate::storage::Snapshot;
+
+/// Compacts the in-memory and the durable log if they grew too long.
+pub(crate) fn compact(shared: &Shared) {
+    let retain = shared.log_retain.max(1) as i64;
+    let mut replica = shared.replica();
+    let held = i64::from(replica.last_index()) - i64::from(replica.log().first_index()) + 1;
+    if held > 2 * retain {
+        let through = i64::from(replica.committed_index()) - retain;
+        if through >= 0 {
+            replica.compact_through(through as i32);
+            log::debug!("log compacted through index {through}");
+        }
+    }
+    if shared.durable.entry_count() as i64 <= 2 * retain {
+        return;
+    }
+    // The records are applied under the replica lock: while we hold it they
+    // are exactly the state at the commit point.
+    let c = replica.committed_index();
+    let snapshot = Snapshot {
+        last_index: c,
+        last_epoch: replica.log().epoch_at(c).unwrap_or(0),
+        in_sync: replica.in_sync_at(c).unwrap_or_default(),
+        records: shared.records.records(),
+    };
+    let after = replica.log().range(c + 1, replica.last_index()).to_vec();
+    match shared.durable.install_snapshot(&snapshot, &after) {
+        Ok(()) => log::info!(
+            "durable log compacted: snapshot of {} records through index {c}",
+            snapshot.records.len()
+        ),
+        Err(e) => log::error!("durable log compaction failed: {e}"),
+    }
+}

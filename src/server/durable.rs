@@ -1,0 +1,149 @@
+//! The server's durable copy of its log, when it runs with `--data-dir`:
+//! a thin layer over [`crate::storage::DiskLog`] that does nothing without
+//! a data directory, and the recovery of a replica from disk at start.
+//!
+//! Lock order: the replica lock may be held while this one is taken (a
+//! backup persists an append before it acknowledges), never the reverse.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::state::{Log, LogChange, RecordTable, Replica};
+use crate::storage::{DiskLog, FsyncPolicy, Snapshot, StorageError};
+use crate::wire::{Entry, Epoch};
+
+/// The log on disk, if any.
+#[derive(Default)]
+pub(crate) struct Durable {
+    disk: Mutex<Option<DiskLog>>,
+}
+
+impl Durable {
+    pub(crate) fn new(disk: Option<DiskLog>) -> Self {
+        Durable {
+            disk: Mutex::new(disk),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<DiskLog>> {
+        self.disk.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut DiskLog) -> Result<T, StorageError>,
+    ) -> Result<Option<T>, StorageError> {
+        self.lock().as_mut().map(f).transpose()
+    }
+
+    /// Writes `entries` (at `first_index`...) and syncs per the fsync policy.
+    pub(crate) fn append(&self, first_index: i32, entries: &[Entry]) -> Result<(), StorageError> {
+        self.with(|d| {
+            d.append(first_index, entries)?;
+            d.sync().map(drop)
+        })
+        .map(drop)
+    }
+
+    /// Mirrors a backup's log change (truncation, then appended entries,
+    /// read from `log`) and syncs.
+    pub(crate) fn apply_change(&self, change: &LogChange, log: &Log) -> Result<(), StorageError> {
+        if change.truncated_from.is_none() && change.appended == 0 {
+            return Ok(());
+        }
+        self.with(|d| {
+            if let Some(from) = change.truncated_from {
+                d.truncate_from(from)?;
+            }
+            if change.appended > 0 {
+                let last = change.first_appended + change.appended as i32 - 1;
+                d.append(
+                    change.first_appended,
+                    log.range(change.first_appended, last),
+                )?;
+            }
+            d.sync().map(drop)
+        })
+        .map(drop)
+    }
+
+    /// Records a new epoch durably.
+    pub(crate) fn set_epoch(&self, epoch: Epoch) -> Result<(), StorageError> {
+        self.with(|d| d.set_epoch(epoch)).map(drop)
+    }
+
+    /// Records the commit point (durable with the next sync).
+    pub(crate) fn note_commit(&self, index: i32) -> Result<(), StorageError> {
+        self.with(|d| d.note_commit(index)).map(drop)
+    }
+
+    /// Replaces the durable state with `snapshot` and the entries after it.
+    pub(crate) fn install_snapshot(
+        &self,
+        snapshot: &Snapshot,
+        entries_after: &[Entry],
+    ) -> Result<(), StorageError> {
+        self.with(|d| d.install_snapshot(snapshot, entries_after))
+            .map(drop)
+    }
+
+    /// Entries in the log file after its snapshot (0 without a data dir).
+    pub(crate) fn entry_count(&self) -> usize {
+        self.lock().as_ref().map_or(0, DiskLog::entry_count)
+    }
+}
+
+/// What a server starts from.
+pub(crate) struct Recovered {
+    pub replica: Replica,
+    pub records: RecordTable,
+    pub disk: Option<DiskLog>,
+}
+
+/// Opens `dir` (if given) and rebuilds the replica and the records it
+/// holds: the snapshot, then the committed entries after it.
+pub(crate) fn recover(
+    id: i32,
+    dir: Option<&Path>,
+    fsync: FsyncPolicy,
+) -> Result<Recovered, StorageError> {
+    let records = RecordTable::new();
+    let Some(dir) = dir else {
+        return Ok(Recovered {
+            replica: Replica::new(id),
+            records,
+            disk: None,
+        });
+    };
+    let (disk, found) = DiskLog::open(dir, fsync)?;
+    let (mut log, base_in_sync) = match &found.snapshot {
+        Some(s) => {
+            records.replace_all(&s.records);
+            (
+                Log::after_snapshot(s.last_index, s.last_epoch),
+                Some(s.in_sync).filter(|m| !m.is_empty()),
+            )
+        }
+        None => (Log::new(), None),
+    };
+    for entry in &found.entries {
+        log.append(*entry);
+    }
+    let snapshot_end = log.first_index() - 1;
+    let mut replica = Replica::restore(id, log, base_in_sync, found.epoch, snapshot_end);
+    let committed = replica.commit_through(found.committed_index);
+    records.apply(committed);
+    log::info!(
+        "factory {id}: recovered {} from {}: snapshot through {snapshot_end}, {} entries, committed through {}, epoch {}",
+        if found.truncated_tail.is_some() { "(torn tail truncated)" } else { "cleanly" },
+        dir.display(),
+        found.entries.len(),
+        replica.committed_index(),
+        found.epoch
+    );
+    Ok(Recovered {
+        replica,
+        records,
+        disk: Some(disk),
+    })
+}

@@ -1,0 +1,331 @@
+//! A backup's handler for a native connection: either a primary's stream
+//! (`Hello`, then appends, snapshots and heartbeats, each acknowledged once
+//! durable) or a candidate's `Probe` (answered with where our log ends).
+//!
+//! Every frame's epoch is checked: a frame from an epoch older than ours
+//! is rejected with our epoch, which makes a stale primary step down.
+
+use std::io::{BufReader, BufWriter, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use super::Shared;
+use crate::conn::{read_native, write_native, ConnError, NativeError};
+use crate::state::{StateError, NO_PRIMARY};
+use crate::storage::Snapshot;
+use crate::wire::native::{Body, NativeFrame, RejectCode};
+use crate::wire::{Entry, Epoch, MemberSet};
+
+/// Most records a snapshot may carry in all its chunks together.
+const MAX_SNAPSHOT_RECORDS: usize = 64 << 20;
+
+/// Why a native connection ended.
+enum End {
+    Conn(ConnError),
+    Frame(String),
+    Refused(RejectCode, String),
+}
+
+impl From<NativeError> for End {
+    fn from(e: NativeError) -> Self {
+        match e {
+            NativeError::Conn(c) => End::Conn(c),
+            NativeError::Frame(f) => End::Frame(f.to_string()),
+        }
+    }
+}
+
+impl From<ConnError> for End {
+    fn from(e: ConnError) -> Self {
+        End::Conn(e)
+    }
+}
+
+struct Conn<'s> {
+    reader: BufReader<&'s TcpStream>,
+    writer: BufWriter<&'s TcpStream>,
+    scratch: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Conn<'_> {
+    fn send(&mut self, frame: NativeFrame) -> Result<(), End> {
+        write_native(&mut self.writer, &frame, &mut self.out)?;
+        self.writer.flush().map_err(|e| End::Conn(e.into()))
+    }
+
+    fn receive(&mut self) -> Result<NativeFrame, End> {
+        Ok(read_native(&mut self.reader, &mut self.scratch)?)
+    }
+
+    fn reject(&mut self, epoch: Epoch, code: RejectCode, reason: String) -> End {
+        let _ = self.send(NativeFrame::new(
+            epoch,
+            Body::Reject {
+                code,
+                reason: reason.clone(),
+            },
+        ));
+        End::Refused(code, reason)
+    }
+}
+
+pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_read_timeout(Some(
+        shared
+            .limits
+            .peer_timeout
+            .max(super::replicator::HEARTBEAT * 20),
+    ));
+    let _ = stream.set_write_timeout(Some(shared.limits.peer_timeout));
+    let mut conn = Conn {
+        reader: BufReader::new(&stream),
+        writer: BufWriter::new(&stream),
+        scratch: Vec::new(),
+        out: Vec::new(),
+    };
+    let end = match conn.receive() {
+        Ok(NativeFrame {
+            epoch,
+            body: Body::Probe { candidate_id },
+        }) => answer_probe(shared, &mut conn, epoch, candidate_id),
+        Ok(NativeFrame {
+            epoch,
+            body: Body::Hello { primary_id, .. },
+        }) => follow(shared, &mut conn, epoch, primary_id, peer),
+        Ok(other) => {
+            let mine = shared.replica().epoch();
+            Err(conn.reject(
+                mine,
+                RejectCode::Protocol,
+                format!("expected hello or probe, got {}", other.body.name()),
+            ))
+        }
+        Err(e) => Err(e),
+    };
+    match end {
+        Ok(()) | Err(End::Conn(ConnError::Closed)) => {
+            log::debug!("native connection from {peer} ended")
+        }
+        Err(End::Conn(e)) => log::info!("native connection from {peer}: {e}"),
+        Err(End::Frame(e)) => log::warn!("native connection from {peer}: {e}; closing"),
+        Err(End::Refused(code, why)) => {
+            log::info!("refused native connection from {peer} ({code:?}): {why}")
+        }
+    }
+}
+
+/// Tells a candidate where our log ends, or why it must not take over.
+fn answer_probe(
+    shared: &Shared,
+    conn: &mut Conn<'_>,
+    epoch: Epoch,
+    candidate: i32,
+) -> Result<(), End> {
+    let reply = {
+        let mut replica = shared.replica();
+        if replica.primary_id() != NO_PRIMARY {
+            let primary = replica.primary_id();
+            let mine = replica.epoch();
+            drop(replica);
+            return Err(conn.reject(mine, RejectCode::HasPrimary, format!("{primary}")));
+        }
+        if epoch < replica.epoch() {
+            let mine = replica.epoch();
+            drop(replica);
+            return Err(conn.reject(
+                mine,
+                RejectCode::StaleEpoch,
+                format!("epoch {epoch} is older than {mine}"),
+            ));
+        }
+        if replica.adopt_epoch(epoch) {
+            shared.persist_epoch(epoch);
+        }
+        Body::ProbeReply {
+            replica_id: replica.id(),
+            last_index: replica.last_index(),
+            last_epoch: replica.last_epoch(),
+            trusted: replica.trusted(),
+            in_sync: replica.in_sync().unwrap_or_default(),
+            primary_id: NO_PRIMARY,
+        }
+    };
+    log::info!("answered the probe of candidate {candidate} (epoch {epoch})");
+    conn.send(NativeFrame::new(epoch, reply))
+}
+
+/// Follows the primary that sent `Hello` in `epoch`.
+fn follow(
+    shared: &Shared,
+    conn: &mut Conn<'_>,
+    epoch: Epoch,
+    primary: i32,
+    peer: SocketAddr,
+) -> Result<(), End> {
+    let catch_up = {
+        let mut replica = shared.replica();
+        if epoch < replica.epoch() {
+            let mine = replica.epoch();
+            drop(replica);
+            return Err(conn.reject(
+                mine,
+                RejectCode::StaleEpoch,
+                format!("epoch {epoch} is older than {mine}"),
+            ));
+        }
+        if replica.adopt_epoch(epoch) {
+            shared.persist_epoch(epoch);
+        }
+        if replica.is_primary() {
+            drop(replica);
+            shared.step_down(epoch, primary);
+            replica = shared.replica();
+        }
+        replica.follow(primary);
+        Body::CatchUp {
+            replica_id: replica.id(),
+            last_index: replica.last_index(),
+            last_epoch: replica.last_epoch(),
+        }
+    };
+    log::info!("following primary {primary} at {peer} in epoch {epoch}");
+    conn.send(NativeFrame::new(epoch, catch_up))?;
+    let result = stream(shared, conn, epoch);
+    let mut replica = shared.replica();
+    if replica.primary_id() == primary && replica.epoch() == epoch {
+        replica.on_stream_closed();
+        log::info!("lost primary {primary} at {peer} (epoch {epoch})");
+    }
+    result
+}
+
+fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End> {
+    let mut snapshot: Vec<(i32, i32)> = Vec::new();
+    loop {
+        let frame = conn.receive()?;
+        let mine = shared.replica().epoch();
+        if frame.epoch != epoch || mine > epoch {
+            return Err(conn.reject(
+                mine,
+                RejectCode::StaleEpoch,
+                format!("stream epoch {epoch}, ours {mine}"),
+            ));
+        }
+        let ack = match frame.body {
+            Body::Append {
+                prev_index,
+                prev_epoch,
+                commit_index,
+                entries,
+            } => append(shared, prev_index, prev_epoch, commit_index, &entries)
+                .map_err(|(code, why)| conn.reject(mine, code, why))?,
+            Body::Heartbeat { commit_index } => commit(shared, commit_index),
+            Body::Snapshot {
+                last_index,
+                last_epoch,
+                in_sync,
+                records,
+                done,
+            } => {
+                if snapshot.len() + records.len() > MAX_SNAPSHOT_RECORDS {
+                    return Err(conn.reject(
+                        mine,
+                        RejectCode::Protocol,
+                        "snapshot too large".into(),
+                    ));
+                }
+                snapshot.extend_from_slice(&records);
+                if !done {
+                    continue;
+                }
+                let records = std::mem::take(&mut snapshot);
+                install(shared, last_index, last_epoch, in_sync, records)
+                    .map_err(|(code, why)| conn.reject(mine, code, why))?
+            }
+            other => {
+                return Err(conn.reject(
+                    mine,
+                    RejectCode::Protocol,
+                    format!("unexpected {} on a stream", other.name()),
+                ))
+            }
+        };
+        conn.send(NativeFrame::new(
+            epoch,
+            Body::Ack {
+                replica_id: shared.factory_id,
+                last_index: ack,
+            },
+        ))?;
+    }
+}
+
+type Refusal = (RejectCode, String);
+
+/// Stores an append durably, applies what it commits; returns our last index.
+fn append(
+    shared: &Shared,
+    prev_index: i32,
+    prev_epoch: Epoch,
+    commit_index: i32,
+    entries: &[Entry],
+) -> Result<i32, Refusal> {
+    let mut replica = shared.replica();
+    let change = replica
+        .on_append(prev_index, prev_epoch, entries)
+        .map_err(|e: StateError| (RejectCode::LogMismatch, e.to_string()))?;
+    shared
+        .durable
+        .apply_change(&change, replica.log())
+        .map_err(|e| (RejectCode::Storage, e.to_string()))?;
+    let last = replica.last_index();
+    let committed = replica.commit_through(commit_index.min(last));
+    shared.records.apply(committed);
+    let me_in_sync = replica
+        .in_sync()
+        .is_some_and(|s| s.contains(shared.factory_id));
+    replica.set_trusted(me_in_sync);
+    Ok(last)
+}
+
+fn commit(shared: &Shared, commit_index: i32) -> i32 {
+    let mut replica = shared.replica();
+    let last = replica.last_index();
+    let committed = replica.commit_through(commit_index.min(last));
+    shared.records.apply(committed);
+    let _ = shared.durable.note_commit(replica.committed_index());
+    last
+}
+
+/// Replaces our state with a snapshot received from the primary.
+fn install(
+    shared: &Shared,
+    last_index: i32,
+    last_epoch: Epoch,
+    in_sync: MemberSet,
+    records: Vec<(i32, i32)>,
+) -> Result<i32, Refusal> {
+    let mut replica = shared.replica();
+    let snapshot = Snapshot {
+        last_index,
+        last_epoch,
+        in_sync,
+        records,
+    };
+    shared
+        .durable
+        .install_snapshot(&snapshot, &[])
+        .map_err(|e| (RejectCode::Storage, e.to_string()))?;
+    shared.records.replace_all(&snapshot.records);
+    replica.install_snapshot(
+        last_index,
+        last_epoch,
+        Some(in_sync).filter(|s| !s.is_empty()),
+    );
+    replica.set_trusted(false);
+    log::info!(
+        "installed a snapshot of {} records through index {last_index}",
+        snapshot.records.len()
+    );
+    Ok(last_index)
+}

@@ -1,0 +1,47 @@
+//! Forwarding a write from a backup to the primary (G2): the backup opens
+//! an ordinary client session to the primary, so this works with any
+//! primary, original or ours, and the write is applied there first.
+
+use std::time::Duration;
+
+use super::Shared;
+use crate::client::{Client, ClientError};
+use crate::wire::RobotInfo;
+
+/// A session's cached connection to the server it forwards to.
+#[derive(Default)]
+pub(crate) struct Forwarder {
+    target: Option<(i32, Client)>,
+}
+
+impl Forwarder {
+    /// Sends the write to server `to` and returns its reply.
+    pub(crate) fn order(
+        &mut self,
+        shared: &Shared,
+        to: i32,
+        customer_id: i32,
+        order_number: i32,
+    ) -> Result<RobotInfo, ClientError> {
+        let mut client = match self.target.take() {
+            Some((id, client)) if id == to => client,
+            _ => connect(shared, to)?,
+        };
+        let reply = client.order(customer_id, order_number)?;
+        self.target = Some((to, client));
+        Ok(reply)
+    }
+}
+
+fn connect(shared: &Shared, to: i32) -> Result<Client, ClientError> {
+    let peer = shared
+        .peer_list()
+        .into_iter()
+        .find(|p| p.id == to)
+        .ok_or_else(|| ClientError::Resolve {
+            server: format!("factory {to}"),
+            reason: "not a configured peer".into(),
+        })?;
+    let timeout = shared.limits.peer_timeout.max(Duration::from_secs(5));
+    Client::connect(&peer.host, peer.port, Some(timeout))
+}

@@ -1,0 +1,129 @@
+//! What the primary knows of each backup's progress, shared between the
+//! admin thread (which commits) and the replicator threads (one per peer,
+//! which stream entries and collect acks).
+//!
+//! One mutex and one condition variable: replicators wait on it for new
+//! entries or a new commit point, the admin waits on it for acks and for
+//! peers that failed. Every change notifies all; there are few waiters.
+//!
+//! Lock order: never take the replica lock while holding this one (the
+//! admin updates it after releasing the replica).
+
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::wire::{Epoch, MemberSet};
+
+/// One peer, as its replicator reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PeerProgress {
+    pub id: i32,
+    /// Highest index the peer acknowledged as durable (-1: none).
+    pub matched: i32,
+    /// The link is up and streaming live entries.
+    pub live: bool,
+    /// The peer is an original (v1) server: never an in-sync member, but
+    /// waited for while live, as the original primary does.
+    pub v1: bool,
+    /// The link failed since the admin last looked.
+    pub failed: bool,
+    /// The replicator's first connection attempt is over (live or failed).
+    pub settled: bool,
+}
+
+/// The primary's view of replication.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Epoch of the current primary term; 0 when this server is not primary.
+    pub epoch: Epoch,
+    /// Highest committed index (mirrors the replica's).
+    pub commit: i32,
+    /// The primary's last index (mirrors the replica's).
+    pub last_index: i32,
+    pub peers: Vec<PeerProgress>,
+}
+
+impl Progress {
+    pub(crate) fn peer_mut(&mut self, id: i32) -> Option<&mut PeerProgress> {
+        self.peers.iter_mut().find(|p| p.id == id)
+    }
+
+    pub(crate) fn matched(&self, id: i32) -> i32 {
+        self.peers
+            .iter()
+            .find(|p| p.id == id)
+            .map_or(-1, |p| p.matched)
+    }
+
+    /// True once every replicator has tried its first connection.
+    pub(crate) fn all_settled(&self) -> bool {
+        self.peers.iter().all(|p| p.settled)
+    }
+
+    /// Live v1 peers that have not acked `index` yet.
+    pub(crate) fn v1_behind(&self, index: i32) -> bool {
+        self.peers
+            .iter()
+            .any(|p| p.v1 && p.live && p.matched < index)
+    }
+
+    /// Peers of `in_sync` whose link failed, clearing their flags.
+    pub(crate) fn take_failed(&mut self, in_sync: &MemberSet) -> Vec<i32> {
+        let mut failed = Vec::new();
+        for p in &mut self.peers {
+            if p.failed {
+                p.failed = false;
+                if in_sync.contains(p.id) {
+                    failed.push(p.id);
+                }
+            }
+        }
+        failed
+    }
+
+    /// Live native peers, not in `in_sync`, that hold everything committed.
+    pub(crate) fn ready_to_join(&self, in_sync: &MemberSet) -> Vec<i32> {
+        self.peers
+            .iter()
+            .filter(|p| p.live && !p.v1 && !in_sync.contains(p.id) && p.matched >= self.commit)
+            .map(|p| p.id)
+            .collect()
+    }
+}
+
+/// [`Progress`] behind its lock and condition variable.
+#[derive(Default)]
+pub(crate) struct Replication {
+    state: Mutex<Progress>,
+    changed: Condvar,
+}
+
+impl Replication {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Progress> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the progress and wakes every waiter.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Progress) -> R) -> R {
+        let r = f(&mut self.lock());
+        self.changed.notify_all();
+        r
+    }
+
+    /// Wakes every waiter (new entries, a new commit point, stopping).
+    pub(crate) fn notify(&self) {
+        self.changed.notify_all();
+    }
+
+    /// Waits for a change or `timeout`.
+    pub(crate) fn wait<'a>(
+        &self,
+        guard: MutexGuard<'a, Progress>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, Progress> {
+        self.changed
+            .wait_timeout(guard, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+}

@@ -1,0 +1,497 @@
+//! The primary's replicator for one peer: a thread that connects to the
+//! backup, brings it to exactly the primary's log, streams every new entry
+//! and the commit point, and reports acks to the admin through
+//! [`super::progress`]. It reconnects with backoff when the link fails,
+//! until this server stops being primary in its epoch.
+//!
+//! A peer that closes the connection on the native tag is an original
+//! server: the replicator falls back to v1 `PFA` frames for it
+//! ([`super::replicator_v1`]).
+
+use std::collections::VecDeque;
+use std::io::{BufWriter, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use super::registry::Registered;
+use super::{PeerConfig, Shared};
+use crate::conn::{read_native, write_native, ConnError, NativeError};
+use crate::replication::{plan_catch_up, CatchUpPlan};
+use crate::wire::native::{
+    Body, NativeFrame, RejectCode, MAX_BATCH_ENTRIES, MAX_CHUNK_RECORDS, NATIVE_TAG,
+};
+use crate::wire::{Entry, Epoch};
+
+/// Longest silence on a live link: a heartbeat goes out after this.
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(50);
+/// Batches sent before waiting for the oldest ack.
+const WINDOW: usize = 4;
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Why a replication session with a peer ended.
+#[derive(Debug)]
+pub(crate) enum PeerError {
+    Resolve(String),
+    Conn(ConnError),
+    Frame(String),
+    Rejected(RejectCode, String),
+    WrongAck {
+        expected: i32,
+        got: i32,
+    },
+    /// The peer closed the connection on the native tag: an original server.
+    SpeaksV1,
+    Stopping,
+}
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerError::Resolve(e) => write!(f, "cannot resolve address: {e}"),
+            PeerError::Conn(e) => write!(f, "{e}"),
+            PeerError::Frame(e) => write!(f, "{e}"),
+            PeerError::Rejected(code, why) => write!(f, "rejected ({code:?}): {why}"),
+            PeerError::WrongAck { expected, got } => {
+                write!(f, "expected an ack for entry {expected}, got one for {got}")
+            }
+            PeerError::SpeaksV1 => write!(f, "closed the native handshake (an original server)"),
+            PeerError::Stopping => write!(f, "server stopping"),
+        }
+    }
+}
+
+impl From<ConnError> for PeerError {
+    fn from(e: ConnError) -> Self {
+        PeerError::Conn(e)
+    }
+}
+
+impl From<std::io::Error> for PeerError {
+    fn from(e: std::io::Error) -> Self {
+        PeerError::Conn(e.into())
+    }
+}
+
+impl From<NativeError> for PeerError {
+    fn from(e: NativeError) -> Self {
+        match e {
+            NativeError::Conn(c) => PeerError::Conn(c),
+            NativeError::Frame(f) => PeerError::Frame(f.to_string()),
+        }
+    }
+}
+
+/// A connected stream to a peer, registered so that stopping closes it.
+pub(crate) struct Link<'a> {
+    pub stream: TcpStream,
+    pub writer: BufWriter<TcpStream>,
+    pub scratch: Vec<u8>,
+    _registered: Registered<'a>,
+}
+
+/// Connects to `peer` and sends `tag`.
+pub(crate) fn connect<'a>(
+    shared: &'a Shared,
+    peer: &PeerConfig,
+    tag: &[u8; 8],
+) -> Result<Link<'a>, PeerError> {
+    let addrs: Vec<SocketAddr> = (peer.host.as_str(), peer.port)
+        .to_socket_addrs()
+        .map_err(|e| PeerError::Resolve(e.to_string()))?
+        .collect();
+    let mut last = PeerError::Resolve("no address".into());
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, shared.limits.connect_timeout) {
+            Ok(stream) => return open(shared, stream, tag),
+            Err(e) => last = e.into(),
+        }
+    }
+    Err(last)
+}
+
+fn open<'a>(
+    shared: &'a Shared,
+    mut stream: TcpStream,
+    tag: &[u8; 8],
+) -> Result<Link<'a>, PeerError> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(shared.limits.peer_timeout))?;
+    stream.set_write_timeout(Some(shared.limits.peer_timeout))?;
+    let registered = shared
+        .registry
+        .register(&stream)
+        .ok_or(PeerError::Stopping)?;
+    stream.write_all(tag)?;
+    Ok(Link {
+        writer: BufWriter::new(stream.try_clone()?),
+        stream,
+        scratch: Vec::new(),
+        _registered: registered,
+    })
+}
+
+impl Link<'_> {
+    pub(crate) fn send(&mut self, frame: &NativeFrame) -> Result<(), PeerError> {
+        write_native(&mut self.writer, frame, &mut self.scratch)?;
+        Ok(())
+    }
+
+    pub(crate) fn flush(&mut self) -> Result<(), PeerError> {
+        self.writer.flush()?;
+        Ok(())
+    }
+
+    pub(crate) fn receive(&mut self) -> Result<NativeFrame, PeerError> {
+        Ok(read_native(&mut self.stream, &mut self.scratch)?)
+    }
+}
+
+/// True while this server is primary in `epoch` and running.
+pub(crate) fn still_primary(shared: &Shared, epoch: Epoch) -> bool {
+    !shared.stopping() && shared.repl.lock().epoch == epoch
+}
+
+/// The replicator thread's body for `peer` during primary term `epoch`.
+pub(crate) fn run(shared: &Shared, peer: &PeerConfig, epoch: Epoch) {
+    let mut backoff = MIN_BACKOFF;
+    let mut down_since: Option<Instant> = None;
+    while still_primary(shared, epoch) {
+        let started = Instant::now();
+        // Native first on every connection, so that a Rust peer that
+        // dropped the handshake while crashing is not taken for an original.
+        let result = match session(shared, peer, epoch) {
+            Err(PeerError::SpeaksV1) => {
+                log::info!(
+                    "peer {} at {} is an original server: replicating with v1 frames",
+                    peer.id,
+                    peer.addr()
+                );
+                super::replicator_v1::session(shared, peer, epoch)
+            }
+            other => other,
+        };
+        match result {
+            Ok(()) => return,
+            Err(e) => report_down(shared, peer, &e, &mut down_since),
+        }
+        if started.elapsed() > MAX_BACKOFF {
+            backoff = MIN_BACKOFF;
+        }
+        pause(shared, epoch, backoff);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn report_down(
+    shared: &Shared,
+    peer: &PeerConfig,
+    e: &PeerError,
+    down_since: &mut Option<Instant>,
+) {
+    let was_live = shared.repl.update(|p| {
+        let Some(state) = p.peer_mut(peer.id) else {
+            return false;
+        };
+        let was_live = state.live;
+        state.live = false;
+        state.failed = true;
+        state.settled = true;
+        was_live
+    });
+    if was_live || down_since.is_none() {
+        log::warn!(
+            "lost peer {} at {}: {e}; retrying with backoff",
+            peer.id,
+            peer.addr()
+        );
+        *down_since = Some(Instant::now());
+    } else {
+        log::debug!("peer {} at {} still unreachable: {e}", peer.id, peer.addr());
+    }
+}
+
+/// Sleeps up to `backoff`, waking early if the term ends.
+fn pause(shared: &Shared, epoch: Epoch, backoff: Duration) {
+    let deadline = Instant::now() + backoff;
+    let mut progress = shared.repl.lock();
+    while progress.epoch == epoch && !shared.stopping() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        progress = shared.repl.wait(progress, left);
+    }
+}
+
+/// One native session: handshake, catch-up, then streaming until an error
+/// or the end of the term.
+fn session(shared: &Shared, peer: &PeerConfig, epoch: Epoch) -> Result<(), PeerError> {
+    let mut link = connect(shared, peer, &NATIVE_TAG)?;
+    let commit = shared.replica().committed_index();
+    let hello = NativeFrame::new(
+        epoch,
+        Body::Hello {
+            primary_id: shared.factory_id,
+            commit_index: commit,
+        },
+    );
+    let reply = handshake(&mut link, &hello)?;
+    let next = match reply.body {
+        Body::CatchUp {
+            last_index,
+            last_epoch,
+            ..
+        } => catch_up(shared, &mut link, peer, epoch, last_index, last_epoch)?,
+        Body::Reject { code, reason } => return Err(rejected(shared, reply.epoch, code, reason)),
+        other => {
+            return Err(PeerError::Frame(format!(
+                "expected catch-up, got {}",
+                other.name()
+            )))
+        }
+    };
+    stream(shared, &mut link, peer, epoch, next)
+}
+
+/// Sends the first frame of a native connection and reads the answer. A
+/// peer that drops the connection instead is an original server, which
+/// closes any connection whose tag it does not know.
+pub(crate) fn handshake(
+    link: &mut Link<'_>,
+    first: &NativeFrame,
+) -> Result<NativeFrame, PeerError> {
+    let sent = link.send(first).and_then(|()| link.flush());
+    match sent.and_then(|()| link.receive()) {
+        Ok(reply) => Ok(reply),
+        Err(PeerError::Conn(ConnError::Closed | ConnError::Truncated { .. })) => {
+            Err(PeerError::SpeaksV1)
+        }
+        Err(PeerError::Conn(ConnError::Io(e))) if dropped(&e) => Err(PeerError::SpeaksV1),
+        Err(e) => Err(e),
+    }
+}
+
+fn dropped(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
+}
+
+/// A rejection; one naming a higher epoch makes this server step down.
+pub(crate) fn rejected(
+    shared: &Shared,
+    their_epoch: Epoch,
+    code: RejectCode,
+    reason: String,
+) -> PeerError {
+    if code == RejectCode::StaleEpoch {
+        shared.step_down(their_epoch, crate::state::NO_PRIMARY);
+    }
+    PeerError::Rejected(code, reason)
+}
+
+/// Brings the peer to our log; returns the next index to send.
+fn catch_up(
+    shared: &Shared,
+    link: &mut Link<'_>,
+    peer: &PeerConfig,
+    epoch: Epoch,
+    last_index: i32,
+    last_epoch: Epoch,
+) -> Result<i32, PeerError> {
+    let started = Instant::now();
+    let plan = plan_catch_up(shared.replica().log(), last_index, last_epoch);
+    let next = match plan {
+        CatchUpPlan::Suffix { prev_index, .. } => {
+            let behind = shared.replica().last_index() - prev_index;
+            if behind > 0 {
+                log::info!(
+                    "peer {}: catching up by log suffix of {behind} entries from index {}",
+                    peer.id,
+                    prev_index + 1
+                );
+            }
+            prev_index + 1
+        }
+        CatchUpPlan::Snapshot => send_snapshot(shared, link, peer, epoch)?,
+    };
+    shared.repl.update(|p| {
+        if let Some(state) = p.peer_mut(peer.id) {
+            state.matched = next - 1;
+            state.live = true;
+            state.v1 = false;
+            state.settled = true;
+        }
+    });
+    log::debug!(
+        "peer {}: catch-up plan sent in {:?}",
+        peer.id,
+        started.elapsed()
+    );
+    Ok(next)
+}
+
+/// Sends the record map at our commit point in chunks and waits for the
+/// ack; returns the index after the snapshot.
+fn send_snapshot(
+    shared: &Shared,
+    link: &mut Link<'_>,
+    peer: &PeerConfig,
+    epoch: Epoch,
+) -> Result<i32, PeerError> {
+    let started = Instant::now();
+    let (last_index, last_epoch, in_sync, records) = {
+        let replica = shared.replica();
+        let c = replica.committed_index();
+        // Records are applied under the replica lock, so they are exactly
+        // the state at `c` while we hold it.
+        let epoch_at_c = replica.log().epoch_at(c).unwrap_or(0);
+        (
+            c,
+            epoch_at_c,
+            replica.in_sync_at(c).unwrap_or_default(),
+            shared.records.records(),
+        )
+    };
+    let chunks: Vec<&[(i32, i32)]> = if records.is_empty() {
+        vec![&[]]
+    } else {
+        records.chunks(MAX_CHUNK_RECORDS).collect()
+    };
+    let count = chunks.len();
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let body = Body::Snapshot {
+            last_index,
+            last_epoch,
+            in_sync,
+            records: chunk.to_vec(),
+            done: i + 1 == count,
+        };
+        link.send(&NativeFrame::new(epoch, body))?;
+    }
+    link.flush()?;
+    expect_ack(shared, link, last_index)?;
+    log::info!(
+        "peer {}: caught up by snapshot of {} records through index {last_index} in {:?}",
+        peer.id,
+        records.len(),
+        started.elapsed()
+    );
+    Ok(last_index + 1)
+}
+
+/// Reads one ack and checks it names `expected`.
+fn expect_ack(shared: &Shared, link: &mut Link<'_>, expected: i32) -> Result<(), PeerError> {
+    let frame = link.receive()?;
+    match frame.body {
+        Body::Ack { last_index, .. } if last_index == expected => Ok(()),
+        Body::Ack { last_index, .. } => Err(PeerError::WrongAck {
+            expected,
+            got: last_index,
+        }),
+        Body::Reject { code, reason } => Err(rejected(shared, frame.epoch, code, reason)),
+        other => Err(PeerError::Frame(format!(
+            "expected an ack, got {}",
+            other.name()
+        ))),
+    }
+}
+
+/// What to send next: entries after `next - 1` with the commit point.
+struct Batch {
+    prev_index: i32,
+    prev_epoch: Epoch,
+    commit: i32,
+    entries: Vec<Entry>,
+}
+
+fn next_batch(shared: &Shared, next: i32) -> Option<Batch> {
+    let replica = shared.replica();
+    let last = replica.last_index();
+    let prev_epoch = replica.log().epoch_at(next - 1)?;
+    let to = last.min(next.saturating_add(MAX_BATCH_ENTRIES as i32 - 1));
+    Some(Batch {
+        prev_index: next - 1,
+        prev_epoch,
+        commit: replica.committed_index(),
+        entries: replica.log().range(next, to).to_vec(),
+    })
+}
+
+/// Streams entries and heartbeats, pipelining up to [`WINDOW`] batches,
+/// until the link fails or the term ends.
+fn stream(
+    shared: &Shared,
+    link: &mut Link<'_>,
+    peer: &PeerConfig,
+    epoch: Epoch,
+    mut next: i32,
+) -> Result<(), PeerError> {
+    let mut in_flight: VecDeque<i32> = VecDeque::new();
+    let mut sent_commit = i32::MIN;
+    let mut last_send = Instant::now();
+    loop {
+        if !still_primary(shared, epoch) {
+            return Ok(());
+        }
+        // The log may have been compacted past `next` (only while this peer
+        // lagged): start over with a fresh catch-up.
+        let batch = next_batch(shared, next)
+            .ok_or(PeerError::Frame("log compacted past the peer".into()))?;
+        let has_entries = !batch.entries.is_empty();
+        let heartbeat_due = last_send.elapsed() >= HEARTBEAT || batch.commit != sent_commit;
+        if (has_entries || (heartbeat_due && in_flight.is_empty())) && in_flight.len() < WINDOW {
+            let expect = batch.prev_index + batch.entries.len() as i32;
+            let body = if has_entries {
+                Body::Append {
+                    prev_index: batch.prev_index,
+                    prev_epoch: batch.prev_epoch,
+                    commit_index: batch.commit,
+                    entries: batch.entries,
+                }
+            } else {
+                Body::Heartbeat {
+                    commit_index: batch.commit,
+                }
+            };
+            link.send(&NativeFrame::new(epoch, body))?;
+            link.flush()?;
+            sent_commit = batch.commit;
+            last_send = Instant::now();
+            in_flight.push_back(expect);
+            next = expect + 1;
+            continue;
+        }
+        if let Some(expected) = in_flight.pop_front() {
+            expect_ack(shared, link, expected)?;
+            shared.repl.update(|p| {
+                if let Some(state) = p.peer_mut(peer.id) {
+                    state.matched = state.matched.max(expected);
+                }
+            });
+            continue;
+        }
+        wait_for_work(shared, epoch, next);
+    }
+}
+
+/// Waits until there is an entry at `next`, the commit point moves, the
+/// term ends, or a heartbeat is due.
+fn wait_for_work(shared: &Shared, epoch: Epoch, next: i32) {
+    let deadline = Instant::now() + HEARTBEAT;
+    let mut progress = shared.repl.lock();
+    loop {
+        let commit = progress.commit;
+        if progress.epoch != epoch || shared.stopping() {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if progress.last_index >= next || left.is_zero() {
+            return;
+        }
+        progress = shared.repl.wait(progress, left);
+        if progress.commit != commit {
+            return;
+        }
+    }
+}
