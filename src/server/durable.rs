@@ -6,6 +6,7 @@
 //! backup persists an append before it acknowledges), never the reverse.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::state::{Log, LogChange, RecordTable, Replica};
@@ -16,12 +17,15 @@ use crate::wire::{Entry, Epoch};
 #[derive(Default)]
 pub(crate) struct Durable {
     disk: Mutex<Option<DiskLog>>,
+    /// A commit note is written but not yet synced.
+    commit_pending: AtomicBool,
 }
 
 impl Durable {
     pub(crate) fn new(disk: Option<DiskLog>) -> Self {
         Durable {
             disk: Mutex::new(disk),
+            commit_pending: AtomicBool::new(false),
         }
     }
 
@@ -74,7 +78,21 @@ impl Durable {
 
     /// Records the commit point (durable with the next sync).
     pub(crate) fn note_commit(&self, index: i32) -> Result<(), StorageError> {
-        self.with(|d| d.note_commit(index)).map(drop)
+        let noted = self.with(|d| d.note_commit(index))?;
+        if noted.is_some() {
+            self.commit_pending.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Syncs a commit note still waiting for the next write, so that a
+    /// restart applies everything committed before the server went idle.
+    pub(crate) fn flush_commit(&self) -> Result<(), StorageError> {
+        if self.commit_pending.swap(false, Ordering::Relaxed) {
+            self.with(|d| d.sync()).map(drop)
+        } else {
+            Ok(())
+        }
     }
 
     /// Replaces the durable state with `snapshot` and the entries after it.

@@ -281,6 +281,7 @@ fn append(
     let last = replica.last_index();
     let committed = replica.commit_through(commit_index.min(last));
     shared.records.apply(committed);
+    let _ = shared.durable.note_commit(replica.committed_index());
     let me_in_sync = replica
         .in_sync()
         .is_some_and(|s| s.contains(shared.factory_id));
@@ -293,7 +294,11 @@ fn commit(shared: &Shared, commit_index: i32) -> i32 {
     let last = replica.last_index();
     let committed = replica.commit_through(commit_index.min(last));
     shared.records.apply(committed);
+    // A heartbeat means the primary is idle: make the commit point durable.
     let _ = shared.durable.note_commit(replica.committed_index());
+    if let Err(e) = shared.durable.flush_commit() {
+        log::error!("cannot sync the commit point: {e}");
+    }
     last
 }
 

@@ -192,6 +192,9 @@ impl Server {
                 config.factory_id
             );
         }
+        // Logged before any connection is served, so that this line comes
+        // first (tools wait for it, then for what follows).
+        log::info!("factory {} listening on {local_addr}", shared.factory_id);
         let admin_thread = admin::spawn(Arc::clone(&shared))?;
         let accept_thread = match accept::spawn(Arc::clone(&shared), listener) {
             Ok(t) => t,
@@ -201,7 +204,6 @@ impl Server {
                 return Err(e);
             }
         };
-        log::info!("factory {} listening on {local_addr}", shared.factory_id);
         Ok(Server {
             shared,
             local_addr,

@@ -430,6 +430,9 @@ fn stream(
     let mut in_flight: VecDeque<i32> = VecDeque::new();
     let mut sent_commit = i32::MIN;
     let mut last_send = Instant::now();
+    // Until the peer holds what we held when it connected, it is catching up.
+    let started = Instant::now();
+    let mut catching_up = Some((next, shared.replica().last_index()));
     loop {
         if !still_primary(shared, epoch) {
             return Ok(());
@@ -469,6 +472,19 @@ fn stream(
                     state.matched = state.matched.max(expected);
                 }
             });
+            if let Some((from, target)) = catching_up {
+                if expected >= target {
+                    if target >= from {
+                        log::info!(
+                            "peer {}: caught up by log suffix of {} entries in {:?}",
+                            peer.id,
+                            target - from + 1,
+                            started.elapsed()
+                        );
+                    }
+                    catching_up = None;
+                }
+            }
             continue;
         }
         wait_for_work(shared, epoch, next);

@@ -351,5 +351,8 @@ impl Term {
             }
         }
         super::compaction::compact(shared);
+        if let Err(e) = shared.durable.flush_commit() {
+            log::error!("cannot sync the commit point: {e}");
+        }
     }
 }

@@ -76,6 +76,16 @@ impl ServerProcess {
     /// Starts `server port id N peers... --bind 127.0.0.1` and waits until
     /// it logs that it listens.
     pub fn spawn(id: i32, port: u16, peers: &[(i32, u16)]) -> Result<ServerProcess, SpawnError> {
+        Self::spawn_with(id, port, peers, &[])
+    }
+
+    /// As [`ServerProcess::spawn`], with extra command-line arguments.
+    pub fn spawn_with(
+        id: i32,
+        port: u16,
+        peers: &[(i32, u16)],
+        extra: &[String],
+    ) -> Result<ServerProcess, SpawnError> {
         let mut args = vec![port.to_string(), id.to_string(), peers.len().to_string()];
         for (peer_id, peer_port) in peers {
             args.extend([
@@ -85,6 +95,7 @@ impl ServerProcess {
             ]);
         }
         args.extend(["--bind".into(), "127.0.0.1".into()]);
+        args.extend(extra.iter().cloned());
         let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
             .args(&args)
             .env("RUST_LOG", "info")
@@ -170,38 +181,198 @@ impl Drop for ServerProcess {
 /// `n` server processes, each with every other as a peer.
 pub struct ProcessCluster {
     pub servers: Vec<ServerProcess>,
+    ports: Vec<u16>,
+    /// Extra arguments of server `i`.
+    extra: Vec<Vec<String>>,
 }
 
 impl ProcessCluster {
     /// Starts the cluster on fresh ports, retrying if a port was taken
     /// between choosing it and binding it.
     pub fn start(n: usize) -> ProcessCluster {
+        Self::start_with(n, |_| Vec::new())
+    }
+
+    /// As [`ProcessCluster::start`], with extra arguments per server id.
+    pub fn start_with(n: usize, extra: impl Fn(usize) -> Vec<String>) -> ProcessCluster {
+        let extra: Vec<Vec<String>> = (0..n).map(extra).collect();
         for _ in 0..5 {
             let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-            if let Some(cluster) = Self::try_start(&ports) {
+            if let Some(cluster) = Self::try_start(&ports, &extra) {
                 return cluster;
             }
         }
         panic!("could not start a {n}-server cluster");
     }
 
-    fn try_start(ports: &[u16]) -> Option<ProcessCluster> {
+    fn try_start(ports: &[u16], extra: &[Vec<String>]) -> Option<ProcessCluster> {
         let mut servers = Vec::new();
         for (i, &port) in ports.iter().enumerate() {
             let peers = peers_of(i, ports);
-            match ServerProcess::spawn(i as i32, port, &peers) {
+            match ServerProcess::spawn_with(i as i32, port, &peers, &extra[i]) {
                 Ok(s) => servers.push(s),
                 Err(SpawnError::PortInUse) => return None,
                 Err(e) => panic!("server {i} did not start: {e:?}"),
             }
         }
-        Some(ProcessCluster { servers })
+        Some(ProcessCluster {
+            servers,
+            ports: ports.to_vec(),
+            extra: extra.to_vec(),
+        })
     }
 
     /// The ports, by server id.
     pub fn ports(&self) -> Vec<u16> {
-        self.servers.iter().map(|s| s.port).collect()
+        self.ports.clone()
     }
+
+    /// SIGKILLs server `i`.
+    pub fn kill(&mut self, i: usize) {
+        self.servers[i].kill();
+    }
+
+    /// Starts server `i` again on its port with its arguments.
+    pub fn restart(&mut self, i: usize) {
+        let peers = peers_of(i, &self.ports);
+        for _ in 0..50 {
+            match ServerProcess::spawn_with(i as i32, self.ports[i], &peers, &self.extra[i]) {
+                Ok(s) => {
+                    self.servers[i] = s;
+                    return;
+                }
+                // The old socket may linger a moment after SIGKILL.
+                Err(SpawnError::PortInUse) => thread::sleep(Duration::from_millis(100)),
+                Err(e) => panic!("server {i} did not restart: {e:?}"),
+            }
+        }
+        panic!("server {i} could not get its port back");
+    }
+
+    /// The live server whose log says it became primary last, if any.
+    pub fn primary(&mut self) -> Option<usize> {
+        (0..self.servers.len()).find(|&i| {
+            let s = &mut self.servers[i];
+            if !s.is_running() {
+                return false;
+            }
+            let log = s.log_text();
+            let became = log.rfind("became primary");
+            let ended = log.rfind("primary term");
+            became.is_some() && became > ended
+        })
+    }
+}
+
+/// Writers, one thread and customer each, that move to another server
+/// when theirs fails, recording per customer the last order acknowledged.
+pub struct FailoverWriters {
+    acked: Arc<Mutex<std::collections::HashMap<i32, i32>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl FailoverWriters {
+    /// Starts `customers` writers spread over `ports`.
+    pub fn start(ports: &[u16], customers: i32) -> FailoverWriters {
+        let acked = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..customers)
+            .map(|customer| {
+                let (acked, stop, ports) = (Arc::clone(&acked), Arc::clone(&stop), ports.to_vec());
+                thread::spawn(move || write_with_failover(customer, &ports, &acked, &stop))
+            })
+            .collect();
+        FailoverWriters {
+            acked,
+            stop,
+            threads,
+        }
+    }
+
+    /// Total acknowledged writes so far.
+    pub fn acked_total(&self) -> i64 {
+        self.acked
+            .lock()
+            .unwrap()
+            .values()
+            .map(|&v| i64::from(v) + 1)
+            .sum()
+    }
+
+    /// Waits until `more` further writes are acknowledged.
+    pub fn wait_for_more(&self, more: i64) -> bool {
+        let target = self.acked_total() + more;
+        wait_until(|| self.acked_total() >= target)
+    }
+
+    /// Stops the writers and returns the last acknowledged order per customer.
+    pub fn finish(self) -> std::collections::HashMap<i32, i32> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        acked
+    }
+}
+
+fn write_with_failover(
+    customer: i32,
+    ports: &[u16],
+    acked: &Mutex<std::collections::HashMap<i32, i32>>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let mut server = customer as usize % ports.len();
+    let mut session: Option<Client> = None;
+    let mut order = 0;
+    // Bounded: at most this many attempts over the whole test.
+    for _ in 0..1_000_000 {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let c = match session.as_mut() {
+            Some(c) => c,
+            None => match Client::connect("127.0.0.1", ports[server], Some(Duration::from_secs(5)))
+            {
+                Ok(c) => session.insert(c),
+                Err(_) => {
+                    server = (server + 1) % ports.len();
+                    thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            },
+        };
+        match c.order(customer, order) {
+            Ok(_) => {
+                acked.lock().unwrap().insert(customer, order);
+                order += 1;
+            }
+            Err(_) => {
+                // The same order is sent again elsewhere: setting a record
+                // to the same value twice is harmless.
+                session = None;
+                server = (server + 1) % ports.len();
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Reads every customer in `acked` on each port; true when every server
+/// returns the same value and it is at least the last acknowledged order.
+pub fn converged(ports: &[u16], acked: &std::collections::HashMap<i32, i32>) -> bool {
+    acked.iter().all(|(&customer, &order)| {
+        let values: Vec<i32> = ports
+            .iter()
+            .map(|&p| {
+                Client::connect("127.0.0.1", p, IO_TIMEOUT)
+                    .and_then(|mut c| c.read(customer))
+                    .map_or(i32::MIN, |r| r.last_order)
+            })
+            .collect();
+        values.iter().all(|&v| v == values[0] && v >= order)
+    })
 }
 
 /// Every server but `i`, as `(id, port)`.
