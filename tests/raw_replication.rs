@@ -183,3 +183,47 @@ fn a_hostile_index_closes_the_stream_without_growing_the_log() {
     assert_eq!(server.status().last_index, -1);
     assert_eq!(common::read(server.local_addr().port(), 7), -1);
 }
+
+/// A backup that is not in sync yet answers reads from the primary, so a
+/// client never sees it go back in time (here: -1 where the primary has 5).
+#[test]
+fn an_untrusted_backup_forwards_reads_to_its_primary() {
+    use factory::wire::native::{Body, NativeFrame, NATIVE_TAG};
+    let primary = Server::start(ServerConfig::loopback(0, 7)).unwrap();
+    let mut c = client(primary.local_addr().port());
+    c.order(1, 5).unwrap();
+    c.close();
+    let backup = Server::start(ServerConfig::loopback(0, 2)).unwrap();
+    backup.add_peer(PeerConfig {
+        id: 7,
+        host: "127.0.0.1".into(),
+        port: primary.local_addr().port(),
+    });
+    // Act as primary 7 on a native stream: the backup follows it.
+    let mut s = TcpStream::connect(backup.local_addr()).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(&NATIVE_TAG).unwrap();
+    let mut hello = Vec::new();
+    NativeFrame::new(
+        primary.status().epoch,
+        Body::Hello {
+            primary_id: 7,
+            commit_index: 1,
+        },
+    )
+    .encode(&mut hello);
+    s.write_all(&hello).unwrap();
+    let len = u32::from_be_bytes(read_n(&mut s, 4).try_into().unwrap()) as usize;
+    let reply = NativeFrame::decode(&read_n(&mut s, len)).unwrap();
+    assert!(
+        matches!(reply.body, Body::CatchUp { last_index: -1, .. }),
+        "{reply:?}"
+    );
+    assert!(!backup.status().trusted);
+    assert_eq!(backup.last_order(1), -1, "the backup holds nothing yet");
+    assert_eq!(
+        common::read(backup.local_addr().port(), 1),
+        5,
+        "the read went to the primary"
+    );
+}

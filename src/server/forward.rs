@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::Shared;
 use crate::client::{Client, ClientError};
-use crate::wire::RobotInfo;
+use crate::wire::{CustomerRecord, RobotInfo};
 
 /// A session's cached connection to the server it forwards to.
 #[derive(Default)]
@@ -23,11 +23,30 @@ impl Forwarder {
         customer_id: i32,
         order_number: i32,
     ) -> Result<RobotInfo, ClientError> {
+        self.call(shared, to, |c| c.order(customer_id, order_number))
+    }
+
+    /// Reads `customer_id` on server `to`.
+    pub(crate) fn read(
+        &mut self,
+        shared: &Shared,
+        to: i32,
+        customer_id: i32,
+    ) -> Result<CustomerRecord, ClientError> {
+        self.call(shared, to, |c| c.read(customer_id))
+    }
+
+    fn call<T>(
+        &mut self,
+        shared: &Shared,
+        to: i32,
+        f: impl FnOnce(&mut Client) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
         let mut client = match self.target.take() {
             Some((id, client)) if id == to => client,
             _ => connect(shared, to)?,
         };
-        let reply = client.order(customer_id, order_number)?;
+        let reply = f(&mut client)?;
         self.target = Some((to, client));
         Ok(reply)
     }

@@ -63,10 +63,7 @@ fn serve(
                 write_frame(stream, &RobotInfo::for_order(&order, engineer_id))
             }
             Some(RequestType::Read) => {
-                let record = CustomerRecord {
-                    customer_id: order.customer_id,
-                    last_order: shared.records.last_order(order.customer_id),
-                };
+                let record = read(shared, order.customer_id, forwarder);
                 write_frame(stream, &record)
             }
             None => return Err(SessionEnd::UnknownRequest(order.request_type)),
@@ -130,4 +127,27 @@ fn route(shared: &Shared) -> Option<i32> {
 /// Backs off between attempts while a primary is being found.
 fn pause(attempt: u32) {
     thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 10));
+}
+
+/// Answers a read from our committed records, unless this server is a
+/// backup still catching up (not trusted) while a primary is alive: its
+/// records may be older than what the client saw elsewhere, so the read goes
+/// to the primary. Should that fail, our own records are the answer.
+fn read(shared: &Shared, customer_id: i32, forwarder: &mut Forwarder) -> CustomerRecord {
+    let primary = {
+        let replica = shared.replica();
+        let behind = !replica.trusted() && !replica.is_primary();
+        let primary = replica.primary_id();
+        (behind && primary != NO_PRIMARY).then_some(primary)
+    };
+    if let Some(primary) = primary {
+        match forwarder.read(shared, primary, customer_id) {
+            Ok(record) => return record,
+            Err(e) => log::debug!("forwarding a read to server {primary} failed: {e}"),
+        }
+    }
+    CustomerRecord {
+        customer_id,
+        last_order: shared.records.last_order(customer_id),
+    }
 }
