@@ -10,6 +10,13 @@
 //! A server that is not primary and knows no live primary takes over first
 //! ([`super::term`]); one that knows a live primary answers the session
 //! with [`WriteError::NotPrimary`] so that it forwards the write.
+//!
+//! Flat combining: every hand-off between threads costs a wake-up on the
+//! other CPU, so a session that submits a write while the admin's term is
+//! free and established commits the queued batch itself, its own write
+//! included, and the admin thread only steps in when it cannot (a takeover
+//! is needed, or another thread holds the term). The roles stay the
+//! original's; only which thread runs the admin's step changes.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -91,6 +98,10 @@ impl Completion {
         self.ready.notify_one();
     }
 
+    fn is_finished(&self) -> bool {
+        self.lock().is_some()
+    }
+
     fn wait(&self) -> Result<(), WriteError> {
         let mut slot = self.lock();
         loop {
@@ -132,24 +143,35 @@ impl AdminQueue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Hands `op` to the admin and blocks until it is committed or failed.
-    pub(crate) fn submit_and_wait(
-        &self,
-        entry: Entry,
-        done: &Arc<Completion>,
-    ) -> Result<(), WriteError> {
-        {
-            let mut state = self.lock();
-            if state.closed {
-                return Err(WriteError::Stopping);
-            }
-            state.items.push_back(WriteRequest {
-                entry,
-                done: Arc::clone(done),
-            });
+    /// Queues a write; false when the server is stopping.
+    fn push(&self, entry: Entry, done: &Arc<Completion>) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
         }
+        state.items.push_back(WriteRequest {
+            entry,
+            done: Arc::clone(done),
+        });
+        true
+    }
+
+    /// Wakes the admin thread.
+    fn wake_admin(&self) {
         self.ready.notify_one();
-        done.wait()
+    }
+
+    /// Moves up to [`MAX_BATCH`] waiting writes into `batch` without
+    /// waiting; false if there were none.
+    fn take_now(&self, batch: &mut Vec<WriteRequest>) -> bool {
+        let mut state = self.lock();
+        let n = state.items.len().min(MAX_BATCH);
+        batch.extend(state.items.drain(..n));
+        n > 0
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().items.is_empty()
     }
 
     /// Moves up to [`MAX_BATCH`] waiting writes into `batch`, waiting up to
@@ -188,6 +210,62 @@ impl AdminQueue {
     }
 }
 
+/// Hands a write to the admin's step and blocks until it is committed or
+/// failed; runs the step on this thread when the admin is free.
+pub(crate) fn submit_write(
+    shared: &Shared,
+    entry: Entry,
+    done: &Arc<Completion>,
+) -> Result<(), WriteError> {
+    if !shared.admin_queue.push(entry, done) {
+        return Err(WriteError::Stopping);
+    }
+    if !combine(shared, done) {
+        shared.admin_queue.wake_admin();
+    }
+    done.wait()
+}
+
+/// Commits the queued writes on this thread if the term is free and this
+/// server is an established primary; false if it could not. It stops once
+/// its own write is done, so that its client is not kept waiting while it
+/// serves everyone else's.
+fn combine(shared: &Shared, done: &Completion) -> bool {
+    let Ok(mut term) = shared.term.try_lock() else {
+        return false;
+    };
+    if !term.established(shared) {
+        return false;
+    }
+    let mut batch = Vec::new();
+    while !done.is_finished() && shared.admin_queue.take_now(&mut batch) {
+        commit_batch(shared, &mut term, &mut batch, Ok(()));
+    }
+    drop(term);
+    // Writes queued meanwhile found the term taken: the admin thread
+    // commits them.
+    if !shared.admin_queue.is_empty() {
+        shared.admin_queue.wake_admin();
+    }
+    true
+}
+
+/// Commits `batch` (unless `ready` already failed it) and releases its
+/// sessions.
+fn commit_batch(
+    shared: &Shared,
+    term: &mut Term,
+    batch: &mut Vec<WriteRequest>,
+    ready: Result<(), WriteError>,
+) -> bool {
+    let entries: Vec<Entry> = batch.iter().map(|r| r.entry).collect();
+    let result = ready.and_then(|()| term.commit(shared, &entries));
+    for request in batch.drain(..) {
+        request.done.finish(result.clone());
+    }
+    result.is_ok()
+}
+
 pub(super) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, ServerError> {
     thread::Builder::new()
         .name(format!("admin-{}", shared.factory_id))
@@ -196,26 +274,20 @@ pub(super) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, ServerError> 
 }
 
 fn run(shared: &Arc<Shared>) {
-    let mut term = Term::default();
     let mut batch = Vec::new();
     loop {
-        let idle = term.active().then_some(MAINTENANCE);
+        let idle = shared.term().active().then_some(MAINTENANCE);
         match shared.admin_queue.take_batch(&mut batch, idle) {
             Take::Closed => break,
-            Take::Idle => term.maintain(shared),
+            Take::Idle => shared.term().maintain(shared),
             Take::Batch => {
-                let entries: Vec<Entry> = batch.iter().map(|r| r.entry).collect();
-                let result = term
-                    .ensure_primary(shared)
-                    .and_then(|()| term.commit(shared, &entries));
-                for request in batch.drain(..) {
-                    request.done.finish(result.clone());
-                }
-                if result.is_ok() {
+                let mut term = shared.term();
+                let ready = term.ensure_primary(shared);
+                if commit_batch(shared, &mut term, &mut batch, ready) {
                     term.maintain(shared);
                 }
             }
         }
     }
-    term.end(shared);
+    shared.term().end(shared);
 }

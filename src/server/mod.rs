@@ -78,8 +78,10 @@ pub(crate) struct Shared {
     pub(crate) replica: Mutex<Replica>,
     /// Committed records (the original's `record_lock`, sharded).
     pub(crate) records: RecordTable,
-    /// Writes waiting for the admin thread.
+    /// Writes waiting for the admin's step.
     pub(crate) admin_queue: AdminQueue,
+    /// The primary term: held by whichever thread runs the admin's step.
+    pub(crate) term: Mutex<term::Term>,
     /// Peers the primary replicates to; may grow while running.
     pub(crate) peers: Mutex<Vec<PeerConfig>>,
     /// Every open connection, so that stopping can close them all.
@@ -104,6 +106,11 @@ impl Shared {
         // Replica methods leave it consistent at every return, so a thread
         // that panicked while holding the lock left nothing half-done.
         self.replica.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn term(&self) -> MutexGuard<'_, term::Term> {
+        // The term is left consistent between its steps.
+        self.term.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn peer_list(&self) -> Vec<PeerConfig> {
@@ -177,6 +184,7 @@ impl Server {
             replica: Mutex::new(recovered.replica),
             records: recovered.records,
             admin_queue: AdminQueue::new(),
+            term: Mutex::new(term::Term::default()),
             peers: Mutex::new(config.peers),
             registry: Registry::new(),
             next_engineer_id: AtomicI32::new(0),

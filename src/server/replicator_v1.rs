@@ -1,7 +1,7 @@
 //! Replication to an original (v1) server: `PFA` frames, one entry each,
 //! as the original primary sends them. The original has no catch-up, so
 //! the stream starts with every entry this primary still holds (a v1
-//! backup stores each at its index and fills any gap with no-ops); it is
+//! backup stores each at its index); frames go one at a time; it is
 //! never an in-sync member, but while live the admin waits for its acks
 //! like the original primary does. When no entry is pending, the last one
 //! is re-sent with the new commit point so that the backup applies it.
@@ -15,7 +15,10 @@ use crate::wire::Epoch;
 use crate::wire::{ReplicationAck, ReplicationRequest, PFA_TAG};
 use std::io::Write;
 
-const WINDOW: usize = 256;
+/// Frames sent before waiting for their acks: one, as the original primary
+/// does. An original backup leaves Nagle's algorithm on, so its second ack
+/// of a pipelined pair waits for our delayed ACK of the first (about 40 ms).
+const WINDOW: usize = 1;
 
 pub(crate) fn session(shared: &Shared, peer: &PeerConfig, epoch: Epoch) -> Result<(), PeerError> {
     let mut link = connect(shared, peer, &PFA_TAG)?;

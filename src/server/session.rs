@@ -87,7 +87,7 @@ fn write(
     let mut last_error = WriteError::NoPrimary;
     for attempt in 0..WRITE_ATTEMPTS {
         let target = match route(shared) {
-            None => match shared.admin_queue.submit_and_wait(entry, done) {
+            None => match super::admin::submit_write(shared, entry, done) {
                 Ok(()) => return Ok(()),
                 Err(WriteError::NotPrimary(p) | WriteError::Defer(p))
                     if p != NO_PRIMARY && p != shared.factory_id =>

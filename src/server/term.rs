@@ -31,15 +31,18 @@ impl Term {
         self.epoch != 0
     }
 
+    /// True while this term may commit writes without a takeover.
+    pub(crate) fn established(&self, shared: &Shared) -> bool {
+        self.active() && shared.repl.lock().epoch == self.epoch && shared.replica().is_primary()
+    }
+
     /// Makes sure this server may accept writes, taking over if no primary
     /// is alive.
     pub(crate) fn ensure_primary(&mut self, shared: &Arc<Shared>) -> Result<(), WriteError> {
-        if self.active() {
-            if shared.repl.lock().epoch == self.epoch && shared.replica().is_primary() {
-                return Ok(());
-            }
-            self.end(shared);
+        if self.established(shared) {
+            return Ok(());
         }
+        self.end(shared);
         let primary = shared.replica().primary_id();
         if primary != NO_PRIMARY && primary != shared.factory_id {
             return Err(WriteError::NotPrimary(primary));
