@@ -50,11 +50,18 @@ impl Durable {
     }
 
     /// Mirrors a backup's log change (truncation, then appended entries,
-    /// read from `log`) and syncs.
-    pub(crate) fn apply_change(&self, change: &LogChange, log: &Log) -> Result<(), StorageError> {
+    /// read from `log`), notes the commit point `commit`, and syncs: the
+    /// commit point becomes durable with the entries.
+    pub(crate) fn apply_change(
+        &self,
+        change: &LogChange,
+        log: &Log,
+        commit: i32,
+    ) -> Result<(), StorageError> {
         if change.truncated_from.is_none() && change.appended == 0 {
             return Ok(());
         }
+        self.commit_pending.store(false, Ordering::Relaxed);
         self.with(|d| {
             if let Some(from) = change.truncated_from {
                 d.truncate_from(from)?;
@@ -66,6 +73,7 @@ impl Durable {
                     log.range(change.first_appended, last),
                 )?;
             }
+            d.note_commit(commit)?;
             d.sync().map(drop)
         })
         .map(drop)

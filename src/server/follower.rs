@@ -274,14 +274,14 @@ fn append(
     let change = replica
         .on_append(prev_index, prev_epoch, entries)
         .map_err(|e: StateError| (RejectCode::LogMismatch, e.to_string()))?;
+    let last = replica.last_index();
+    let commit = commit_index.min(last).max(replica.committed_index());
     shared
         .durable
-        .apply_change(&change, replica.log())
+        .apply_change(&change, replica.log(), commit)
         .map_err(|e| (RejectCode::Storage, e.to_string()))?;
-    let last = replica.last_index();
-    let committed = replica.commit_through(commit_index.min(last));
+    let committed = replica.commit_through(commit);
     shared.records.apply(committed);
-    let _ = shared.durable.note_commit(replica.committed_index());
     let me_in_sync = replica
         .in_sync()
         .is_some_and(|s| s.contains(shared.factory_id));

@@ -23,6 +23,7 @@ mod durable;
 mod error;
 mod follower;
 mod forward;
+mod live;
 mod progress;
 mod registry;
 mod replicator;
@@ -153,6 +154,7 @@ impl Shared {
             }
         }
         self.repl.update(|p| p.epoch = 0);
+        self.repl.notify();
     }
 }
 

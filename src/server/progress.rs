@@ -91,11 +91,15 @@ impl Progress {
     }
 }
 
-/// [`Progress`] behind its lock and condition variable.
+/// [`Progress`] behind its lock and condition variables.
 #[derive(Default)]
 pub(crate) struct Replication {
     state: Mutex<Progress>,
+    /// Any change (acks, new entries, a new commit point, the term's end).
     changed: Condvar,
+    /// Work for the replicators of caught-up backups: entries their
+    /// committer could not send, or the term's end.
+    poked: Condvar,
 }
 
 impl Replication {
@@ -113,6 +117,22 @@ impl Replication {
     /// Wakes every waiter (new entries, a new commit point, stopping).
     pub(crate) fn notify(&self) {
         self.changed.notify_all();
+        self.poked.notify_all();
+    }
+
+    /// Wakes the replicators of caught-up backups.
+    pub(crate) fn poke(&self) {
+        self.poked.notify_all();
+    }
+
+    /// Waits, up to `timeout`, for a poke, unless there is already an entry
+    /// at `next` to send or the term `epoch` is over.
+    pub(crate) fn wait_poke(&self, epoch: Epoch, next: i32, timeout: Duration) {
+        let guard = self.lock();
+        if guard.epoch != epoch || guard.last_index >= next {
+            return;
+        }
+        let _ = self.poked.wait_timeout(guard, timeout);
     }
 
     /// Waits for a change or `timeout`.

@@ -8,24 +8,20 @@
 //! server: the replicator falls back to v1 `PFA` frames for it
 //! ([`super::replicator_v1`]).
 
-use std::collections::VecDeque;
 use std::io::{BufWriter, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use super::live::{self, Live, Slot};
 use super::registry::Registered;
 use super::{PeerConfig, Shared};
 use crate::conn::{read_native, write_native, ConnError, NativeError};
 use crate::replication::{plan_catch_up, CatchUpPlan};
-use crate::wire::native::{
-    Body, NativeFrame, RejectCode, MAX_BATCH_ENTRIES, MAX_CHUNK_RECORDS, NATIVE_TAG,
-};
-use crate::wire::{Entry, Epoch};
+use crate::wire::native::{Body, NativeFrame, RejectCode, MAX_CHUNK_RECORDS, NATIVE_TAG};
+use crate::wire::Epoch;
 
 /// Longest silence on a live link: a heartbeat goes out after this.
 pub(crate) const HEARTBEAT: Duration = Duration::from_millis(50);
-/// Batches sent before waiting for the oldest ack.
-const WINDOW: usize = 4;
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -153,14 +149,14 @@ pub(crate) fn still_primary(shared: &Shared, epoch: Epoch) -> bool {
 }
 
 /// The replicator thread's body for `peer` during primary term `epoch`.
-pub(crate) fn run(shared: &Shared, peer: &PeerConfig, epoch: Epoch) {
+pub(crate) fn run(shared: &Shared, peer: &PeerConfig, epoch: Epoch, slot: &Slot) {
     let mut backoff = MIN_BACKOFF;
     let mut down_since: Option<Instant> = None;
     while still_primary(shared, epoch) {
         let started = Instant::now();
         // Native first on every connection, so that a Rust peer that
         // dropped the handshake while crashing is not taken for an original.
-        let result = match session(shared, peer, epoch) {
+        let result = match session(shared, peer, epoch, slot) {
             Err(PeerError::SpeaksV1) => {
                 log::info!(
                     "peer {} at {} is an original server: replicating with v1 frames",
@@ -226,7 +222,7 @@ fn pause(shared: &Shared, epoch: Epoch, backoff: Duration) {
 
 /// One native session: handshake, catch-up, then streaming until an error
 /// or the end of the term.
-fn session(shared: &Shared, peer: &PeerConfig, epoch: Epoch) -> Result<(), PeerError> {
+fn session(shared: &Shared, peer: &PeerConfig, epoch: Epoch, slot: &Slot) -> Result<(), PeerError> {
     let mut link = connect(shared, peer, &NATIVE_TAG)?;
     let commit = shared.replica().committed_index();
     let hello = NativeFrame::new(
@@ -251,7 +247,8 @@ fn session(shared: &Shared, peer: &PeerConfig, epoch: Epoch) -> Result<(), PeerE
             )))
         }
     };
-    stream(shared, &mut link, peer, epoch, next)
+    let live = Live::new(shared, &link, peer.id, epoch, next)?;
+    live::serve(shared, slot, live, epoch)
 }
 
 /// Sends the first frame of a native connection and reads the answer. A
@@ -394,120 +391,5 @@ fn expect_ack(shared: &Shared, link: &mut Link<'_>, expected: i32) -> Result<(),
             "expected an ack, got {}",
             other.name()
         ))),
-    }
-}
-
-/// What to send next: entries after `next - 1` with the commit point.
-struct Batch {
-    prev_index: i32,
-    prev_epoch: Epoch,
-    commit: i32,
-    entries: Vec<Entry>,
-}
-
-fn next_batch(shared: &Shared, next: i32) -> Option<Batch> {
-    let replica = shared.replica();
-    let last = replica.last_index();
-    let prev_epoch = replica.log().epoch_at(next - 1)?;
-    let to = last.min(next.saturating_add(MAX_BATCH_ENTRIES as i32 - 1));
-    Some(Batch {
-        prev_index: next - 1,
-        prev_epoch,
-        commit: replica.committed_index(),
-        entries: replica.log().range(next, to).to_vec(),
-    })
-}
-
-/// Streams entries and heartbeats, pipelining up to [`WINDOW`] batches,
-/// until the link fails or the term ends.
-fn stream(
-    shared: &Shared,
-    link: &mut Link<'_>,
-    peer: &PeerConfig,
-    epoch: Epoch,
-    mut next: i32,
-) -> Result<(), PeerError> {
-    let mut in_flight: VecDeque<i32> = VecDeque::new();
-    let mut sent_commit = i32::MIN;
-    let mut last_send = Instant::now();
-    // Until the peer holds what we held when it connected, it is catching up.
-    let started = Instant::now();
-    let mut catching_up = Some((next, shared.replica().last_index()));
-    loop {
-        if !still_primary(shared, epoch) {
-            return Ok(());
-        }
-        // The log may have been compacted past `next` (only while this peer
-        // lagged): start over with a fresh catch-up.
-        let batch = next_batch(shared, next)
-            .ok_or(PeerError::Frame("log compacted past the peer".into()))?;
-        let has_entries = !batch.entries.is_empty();
-        let heartbeat_due = last_send.elapsed() >= HEARTBEAT || batch.commit != sent_commit;
-        if (has_entries || (heartbeat_due && in_flight.is_empty())) && in_flight.len() < WINDOW {
-            let expect = batch.prev_index + batch.entries.len() as i32;
-            let body = if has_entries {
-                Body::Append {
-                    prev_index: batch.prev_index,
-                    prev_epoch: batch.prev_epoch,
-                    commit_index: batch.commit,
-                    entries: batch.entries,
-                }
-            } else {
-                Body::Heartbeat {
-                    commit_index: batch.commit,
-                }
-            };
-            link.send(&NativeFrame::new(epoch, body))?;
-            link.flush()?;
-            sent_commit = batch.commit;
-            last_send = Instant::now();
-            in_flight.push_back(expect);
-            next = expect + 1;
-            continue;
-        }
-        if let Some(expected) = in_flight.pop_front() {
-            expect_ack(shared, link, expected)?;
-            shared.repl.update(|p| {
-                if let Some(state) = p.peer_mut(peer.id) {
-                    state.matched = state.matched.max(expected);
-                }
-            });
-            if let Some((from, target)) = catching_up {
-                if expected >= target {
-                    if target >= from {
-                        log::info!(
-                            "peer {}: caught up by log suffix of {} entries in {:?}",
-                            peer.id,
-                            target - from + 1,
-                            started.elapsed()
-                        );
-                    }
-                    catching_up = None;
-                }
-            }
-            continue;
-        }
-        wait_for_work(shared, epoch, next);
-    }
-}
-
-/// Waits until there is an entry at `next`, the commit point moves, the
-/// term ends, or a heartbeat is due.
-fn wait_for_work(shared: &Shared, epoch: Epoch, next: i32) {
-    let deadline = Instant::now() + HEARTBEAT;
-    let mut progress = shared.repl.lock();
-    loop {
-        let commit = progress.commit;
-        if progress.epoch != epoch || shared.stopping() {
-            return;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if progress.last_index >= next || left.is_zero() {
-            return;
-        }
-        progress = shared.repl.wait(progress, left);
-        if progress.commit != commit {
-            return;
-        }
     }
 }

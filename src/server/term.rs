@@ -9,6 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use super::admin::WriteError;
+use super::live::{self, Slot};
 use super::progress::PeerProgress;
 use super::{replicator, takeover, Shared};
 use crate::replication::{commit_point, decide_takeover, Decision, PeerView};
@@ -24,6 +25,8 @@ pub(crate) struct Term {
     epoch: Epoch,
     in_sync: MemberSet,
     replicators: Vec<(i32, JoinHandle<()>)>,
+    /// Each peer's live link, shared with its replicator.
+    slots: Vec<(i32, Arc<Slot>)>,
 }
 
 impl Term {
@@ -185,10 +188,12 @@ impl Term {
                 })
             });
             let (shared2, epoch, id) = (Arc::clone(shared), self.epoch, peer.id);
+            let slot = Arc::new(Slot::default());
+            self.slots.push((id, Arc::clone(&slot)));
             let spawned = thread::Builder::new()
                 .name(format!("replicate-{id}"))
                 .stack_size(super::accept::CONNECTION_STACK)
-                .spawn(move || replicator::run(&shared2, &peer, epoch));
+                .spawn(move || replicator::run(&shared2, &peer, epoch, &slot));
             match spawned {
                 Ok(handle) => self.replicators.push((id, handle)),
                 Err(e) => log::error!("cannot start the replicator for peer {id}: {e}"),
@@ -206,9 +211,11 @@ impl Term {
                 p.epoch = 0;
             }
         });
+        shared.repl.notify();
         for (_, handle) in self.replicators.drain(..) {
             let _ = handle.join();
         }
+        self.slots.clear();
         log::info!(
             "factory {}: primary term {} ended",
             shared.factory_id,
@@ -220,8 +227,16 @@ impl Term {
     /// Appends `entries` in this term, makes them durable here, waits until
     /// every in-sync member holds them, then commits and applies.
     pub(crate) fn commit(&mut self, shared: &Shared, entries: &[Entry]) -> Result<(), WriteError> {
-        let last = self.append(shared, entries)?;
+        let last = self.append_and_send(shared, entries)?;
         self.wait_committed(shared, last)
+    }
+
+    /// Appends `entries` and sends them to every caught-up backup at once.
+    fn append_and_send(&mut self, shared: &Shared, entries: &[Entry]) -> Result<i32, WriteError> {
+        let before = shared.repl.lock().last_index;
+        let last = self.append(shared, entries)?;
+        live::replicate(shared, &self.slots, before);
+        Ok(last)
     }
 
     fn append(&mut self, shared: &Shared, entries: &[Entry]) -> Result<i32, WriteError> {
