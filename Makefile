@@ -188,3 +188,32 @@ bench:
 loadbench:
 	$(CARGO) build --release --locked --bin server --bin client --example echo_floor
 	$(PYTHON) scripts/loadbench.py $(LOADBENCH_ARGS)
+
+# --- fuzzing ---------------------------------------------------------------
+#
+#   make fuzz         every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each
+#                     (default 30); needs cargo-fuzz and a nightly toolchain
+#                     (`cargo install cargo-fuzz`, `rustup toolchain install
+#                     nightly`) and says so when they are missing
+#   make fuzz-check   type-checks the fuzz crate with the stable toolchain
+#
+# Neither is part of `make test`, whose property tests (tests/proptest_*.rs)
+# run the same decoders and session logic on random input. See
+# docs/hostile.md for the targets and how to reproduce a crash.
+
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := v1_frames tag entry native_frame native_stream client_session v1_replica durable_log
+
+.PHONY: fuzz fuzz-check
+
+fuzz:
+	@if ! $(CARGO) +nightly fuzz --version >/dev/null 2>&1; then \
+	  echo "fuzz: needs cargo-fuzz on a nightly toolchain:" >&2; \
+	  echo "  rustup toolchain install nightly && cargo install cargo-fuzz" >&2; exit 1; fi
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS)"; \
+	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS); \
+	done
+
+fuzz-check:
+	cd fuzz && $(CARGO) check --bins

@@ -68,6 +68,24 @@ options:
   --log-retain N
                committed entries kept for catching up a backup by log suffix;
                one further behind gets a snapshot (default 100000)
+
+limits (against slow, silent or hostile peers):
+  --max-connections N
+               most connections served at once, client sessions and
+               replication streams alike; one more is accepted, logged and
+               closed at once (default 4096)
+  --client-write-timeout SECS
+               a client that does not take a reply within SECS seconds (it
+               stopped reading) is disconnected (default 10)
+  --peer-timeout SECS
+               a backup must take each replication frame and acknowledge it
+               within SECS seconds, or the primary drops it from the in-sync
+               set and catches it up later; a replication stream that stops
+               in the middle of a frame is closed after as long (default 5)
+  --handshake-timeout SECS
+               a connection must send its 8-byte handshake within SECS
+               seconds of connecting, and a client must finish each request
+               it begins within as long (default 5)
   -h, --help   print this help and exit
   -V, --version
                print the version and exit
@@ -219,6 +237,8 @@ pub struct ServerArgs {
     pub force_primary: bool,
     /// `--log-retain`.
     pub log_retain: usize,
+    /// `--max-connections` and the timeouts.
+    pub limits: crate::server::Limits,
 }
 
 /// Parses the server's arguments (without the program name).
@@ -226,7 +246,16 @@ pub struct ServerArgs {
 /// # Errors
 /// A [`UsageError`] naming the first argument that is wrong.
 pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> {
-    let valued = ["--bind", "--data-dir", "--fsync", "--log-retain"];
+    let valued = [
+        "--bind",
+        "--data-dir",
+        "--fsync",
+        "--log-retain",
+        "--max-connections",
+        "--client-write-timeout",
+        "--peer-timeout",
+        "--handshake-timeout",
+    ];
     let (pos, options) = match split_args(args, &valued, &["--force-primary"])? {
         Command::Run(split) => split,
         Command::Help => return Ok(Command::Help),
@@ -259,6 +288,7 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         fsync: crate::storage::FsyncPolicy::Always,
         force_primary: false,
         log_retain: crate::server::DEFAULT_LOG_RETAIN,
+        limits: crate::server::Limits::default(),
     };
     let mut fsync_given = false;
     for (name, value) in options {
@@ -280,6 +310,17 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
             "--log-retain" => {
                 parsed.log_retain = number("--log-retain", &value, 1u32, u32::MAX)? as usize
             }
+            "--max-connections" => {
+                parsed.limits.max_connections =
+                    number("--max-connections", &value, 1u32, MAX_CONNECTIONS)? as usize
+            }
+            "--client-write-timeout" => {
+                parsed.limits.client_write_timeout = seconds("--client-write-timeout", &value)?
+            }
+            "--peer-timeout" => parsed.limits.peer_timeout = seconds("--peer-timeout", &value)?,
+            "--handshake-timeout" => {
+                parsed.limits.handshake_timeout = seconds("--handshake-timeout", &value)?
+            }
             _ => parsed.force_primary = true,
         }
     }
@@ -287,6 +328,18 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         return Err(usage_error("--fsync needs --data-dir"));
     }
     Ok(Command::Run(parsed))
+}
+
+/// The largest `--max-connections`: each connection is a thread.
+const MAX_CONNECTIONS: u32 = 1_000_000;
+
+/// The largest timeout in seconds (one day).
+const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+/// A timeout of at least one second; 0 ("never") is not offered, since
+/// every limit exists so that nobody waits for ever.
+fn seconds(name: &str, value: &str) -> Result<Duration, UsageError> {
+    number(name, value, 1u64, MAX_TIMEOUT_SECS).map(Duration::from_secs)
 }
 
 fn parse_peers(rest: &[String], own_id: i32) -> Result<Vec<PeerConfig>, UsageError> {
@@ -414,6 +467,54 @@ mod tests {
         assert!(server_err("5000 0 0 --fsync always").contains("--fsync needs --data-dir"));
         assert!(server_err("5000 0 0 --data-dir d --fsync sometimes").contains("--fsync must be"));
         assert!(server_err("5000 0 0 --log-retain 0").contains("--log-retain"));
+    }
+
+    #[test]
+    fn server_limits() {
+        use crate::server::Limits;
+        let Command::Run(a) = parse_server(&args("5000 0 0")).unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.limits, Limits::default());
+        let Command::Run(a) = parse_server(&args(
+            "5000 0 0 --max-connections 10 --client-write-timeout=1 --peer-timeout 2 --handshake-timeout 3",
+        ))
+        .unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.limits.max_connections, 10);
+        assert_eq!(a.limits.client_write_timeout, Duration::from_secs(1));
+        assert_eq!(a.limits.peer_timeout, Duration::from_secs(2));
+        assert_eq!(a.limits.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(a.limits.connect_timeout, Limits::default().connect_timeout);
+        assert!(server_err("5000 0 0 --max-connections 0").contains("--max-connections"));
+        assert!(server_err("5000 0 0 --peer-timeout 0").contains("--peer-timeout"));
+        assert!(server_err("5000 0 0 --handshake-timeout x").contains("--handshake-timeout"));
+        assert!(server_err("5000 0 0 --client-write-timeout 86401")
+            .contains("--client-write-timeout must be between 1 and 86400"));
+    }
+
+    #[test]
+    fn server_help_shows_the_default_limits() {
+        let d = crate::server::Limits::default();
+        for (option, default) in [
+            ("--max-connections N", d.max_connections as u64),
+            (
+                "--client-write-timeout SECS",
+                d.client_write_timeout.as_secs(),
+            ),
+            ("--peer-timeout SECS", d.peer_timeout.as_secs()),
+            ("--handshake-timeout SECS", d.handshake_timeout.as_secs()),
+        ] {
+            let at = SERVER_USAGE.find(option).expect(option);
+            let text = &SERVER_USAGE[at..];
+            let shown = text.find("(default ").expect("a default");
+            assert!(
+                text[shown..].starts_with(&format!("(default {default})")),
+                "{option}: {}",
+                &text[..shown + 14]
+            );
+        }
     }
 
     #[test]

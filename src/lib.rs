@@ -12,6 +12,7 @@
 //! |------------|----------------------------------------------------------|----------------------------------|
 //! | [`wire`]   | handshake tags and frames, encode/decode, no I/O         | `Messages`, `MapOp`, `Handshake` |
 //! | [`state`]  | log, record table, indexes, the append/apply/ack rules   | `RobotFactory`'s bookkeeping     |
+//! | [`protocol`] | a client session's decisions on raw bytes, no I/O (sans-IO) | `EngineerThread`'s request loop |
 //! | [`server`] | accept loop, client sessions, admin (primary), backups   | `ServerMain`, `ServerThread`     |
 //! | [`client`] | the client stub and the load generator                   | `ClientStub`, `ClientThread`     |
 //! | [`conn`]   | reading and writing whole frames on a blocking stream     | `Socket` (`Send`, `Recv`)        |
@@ -24,6 +25,7 @@ pub mod client;
 pub mod conn;
 pub mod ffi;
 pub mod logging;
+pub mod protocol;
 pub mod replication;
 pub mod server;
 pub mod state;

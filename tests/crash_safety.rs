@@ -10,6 +10,12 @@ use std::process::Command;
 
 use common::{client, converged, read, wait_until, FailoverWriters, ProcessCluster, ServerProcess};
 
+fn dump(cluster: &ProcessCluster) {
+    for (i, s) in cluster.servers.iter().enumerate() {
+        eprintln!("---- server {i} ----\n{}", s.log_text());
+    }
+}
+
 fn data_dir_args(dir: &std::path::Path, i: usize) -> Vec<String> {
     vec![
         "--data-dir".into(),
@@ -37,15 +43,13 @@ fn kill_primaries_and_backups_under_load() {
             (primary + 1) % 3
         };
         cluster.kill(victim);
-        assert!(
-            writers.wait_for_more(300),
-            "round {round}: writes continue after killing {victim}"
-        );
+        if !writers.wait_for_more(300) {
+            dump(&cluster);
+            panic!("round {round}: writes did not continue after killing {victim}");
+        }
         cluster.restart(victim);
         if !cluster.servers[victim].wait_for_line("following primary") {
-            for (i, s) in cluster.servers.iter().enumerate() {
-                eprintln!("---- server {i} ----\n{}", s.log_text());
-            }
+            dump(&cluster);
             panic!("round {round}: server {victim} did not rejoin");
         }
         assert!(

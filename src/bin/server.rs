@@ -44,6 +44,7 @@ fn config(args: ServerArgs) -> ServerConfig {
         fsync: args.fsync,
         force_primary: args.force_primary,
         log_retain: args.log_retain,
+        limits: args.limits,
         ..ServerConfig::new(args.port, args.factory_id)
     }
 }

@@ -4,23 +4,34 @@
 //!
 //! Acks are buffered and flushed whenever no further frame is already
 //! waiting, so a primary that pipelines a batch gets its acks in one packet.
+//!
+//! Hostile or broken input never makes the log grow by more than one entry
+//! per frame (see [`crate::state::Replica::on_replicate`]): a frame with a
+//! negative index, an index past the next one expected, or a commit index
+//! past its own entry is refused and the stream closed with a warning. The
+//! primary may stay quiet between frames as long as it likes, but a frame
+//! it began must keep coming: nothing for the peer timeout in the middle of
+//! one closes the stream (a client that dialled a backup's port with `PFA`
+//! and sent a 12-byte request would otherwise hold it for ever).
 
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use super::Shared;
-use crate::conn::{read_frame, write_frame, ConnError};
+use crate::conn::{write_frame, ConnError};
 use crate::state::StateError;
-use crate::wire::{ReplicationAck, ReplicationRequest};
+use crate::wire::{Frame, ReplicationAck, ReplicationRequest};
 
 enum StreamEnd {
     Conn(ConnError),
+    Stalled { got: usize },
     Refused(StateError),
 }
 
 pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
-    // The primary may stay quiet for as long as no client writes.
-    let _ = stream.set_read_timeout(None);
+    // Reads wake up every peer timeout: between frames only to wait on,
+    // inside one to give up (see `read_request`).
+    let _ = stream.set_read_timeout(Some(shared.limits.peer_timeout));
     let _ = stream.set_write_timeout(Some(shared.limits.peer_timeout));
     log::info!("replication stream (v1) opened by {peer}");
     shared
@@ -34,6 +45,15 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         StreamEnd::Conn(ConnError::Closed) => {
             log::info!("lost primary {who} at {peer}: stream closed")
         }
+        StreamEnd::Conn(e @ ConnError::Truncated { .. }) => {
+            log::debug!("replication stream from {peer}: {e}");
+            log::info!("lost primary {who} at {peer}: stream closed")
+        }
+        StreamEnd::Stalled { got } => log::warn!(
+            "replication stream from {peer} (primary {who}): sent {got} of {} bytes of a frame, then nothing for {:?}; closing",
+            ReplicationRequest::SIZE,
+            shared.limits.peer_timeout
+        ),
         StreamEnd::Conn(e) => log::warn!("lost primary {who} at {peer}: {e}"),
         StreamEnd::Refused(e) => {
             log::warn!("replication stream from {peer} (primary {who}): {e}; closing")
@@ -45,9 +65,9 @@ fn follow(shared: &Shared, stream: &TcpStream, primary: &mut Option<i32>) -> Str
     let mut reader = BufReader::new(stream);
     let mut writer = BufWriter::new(stream);
     loop {
-        let request: ReplicationRequest = match read_frame(&mut reader) {
+        let request = match read_request(shared, &mut reader) {
             Ok(r) => r,
-            Err(e) => return StreamEnd::Conn(e),
+            Err(end) => return end,
         };
         let ack = match apply(shared, &request) {
             Ok(ack) => ack,
@@ -66,6 +86,36 @@ fn follow(shared: &Shared, stream: &TcpStream, primary: &mut Option<i32>) -> Str
             }
         }
     }
+}
+
+/// Reads one frame. A read timeout between frames is only an idle primary;
+/// inside a frame it ends the stream.
+fn read_request(shared: &Shared, reader: &mut impl Read) -> Result<ReplicationRequest, StreamEnd> {
+    let mut buf = [0u8; ReplicationRequest::SIZE];
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Err(StreamEnd::Conn(ConnError::Closed)),
+            Ok(0) => {
+                return Err(StreamEnd::Conn(ConnError::Truncated {
+                    got,
+                    want: buf.len(),
+                }))
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if got > 0 {
+                    return Err(StreamEnd::Stalled { got });
+                }
+                if shared.stopping() {
+                    return Err(StreamEnd::Conn(ConnError::Closed));
+                }
+            }
+            Err(e) => return Err(StreamEnd::Conn(e.into())),
+        }
+    }
+    Ok(ReplicationRequest::decode(&buf))
 }
 
 fn apply(shared: &Shared, request: &ReplicationRequest) -> Result<ReplicationAck, StateError> {

@@ -27,10 +27,16 @@ impl PeerConfig {
     }
 }
 
-/// Timeouts that keep one slow or silent peer from stalling anyone else.
+/// Limits and timeouts that keep one slow, silent or hostile peer from
+/// stalling anyone else. Each is a server option (`server --help`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// A connection must send its 8-byte tag within this time.
+    /// Most connections served at once, every accepted one counted (client
+    /// sessions, replication streams, probes, and connections still in
+    /// their handshake). One more is accepted, logged and closed at once.
+    pub max_connections: usize,
+    /// A connection must send its 8-byte tag within this time, and a
+    /// client must finish a request it began within it.
     pub handshake_timeout: Duration,
     /// A client that does not take its reply within this time is dropped.
     pub client_write_timeout: Duration,
@@ -41,9 +47,17 @@ pub struct Limits {
     pub connect_timeout: Duration,
 }
 
+impl Limits {
+    /// Default of [`Limits::max_connections`]: far above any cluster's
+    /// needs, and at 256 KiB of stack reserved per connection thread
+    /// (little of it touched) still about 1 GiB of address space.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            max_connections: Limits::DEFAULT_MAX_CONNECTIONS,
             handshake_timeout: Duration::from_secs(5),
             client_write_timeout: Duration::from_secs(10),
             peer_timeout: Duration::from_secs(5),

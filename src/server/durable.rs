@@ -49,13 +49,13 @@ impl Durable {
         .map(drop)
     }
 
-    /// Mirrors a backup's log change (truncation, then appended entries,
-    /// read from `log`), notes the commit point `commit`, and syncs: the
-    /// commit point becomes durable with the entries.
+    /// Mirrors a backup's log change (truncation, then the `appended`
+    /// entries), notes the commit point `commit`, and syncs: the commit
+    /// point becomes durable with the entries.
     pub(crate) fn apply_change(
         &self,
         change: &LogChange,
-        log: &Log,
+        appended: &[Entry],
         commit: i32,
     ) -> Result<(), StorageError> {
         if change.truncated_from.is_none() && change.appended == 0 {
@@ -67,11 +67,7 @@ impl Durable {
                 d.truncate_from(from)?;
             }
             if change.appended > 0 {
-                let last = change.first_appended + change.appended as i32 - 1;
-                d.append(
-                    change.first_appended,
-                    log.range(change.first_appended, last),
-                )?;
+                d.append(change.first_appended, appended)?;
             }
             d.note_commit(commit)?;
             d.sync().map(drop)

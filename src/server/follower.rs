@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use super::Shared;
 use crate::conn::{read_native, write_native, ConnError, NativeError};
-use crate::state::{StateError, NO_PRIMARY};
+use crate::state::{Replica, StateError, NO_PRIMARY};
 use crate::storage::Snapshot;
 use crate::wire::native::{Body, NativeFrame, RejectCode};
 use crate::wire::{Entry, Epoch, MemberSet};
@@ -109,9 +109,29 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         Err(End::Conn(e)) => log::info!("native connection from {peer}: {e}"),
         Err(End::Frame(e)) => log::warn!("native connection from {peer}: {e}; closing"),
         Err(End::Refused(code, why)) => {
-            log::info!("refused native connection from {peer} ({code:?}): {why}")
+            log::warn!("refused native connection from {peer} ({code:?}): {why}; closing")
         }
     }
+}
+
+/// Adopts `epoch` (durably) unless ours is newer, which it returns.
+fn adopt(shared: &Shared, replica: &mut Replica, epoch: Epoch) -> Result<(), Epoch> {
+    if epoch < replica.epoch() {
+        return Err(replica.epoch());
+    }
+    if replica.adopt_epoch(epoch) {
+        shared.persist_epoch(epoch);
+    }
+    Ok(())
+}
+
+/// Refuses a frame from an epoch older than ours.
+fn stale(conn: &mut Conn<'_>, theirs: Epoch, mine: Epoch) -> End {
+    conn.reject(
+        mine,
+        RejectCode::StaleEpoch,
+        format!("epoch {theirs} is older than {mine}"),
+    )
 }
 
 /// Tells a candidate where our log ends, or why it must not take over.
@@ -129,17 +149,9 @@ fn answer_probe(
             drop(replica);
             return Err(conn.reject(mine, RejectCode::HasPrimary, format!("{primary}")));
         }
-        if epoch < replica.epoch() {
-            let mine = replica.epoch();
+        if let Err(mine) = adopt(shared, &mut replica, epoch) {
             drop(replica);
-            return Err(conn.reject(
-                mine,
-                RejectCode::StaleEpoch,
-                format!("epoch {epoch} is older than {mine}"),
-            ));
-        }
-        if replica.adopt_epoch(epoch) {
-            shared.persist_epoch(epoch);
+            return Err(stale(conn, epoch, mine));
         }
         Body::ProbeReply {
             replica_id: replica.id(),
@@ -164,17 +176,9 @@ fn follow(
 ) -> Result<(), End> {
     let catch_up = {
         let mut replica = shared.replica();
-        if epoch < replica.epoch() {
-            let mine = replica.epoch();
+        if let Err(mine) = adopt(shared, &mut replica, epoch) {
             drop(replica);
-            return Err(conn.reject(
-                mine,
-                RejectCode::StaleEpoch,
-                format!("epoch {epoch} is older than {mine}"),
-            ));
-        }
-        if replica.adopt_epoch(epoch) {
-            shared.persist_epoch(epoch);
+            return Err(stale(conn, epoch, mine));
         }
         if replica.is_primary() {
             drop(replica);
@@ -262,7 +266,10 @@ fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End>
 
 type Refusal = (RejectCode, String);
 
-/// Stores an append durably, applies what it commits; returns our last index.
+/// Stores an append durably, applies what it commits; returns our last
+/// index. The sync runs outside the replica lock, so that nobody waits for
+/// the disk; this thread is the only writer of the log on a backup, and the
+/// entries are acknowledged and applied only once they are durable.
 fn append(
     shared: &Shared,
     prev_index: i32,
@@ -270,16 +277,21 @@ fn append(
     commit_index: i32,
     entries: &[Entry],
 ) -> Result<i32, Refusal> {
-    let mut replica = shared.replica();
-    let change = replica
-        .on_append(prev_index, prev_epoch, entries)
-        .map_err(|e: StateError| (RejectCode::LogMismatch, e.to_string()))?;
-    let last = replica.last_index();
-    let commit = commit_index.min(last).max(replica.committed_index());
+    let (change, commit, last) = {
+        let mut replica = shared.replica();
+        let change = replica
+            .on_append(prev_index, prev_epoch, entries)
+            .map_err(|e: StateError| (RejectCode::LogMismatch, e.to_string()))?;
+        let last = replica.last_index();
+        let commit = commit_index.min(last).max(replica.committed_index());
+        (change, commit, last)
+    };
+    let appended = &entries[entries.len() - change.appended..];
     shared
         .durable
-        .apply_change(&change, replica.log(), commit)
+        .apply_change(&change, appended, commit)
         .map_err(|e| (RejectCode::Storage, e.to_string()))?;
+    let mut replica = shared.replica();
     let committed = replica.commit_through(commit);
     shared.records.apply(committed);
     let me_in_sync = replica

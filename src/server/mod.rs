@@ -33,6 +33,7 @@ mod takeover;
 mod term;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -66,6 +67,64 @@ pub struct Status {
     pub in_sync: Vec<i32>,
 }
 
+/// Who is primary and whether this server is trusted, readable without the
+/// replica lock (client reads consult it and must never wait for a thread
+/// that holds that lock while it syncs). Published whenever the lock is
+/// released.
+pub(crate) struct RoleView {
+    primary_id: AtomicI32,
+    trusted: AtomicBool,
+}
+
+impl RoleView {
+    fn new() -> Self {
+        RoleView {
+            primary_id: AtomicI32::new(crate::state::NO_PRIMARY),
+            trusted: AtomicBool::new(false),
+        }
+    }
+
+    fn publish(&self, replica: &Replica) {
+        self.primary_id
+            .store(replica.primary_id(), Ordering::Relaxed);
+        self.trusted.store(replica.trusted(), Ordering::Relaxed);
+    }
+
+    /// The primary this server follows (itself, or -1), and whether it is
+    /// trusted, as of the last release of the replica lock.
+    pub(crate) fn load(&self) -> (i32, bool) {
+        (
+            self.primary_id.load(Ordering::Relaxed),
+            self.trusted.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The replica lock; releasing it publishes the [`RoleView`].
+pub(crate) struct ReplicaGuard<'a> {
+    guard: MutexGuard<'a, Replica>,
+    role: &'a RoleView,
+}
+
+impl Deref for ReplicaGuard<'_> {
+    type Target = Replica;
+    fn deref(&self) -> &Replica {
+        &self.guard
+    }
+}
+
+impl DerefMut for ReplicaGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Replica {
+        &mut self.guard
+    }
+}
+
+impl Drop for ReplicaGuard<'_> {
+    fn drop(&mut self) {
+        self.role.publish(&self.guard);
+    }
+}
+
 /// State shared by every thread of one server.
 ///
 /// Lock order where two nest: `replica`, then `durable`, then a shard of
@@ -77,6 +136,8 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     /// The log and its indexes (the original's `log_lock`).
     pub(crate) replica: Mutex<Replica>,
+    /// Who is primary, readable without `replica`.
+    pub(crate) role: RoleView,
     /// Committed records (the original's `record_lock`, sharded).
     pub(crate) records: RecordTable,
     /// Writes waiting for the admin's step.
@@ -103,10 +164,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn replica(&self) -> MutexGuard<'_, Replica> {
+    pub(crate) fn replica(&self) -> ReplicaGuard<'_> {
         // Replica methods leave it consistent at every return, so a thread
         // that panicked while holding the lock left nothing half-done.
-        self.replica.lock().unwrap_or_else(PoisonError::into_inner)
+        ReplicaGuard {
+            guard: self.replica.lock().unwrap_or_else(PoisonError::into_inner),
+            role: &self.role,
+        }
     }
 
     pub(crate) fn term(&self) -> MutexGuard<'_, term::Term> {
@@ -184,6 +248,7 @@ impl Server {
             factory_id: config.factory_id,
             limits: config.limits,
             replica: Mutex::new(recovered.replica),
+            role: RoleView::new(),
             records: recovered.records,
             admin_queue: AdminQueue::new(),
             term: Mutex::new(term::Term::default()),

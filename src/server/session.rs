@@ -3,72 +3,208 @@
 //! answered once committed; on a backup they are forwarded to the primary
 //! (G2), never applied here first. Reads are answered from the committed
 //! records at once, without waiting for the admin.
+//!
+//! What to do with the bytes received is decided by
+//! [`crate::protocol::session`] (no I/O there, so that property tests and
+//! fuzzers run the very same decisions); this file does the socket I/O,
+//! the waiting and the logging. Departures from the original, which trusts
+//! its clients: hostile input closes the session with a warning naming the
+//! client (see the protocol module); a client that begins a request must
+//! finish it within the handshake timeout; one that stops taking its
+//! replies is dropped after the client write timeout.
 
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::admin::{Completion, WriteError};
 use super::forward::Forwarder;
 use super::Shared;
-use crate::conn::{read_frame, write_frame, ConnError};
+use crate::protocol::session::{
+    read_reply, write_reply, Action, ClientSession, Route, ServerView, Violation, REQUEST_LEN,
+};
 use crate::state::{NO_PRIMARY, V1_EPOCH};
-use crate::wire::{CustomerRecord, Entry, RequestType, RobotInfo, RobotOrder};
+use crate::wire::Entry;
 
-/// Why a session ended early (a clean close is not an error).
+/// Bytes read from the socket at once: a pipelining client's requests are
+/// taken 21 at a time, and the buffer lives on the connection's small stack.
+const READ_CHUNK: usize = 256;
+
+/// Why a session ended.
 enum SessionEnd {
-    Conn(ConnError),
+    /// The client closed between requests, or sent customer id -1.
+    Closed,
+    /// The client closed after `got` bytes of a request.
+    Truncated { got: usize },
+    /// The client sent `got` bytes of a request, then nothing in time.
+    Stalled { got: usize },
+    /// The client did not take a reply within the write timeout.
+    ReplyTimeout,
+    /// The client went away (reset) before taking its reply.
+    Gone(io::Error),
+    /// Any other socket error.
+    Io(io::Error),
+    /// The write could not be placed.
     Write(WriteError),
-    UnknownRequest(i32),
+    /// The input makes no sense on a client session.
+    Violation(Violation),
 }
 
-pub(super) fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, engineer_id: i32) {
+pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr, engineer_id: i32) {
     // A client may stay idle as long as it likes, but must take its replies.
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(Some(shared.limits.client_write_timeout));
-    let done = Arc::new(Completion::new());
-    let mut forwarder = Forwarder::default();
-    match serve(shared, &mut stream, &done, &mut forwarder, engineer_id) {
-        Ok(()) | Err(SessionEnd::Conn(ConnError::Closed)) => {
+    let mut conn = Conn {
+        stream,
+        read_timeout: None,
+        frame_timeout: shared.limits.handshake_timeout,
+        request_deadline: None,
+    };
+    let end = serve(shared, &mut conn, engineer_id);
+    let limits = &shared.limits;
+    match end {
+        SessionEnd::Closed => {
             log::debug!("client {peer} (engineer {engineer_id}) ended its session")
         }
-        Err(SessionEnd::Conn(e @ ConnError::Truncated { .. })) => {
-            log::debug!("client {peer}: {e}")
-        }
-        Err(SessionEnd::Conn(e)) => log::warn!("client {peer}: {e}; closing"),
-        Err(SessionEnd::Write(e)) => log::warn!("client {peer}: write failed: {e}; closing"),
-        Err(SessionEnd::UnknownRequest(t)) => log::warn!(
-            "client {peer}: unknown request type {t}, expected 1 (write) or 2 (read); closing"
+        SessionEnd::Truncated { got } => log::debug!(
+            "client {peer}: connection closed after {got} of {REQUEST_LEN} bytes of a request"
         ),
+        SessionEnd::Gone(e) => log::debug!("client {peer}: gone before taking its reply ({e})"),
+        SessionEnd::Stalled { got } => log::warn!(
+            "client {peer}: sent {got} of {REQUEST_LEN} bytes of a request, then nothing for {:?}; closing",
+            limits.handshake_timeout
+        ),
+        SessionEnd::ReplyTimeout => log::warn!(
+            "client {peer}: did not take its reply within {:?} (it stopped reading); closing",
+            limits.client_write_timeout
+        ),
+        SessionEnd::Io(e) => log::warn!("client {peer}: {e}; closing"),
+        SessionEnd::Write(e) => log::warn!("client {peer}: write failed: {e}; closing"),
+        SessionEnd::Violation(v) => log::warn!("client {peer}: {v}; closing"),
     }
 }
 
-fn serve(
-    shared: &Shared,
-    stream: &mut TcpStream,
-    done: &Arc<Completion>,
-    forwarder: &mut Forwarder,
-    engineer_id: i32,
-) -> Result<(), SessionEnd> {
+/// The socket, with the read timeout it currently has.
+struct Conn {
+    stream: TcpStream,
+    /// The read timeout set on the socket (`None`: waits forever).
+    read_timeout: Option<Duration>,
+    /// How long a request may take to arrive once begun.
+    frame_timeout: Duration,
+    /// When the request begun must be complete.
+    request_deadline: Option<Instant>,
+}
+
+impl Conn {
+    /// Reads what the client sent into `buf`. Between requests it waits as
+    /// long as the client likes; a request begun (`partial` bytes held) must
+    /// be complete within `frame_timeout`, however slowly its bytes come.
+    /// The timeout is changed only when a request is cut across reads, so a
+    /// client sending whole requests costs no extra system call.
+    fn fill(&mut self, buf: &mut [u8], partial: usize) -> Result<usize, SessionEnd> {
+        let wanted = if partial == 0 {
+            self.request_deadline = None;
+            None
+        } else {
+            let timeout = self.frame_timeout;
+            let deadline = *self
+                .request_deadline
+                .get_or_insert_with(|| Instant::now() + timeout);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SessionEnd::Stalled { got: partial });
+            }
+            Some(left)
+        };
+        if wanted != self.read_timeout {
+            self.stream
+                .set_read_timeout(wanted)
+                .map_err(SessionEnd::Io)?;
+            self.read_timeout = wanted;
+        }
+        loop {
+            return match self.stream.read(buf) {
+                Ok(0) if partial == 0 => Err(SessionEnd::Closed),
+                Ok(0) => Err(SessionEnd::Truncated { got: partial }),
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => Err(SessionEnd::Stalled { got: partial }),
+                Err(e) if is_gone(&e) => Err(SessionEnd::Gone(e)),
+                Err(e) => Err(SessionEnd::Io(e)),
+            };
+        }
+    }
+
+    /// Sends a reply; a client that does not take it within the write
+    /// timeout is dropped.
+    fn reply(&mut self, bytes: &[u8]) -> Result<(), SessionEnd> {
+        self.stream.write_all(bytes).map_err(|e| match e {
+            e if is_timeout(&e) => SessionEnd::ReplyTimeout,
+            e if is_gone(&e) => SessionEnd::Gone(e),
+            e => SessionEnd::Io(e),
+        })
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+fn is_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+    )
+}
+
+fn serve(shared: &Shared, conn: &mut Conn, engineer_id: i32) -> SessionEnd {
+    let done = Arc::new(Completion::new());
+    let mut forwarder = Forwarder::default();
+    let mut session = ClientSession::new();
+    let mut buf = [0u8; READ_CHUNK];
+    let (mut at, mut len) = (0, 0);
     loop {
-        let order: RobotOrder = read_frame(stream).map_err(SessionEnd::Conn)?;
-        if order.ends_session() {
-            return Ok(());
-        }
-        match order.kind() {
-            Some(RequestType::Write) => {
-                write(shared, &order, done, forwarder).map_err(SessionEnd::Write)?;
-                write_frame(stream, &RobotInfo::for_order(&order, engineer_id))
+        let (used, action) = session.receive(&buf[at..len]);
+        at += used;
+        let step = match action {
+            Action::NeedInput => match conn.fill(&mut buf, session.partial()) {
+                Ok(n) => {
+                    (at, len) = (0, n);
+                    Ok(())
+                }
+                Err(end) => Err(end),
+            },
+            Action::Write {
+                customer_id,
+                order_number,
+            } => write(shared, customer_id, order_number, &done, &mut forwarder)
+                .map_err(SessionEnd::Write)
+                .and_then(|()| conn.reply(&write_reply(customer_id, order_number, engineer_id))),
+            Action::Read { customer_id } => {
+                let last_order = read(shared, customer_id, &mut forwarder);
+                conn.reply(&read_reply(customer_id, last_order))
             }
-            Some(RequestType::Read) => {
-                let record = read(shared, order.customer_id, forwarder);
-                write_frame(stream, &record)
-            }
-            None => return Err(SessionEnd::UnknownRequest(order.request_type)),
+            Action::End => return SessionEnd::Closed,
+            Action::Close(v) => return SessionEnd::Violation(v),
+        };
+        if let Err(end) = step {
+            return end;
         }
-        .map_err(SessionEnd::Conn)?;
+    }
+}
+
+/// What the session needs of the replica to route a request.
+fn view(shared: &Shared) -> ServerView {
+    // Lock-free: a read must not wait for a thread that holds the replica
+    // lock (a backup storing an append).
+    let (primary_id, trusted) = shared.role.load();
+    ServerView {
+        factory_id: shared.factory_id,
+        primary_id,
+        trusted,
     }
 }
 
@@ -79,15 +215,16 @@ const WRITE_ATTEMPTS: u32 = 60;
 /// else by forwarding it to the primary; retried while a takeover settles.
 fn write(
     shared: &Shared,
-    order: &RobotOrder,
+    customer_id: i32,
+    order_number: i32,
     done: &Arc<Completion>,
     forwarder: &mut Forwarder,
 ) -> Result<(), WriteError> {
-    let entry = Entry::set(V1_EPOCH, order.customer_id, order.order_number);
+    let entry = Entry::set(V1_EPOCH, customer_id, order_number);
     let mut last_error = WriteError::NoPrimary;
     for attempt in 0..WRITE_ATTEMPTS {
-        let target = match route(shared) {
-            None => match super::admin::submit_write(shared, entry, done) {
+        let target = match view(shared).write_route() {
+            Route::Local => match super::admin::submit_write(shared, entry, done) {
                 Ok(()) => return Ok(()),
                 Err(WriteError::NotPrimary(p) | WriteError::Defer(p))
                     if p != NO_PRIMARY && p != shared.factory_id =>
@@ -103,9 +240,9 @@ fn write(
                 }
                 Err(e) => return Err(e),
             },
-            Some(primary) => primary,
+            Route::Forward(primary) => primary,
         };
-        match forwarder.order(shared, target, order.customer_id, order.order_number) {
+        match forwarder.order(shared, target, customer_id, order_number) {
             Ok(_) => return Ok(()),
             Err(e) => {
                 log::debug!("forwarding a write to server {target} failed: {e}");
@@ -117,37 +254,20 @@ fn write(
     Err(last_error)
 }
 
-/// The live primary to forward to, or `None` to go through our admin.
-fn route(shared: &Shared) -> Option<i32> {
-    let replica = shared.replica();
-    let primary = replica.primary_id();
-    (primary != NO_PRIMARY && primary != shared.factory_id).then_some(primary)
-}
-
 /// Backs off between attempts while a primary is being found.
 fn pause(attempt: u32) {
     thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 10));
 }
 
-/// Answers a read from our committed records, unless this server is a
-/// backup still catching up (not trusted) while a primary is alive: its
-/// records may be older than what the client saw elsewhere, so the read goes
-/// to the primary. Should that fail, our own records are the answer.
-fn read(shared: &Shared, customer_id: i32, forwarder: &mut Forwarder) -> CustomerRecord {
-    let primary = {
-        let replica = shared.replica();
-        let behind = !replica.trusted() && !replica.is_primary();
-        let primary = replica.primary_id();
-        (behind && primary != NO_PRIMARY).then_some(primary)
-    };
-    if let Some(primary) = primary {
+/// Answers a read from our committed records, or from the primary while
+/// this backup is catching up (see [`ServerView::read_route`]). Should
+/// forwarding fail, our own records are the answer.
+fn read(shared: &Shared, customer_id: i32, forwarder: &mut Forwarder) -> i32 {
+    if let Route::Forward(primary) = view(shared).read_route() {
         match forwarder.read(shared, primary, customer_id) {
-            Ok(record) => return record,
+            Ok(record) => return record.last_order,
             Err(e) => log::debug!("forwarding a read to server {primary} failed: {e}"),
         }
     }
-    CustomerRecord {
-        customer_id,
-        last_order: shared.records.last_order(customer_id),
-    }
+    shared.records.last_order(customer_id)
 }

@@ -36,7 +36,13 @@ impl Term {
 
     /// True while this term may commit writes without a takeover.
     pub(crate) fn established(&self, shared: &Shared) -> bool {
-        self.active() && shared.repl.lock().epoch == self.epoch && shared.replica().is_primary()
+        if !self.active() {
+            return false;
+        }
+        // One lock at a time: the progress guard must be gone before the
+        // replica lock is taken.
+        let epoch = shared.repl.lock().epoch;
+        epoch == self.epoch && shared.replica().is_primary()
     }
 
     /// Makes sure this server may accept writes, taking over if no primary

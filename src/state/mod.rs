@@ -13,6 +13,4 @@ mod replica;
 
 pub use self::log::Log;
 pub use records::RecordTable;
-pub use replica::{
-    next_epoch, LogChange, Replica, StateError, MAX_V1_GAP, NO_INDEX, NO_PRIMARY, V1_EPOCH,
-};
+pub use replica::{next_epoch, LogChange, Replica, StateError, NO_INDEX, NO_PRIMARY, V1_EPOCH};

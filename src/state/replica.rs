@@ -3,9 +3,10 @@
 //! Ports the original's `RobotFactory` bookkeeping (PROTOCOL.md §4): the
 //! primary appends, replicates, then commits everything up to its last entry;
 //! a backup stores each entry it is sent, applies up to the commit index the
-//! frame carries and acknowledges its `last_index`. Departures: indexes read
-//! off the wire are bounded ([`MAX_V1_GAP`]) instead of growing the log
-//! without limit, and a commit index is never taken past the log's end.
+//! frame carries and acknowledges its `last_index`. Departures: a v1 frame
+//! must carry the next index or one we already hold (never a gap, so no
+//! index read off the wire makes the log grow by more than one entry), and a
+//! commit index is never taken past the log's end.
 
 use std::fmt;
 
@@ -17,12 +18,6 @@ pub const NO_PRIMARY: i32 = -1;
 
 /// The index of "nothing": an empty log, nothing committed.
 pub const NO_INDEX: i32 = -1;
-
-/// How far past our last entry a v1 frame may point. The original grows its
-/// log to any index it is sent; a gap appears legitimately when a new
-/// primary's log is longer than ours, and its holes stay no-ops exactly as
-/// in the original. Beyond this bound the frame is refused instead.
-pub const MAX_V1_GAP: i32 = 1 << 20;
 
 /// Entries from a v1 (original) primary carry no epoch.
 pub const V1_EPOCH: Epoch = 0;
@@ -37,8 +32,15 @@ const NOOP: Entry = Entry {
 pub enum StateError {
     /// The frame's entry index is negative.
     NegativeIndex { index: i32 },
-    /// The frame's entry index is more than [`MAX_V1_GAP`] past our log.
-    IndexTooFar { index: i32, last_index: i32 },
+    /// The frame's entry index is past the next one we expect
+    /// (`last_index + 1`): accepting it would leave a hole in the log.
+    IndexGap { index: i32, last_index: i32 },
+    /// The frame's commit index is past the entry it carries, which no
+    /// primary sends (its commit point never includes the entry in flight).
+    CommitBeyondEntry { committed_index: i32, index: i32 },
+    /// The frame's entry index lies in the part of our log already
+    /// compacted into a snapshot (before `first_index`).
+    IndexCompacted { index: i32, first_index: i32 },
     /// The log cannot address another entry with an i32.
     LogFull,
     /// A native append does not continue our log at `prev_index`.
@@ -51,9 +53,21 @@ impl fmt::Display for StateError {
             StateError::NegativeIndex { index } => {
                 write!(f, "entry index {index} is negative")
             }
-            StateError::IndexTooFar { index, last_index } => write!(
+            StateError::IndexGap { index, last_index } => write!(
                 f,
-                "entry index {index} is more than {MAX_V1_GAP} past our last index {last_index}"
+                "entry index {index} is not the next expected one ({}, our last index is {last_index})",
+                i64::from(*last_index) + 1
+            ),
+            StateError::CommitBeyondEntry {
+                committed_index,
+                index,
+            } => write!(
+                f,
+                "commit index {committed_index} is beyond the entry it carries ({index})"
+            ),
+            StateError::IndexCompacted { index, first_index } => write!(
+                f,
+                "entry index {index} precedes our log, which starts at {first_index} after a snapshot"
             ),
             StateError::LogFull => write!(f, "the log is full (i32 indexes exhausted)"),
             StateError::LogMismatch {
@@ -284,13 +298,26 @@ impl Replica {
     /// adopts its primary and commit point, and returns the ack to send with
     /// the entries that became committed, for the caller to apply.
     ///
+    /// A frame may rewrite an entry we hold (a new primary whose log is
+    /// shorter than ours) or add the next one, never skip ahead: the
+    /// original grew its log to any index it was sent, so one hostile frame
+    /// could make it allocate without bound.
+    ///
     /// # Errors
-    /// A negative index, or one too far past our log; nothing changes then.
+    /// A negative index, one past `last_index + 1`, one already compacted, a
+    /// commit index past the frame's entry, or [`StateError::LogFull`];
+    /// nothing changes then.
     pub fn on_replicate(
         &mut self,
         req: &ReplicationRequest,
     ) -> Result<(ReplicationAck, &[Entry]), StateError> {
         self.check_index(req.last_index)?;
+        if req.committed_index > req.last_index {
+            return Err(StateError::CommitBeyondEntry {
+                committed_index: req.committed_index,
+                index: req.last_index,
+            });
+        }
         self.primary_id = req.primary_id;
         self.trusted = false;
         self.truncate_from(req.last_index);
@@ -315,9 +342,17 @@ impl Replica {
             return Err(StateError::NegativeIndex { index });
         }
         let last_index = self.last_index();
-        let too_far = i64::from(index) - i64::from(last_index) > i64::from(MAX_V1_GAP);
-        if too_far || !Log::can_grow_to(index) || index < self.log.first_index() {
-            return Err(StateError::IndexTooFar { index, last_index });
+        if i64::from(index) > i64::from(last_index) + 1 {
+            return Err(StateError::IndexGap { index, last_index });
+        }
+        if index < self.log.first_index() {
+            return Err(StateError::IndexCompacted {
+                index,
+                first_index: self.log.first_index(),
+            });
+        }
+        if !Log::can_grow_to(index) {
+            return Err(StateError::LogFull);
         }
         Ok(())
     }
@@ -532,12 +567,21 @@ mod tests {
     }
 
     #[test]
-    fn gap_is_filled_with_noops_within_bound() {
+    fn a_gap_is_refused_without_change() {
         let mut b = Replica::new(2);
-        let (ack, applied) = b.on_replicate(&frame(0, 9, 10, MapOp::set(5, 5))).unwrap();
-        assert_eq!(ack.last_index, 10);
-        assert_eq!(applied.len(), 10);
-        assert!(applied.iter().all(|e| e.op == Op::Noop));
+        let gap = b.on_replicate(&frame(0, 9, 10, MapOp::set(5, 5)));
+        assert_eq!(
+            gap.unwrap_err(),
+            StateError::IndexGap {
+                index: 10,
+                last_index: -1
+            }
+        );
+        b.on_replicate(&frame(0, -1, 0, MapOp::set(5, 5))).unwrap();
+        let gap = b.on_replicate(&frame(0, 0, 2, MapOp::set(5, 6)));
+        assert!(matches!(gap, Err(StateError::IndexGap { index: 2, .. })));
+        assert_eq!((b.last_index(), b.committed_index()), (0, -1));
+        assert!(b.on_replicate(&frame(0, 0, 1, MapOp::set(5, 6))).is_ok());
     }
 
     #[test]
@@ -545,22 +589,50 @@ mod tests {
         let mut b = Replica::new(2);
         let neg = b.on_replicate(&frame(0, -1, -5, MapOp::set(1, 1)));
         assert_eq!(neg.unwrap_err(), StateError::NegativeIndex { index: -5 });
-        let far = b.on_replicate(&frame(0, -1, i32::MAX, MapOp::set(1, 1)));
-        assert!(matches!(far, Err(StateError::IndexTooFar { .. })));
-        let far = b.on_replicate(&frame(0, -1, MAX_V1_GAP, MapOp::set(1, 1)));
-        assert!(matches!(far, Err(StateError::IndexTooFar { .. })));
+        let neg = b.on_replicate(&frame(0, -1, i32::MIN, MapOp::set(1, 1)));
+        assert!(matches!(neg, Err(StateError::NegativeIndex { .. })));
+        for index in [1, 2, 1 << 20, i32::MAX - 1, i32::MAX] {
+            let far = b.on_replicate(&frame(0, -1, index, MapOp::set(1, 1)));
+            assert!(
+                matches!(far, Err(StateError::IndexGap { .. })),
+                "index {index}"
+            );
+        }
         assert_eq!((b.last_index(), b.primary_id()), (-1, -1));
-        assert!(b
-            .on_replicate(&frame(0, -1, MAX_V1_GAP - 1, MapOp::set(1, 1)))
-            .is_ok());
+        assert_eq!(b.log().range(0, i32::MAX).len(), 0, "nothing allocated");
     }
 
     #[test]
-    fn commit_index_beyond_log_or_below_minus_one_is_clamped() {
+    fn indexes_before_a_snapshot_are_refused() {
         let mut b = Replica::new(2);
-        let (_, applied) = b
-            .on_replicate(&frame(0, i32::MAX, 0, MapOp::set(1, 1)))
-            .unwrap();
+        b.install_snapshot(9, 1, None);
+        let old = b.on_replicate(&frame(0, 9, 3, MapOp::set(1, 1)));
+        assert_eq!(
+            old.unwrap_err(),
+            StateError::IndexCompacted {
+                index: 3,
+                first_index: 10
+            }
+        );
+        let (ack, _) = b.on_replicate(&frame(0, 9, 10, MapOp::set(1, 1))).unwrap();
+        assert_eq!(ack.last_index, 10);
+    }
+
+    #[test]
+    fn commit_index_beyond_the_entry_is_refused_and_below_minus_one_clamped() {
+        let mut b = Replica::new(2);
+        let far = b.on_replicate(&frame(0, i32::MAX, 0, MapOp::set(1, 1)));
+        assert_eq!(
+            far.unwrap_err(),
+            StateError::CommitBeyondEntry {
+                committed_index: i32::MAX,
+                index: 0
+            }
+        );
+        assert_eq!((b.last_index(), b.committed_index()), (-1, -1));
+        b.on_replicate(&frame(0, -1, 0, MapOp::set(1, 1))).unwrap();
+        // The commit notice: the last entry again, now counted as committed.
+        let (_, applied) = b.on_replicate(&frame(0, 0, 0, MapOp::set(1, 1))).unwrap();
         assert_eq!(applied, &[set(1, 1)]);
         assert_eq!(b.committed_index(), 0);
         let (_, applied) = b

@@ -1,0 +1,446 @@
+//! Hostile input against a real `server` process (issue 5, points 1 and 5):
+//! one test per malformed input, each checking that the server closes (or
+//! rejects) as `docs/hostile.md` says, logs a warning naming the peer's
+//! address where it promises one, and then serves a well-formed client
+//! correctly. Timeouts are shortened on the command line so that each case
+//! takes about a second at most.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{free_port, wait_until, ServerProcess, SpawnError, DEADLINE};
+use factory::wire::native::{Body, NativeFrame, NATIVE_TAG};
+use factory::wire::{Frame, MapOp, ReplicationRequest, RobotOrder, CLIENT_TAG, PFA_TAG};
+
+/// A server process on a free port with `extra` arguments.
+fn start(extra: &[&str]) -> ServerProcess {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    for _ in 0..5 {
+        match ServerProcess::spawn_with(0, free_port(), &[], &extra) {
+            Ok(server) => return server,
+            Err(SpawnError::PortInUse) => continue,
+            Err(e) => panic!("server did not start: {e:?}"),
+        }
+    }
+    panic!("no free port for a server");
+}
+
+/// A raw connection to `server`, with a read timeout so no read hangs.
+fn connect(server: &ServerProcess) -> (TcpStream, String) {
+    let s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.set_write_timeout(Some(DEADLINE)).unwrap();
+    let me = s.local_addr().unwrap().to_string();
+    (s, me)
+}
+
+/// True once the server has closed `s` (EOF or reset), reading and
+/// discarding whatever it sent first; false if it is still open at the
+/// deadline.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    let end = Instant::now() + DEADLINE;
+    let mut buf = [0u8; 512];
+    while Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Waits for a log line at `level` that names `peer` and contains `what`.
+fn logged(server: &ServerProcess, level: &str, peer: &str, what: &str) -> bool {
+    wait_until(|| {
+        server
+            .log_text()
+            .lines()
+            .any(|l| l.contains(level) && l.contains(peer) && l.contains(what))
+    })
+}
+
+/// A well-formed client is served correctly: a write is acknowledged and
+/// read back.
+fn assert_served(server: &ServerProcess, customer: i32, order: i32) {
+    let mut c = common::client(server.port);
+    let info = c.order(customer, order).expect("write after hostile input");
+    assert_eq!((info.customer_id, info.order_number), (customer, order));
+    assert_eq!(c.read(customer).expect("read").last_order, order);
+    c.close();
+}
+
+fn request(customer: i32, order: i32, kind: i32) -> Vec<u8> {
+    RobotOrder {
+        customer_id: customer,
+        order_number: order,
+        request_type: kind,
+    }
+    .to_vec()
+}
+
+fn v1_frame(committed: i32, index: i32) -> Vec<u8> {
+    ReplicationRequest {
+        primary_id: 9,
+        committed_index: committed,
+        last_index: index,
+        op: MapOp::set(7, 7),
+    }
+    .to_vec()
+}
+
+fn native(epoch: u64, body: Body) -> Vec<u8> {
+    let mut out = Vec::new();
+    NativeFrame::new(epoch, body).encode(&mut out);
+    out
+}
+
+/// Reads one native frame (length prefix included) from `s`.
+fn read_native(s: &mut TcpStream) -> NativeFrame {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut body = vec![0; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).unwrap();
+    NativeFrame::decode(&body).unwrap()
+}
+
+// --- handshakes --------------------------------------------------------
+
+#[test]
+fn unknown_handshake_tag_is_closed_with_a_warning() {
+    let server = start(&[]);
+    let (mut s, me) = connect(&server);
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(&server, "WARN", &me, "unknown handshake tag"));
+    assert_served(&server, 1, 1);
+}
+
+#[test]
+fn short_handshake_tag_is_closed_with_a_warning() {
+    let server = start(&[]);
+    let (mut s, me) = connect(&server);
+    s.write_all(b"CLI").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(&server, "WARN", &me, "short handshake tag"));
+    assert_served(&server, 1, 2);
+}
+
+#[test]
+fn no_handshake_within_the_timeout_is_closed_with_a_warning() {
+    let server = start(&["--handshake-timeout", "1"]);
+    let (mut silent, me) = connect(&server);
+    // A tag trickling in never gets more than the timeout either.
+    let (mut trickle, me2) = connect(&server);
+    let started = Instant::now();
+    for byte in &CLIENT_TAG[..5] {
+        trickle.write_all(&[*byte]).unwrap();
+        std::thread::sleep(Duration::from_millis(150)); // a slow peer, on purpose
+    }
+    assert!(closed_by_server(&mut silent));
+    assert!(closed_by_server(&mut trickle));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(logged(&server, "WARN", &me, "no handshake within 1s"));
+    assert!(logged(&server, "WARN", &me2, "no handshake within 1s"));
+    assert_served(&server, 1, 3);
+}
+
+// --- client sessions ----------------------------------------------------
+
+#[test]
+fn a_request_cut_by_eof_is_closed_quietly() {
+    let server = start(&[]);
+    let (mut s, me) = connect(&server);
+    s.write_all(&CLIENT_TAG).unwrap();
+    s.write_all(&request(7, 1, 1)[..5]).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert_served(&server, 2, 1);
+    // Logged at debug level only: nothing at warn names this peer.
+    assert!(!server
+        .log_text()
+        .lines()
+        .any(|l| l.contains("WARN") && l.contains(&me)));
+}
+
+#[test]
+fn a_request_stalled_midway_is_closed_with_a_warning() {
+    let server = start(&["--handshake-timeout", "1"]);
+    let (mut s, me) = connect(&server);
+    s.write_all(&CLIENT_TAG).unwrap();
+    s.write_all(&request(7, 1, 1)[..5]).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(
+        &server,
+        "WARN",
+        &me,
+        "sent 5 of 12 bytes of a request"
+    ));
+    assert_served(&server, 2, 2);
+}
+
+#[test]
+fn unknown_request_type_is_closed_with_a_warning() {
+    let server = start(&[]);
+    let (mut s, me) = connect(&server);
+    s.write_all(&CLIENT_TAG).unwrap();
+    s.write_all(&request(7, 42, 3)).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(&server, "WARN", &me, "unknown request type 3"));
+    assert_served(&server, 7, 43);
+}
+
+#[test]
+fn replication_frames_on_a_client_session_are_closed_with_a_warning() {
+    let server = start(&[]);
+    // A v1 replication frame: its third field (entry 5) is read as the
+    // request type.
+    let (mut s, me) = connect(&server);
+    s.write_all(&CLIENT_TAG).unwrap();
+    s.write_all(&v1_frame(4, 5)).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(&server, "WARN", &me, "unknown request type 5"));
+    // A native hello whose bytes would read as a write request.
+    let (mut s, me) = connect(&server);
+    s.write_all(&CLIENT_TAG).unwrap();
+    s.write_all(&native(
+        1 << 16,
+        Body::Hello {
+            primary_id: 3,
+            commit_index: 0,
+        },
+    ))
+    .unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(&server, "WARN", &me, "native replication frame"));
+    // A second handshake.
+    let (mut s, me) = connect(&server);
+    s.write_all(&CLIENT_TAG).unwrap();
+    s.write_all(&PFA_TAG).unwrap();
+    s.write_all(&[0; 4]).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(
+        &server,
+        "WARN",
+        &me,
+        "handshake tag inside a client session"
+    ));
+    assert_served(&server, 3, 1);
+    assert_eq!(common::read(server.port, 18), -1, "the hello wrote nothing");
+}
+
+// --- v1 replication streams ----------------------------------------------
+
+#[test]
+fn v1_negative_index_is_refused_with_a_warning() {
+    let server = start(&[]);
+    let (mut s, me) = connect(&server);
+    s.write_all(&PFA_TAG).unwrap();
+    s.write_all(&v1_frame(-1, -1)).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(&server, "WARN", &me, "entry index -1 is negative"));
+    assert_served(&server, 4, 1);
+}
+
+#[test]
+fn v1_index_that_is_not_the_next_is_refused_with_a_warning() {
+    let server = start(&[]);
+    let (mut s, me) = connect(&server);
+    s.write_all(&PFA_TAG).unwrap();
+    // Entry 0 is fine and acknowledged; entry 2 skips entry 1.
+    s.write_all(&v1_frame(-1, 0)).unwrap();
+    let mut ack = [0u8; 8];
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0, 0, 0, 0, 0, 0, 0, 0], "replica 0 acks index 0");
+    s.write_all(&v1_frame(0, 2)).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(
+        &server,
+        "WARN",
+        &me,
+        "entry index 2 is not the next expected one"
+    ));
+    // A huge index allocates nothing either.
+    let (mut s, me) = connect(&server);
+    s.write_all(&PFA_TAG).unwrap();
+    s.write_all(&v1_frame(-1, i32::MAX)).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(&server, "WARN", &me, "is not the next expected one"));
+    assert_served(&server, 4, 2);
+}
+
+#[test]
+fn v1_commit_index_beyond_the_entry_is_refused_with_a_warning() {
+    let server = start(&[]);
+    let (mut s, me) = connect(&server);
+    s.write_all(&PFA_TAG).unwrap();
+    s.write_all(&v1_frame(i32::MAX, 0)).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(
+        &server,
+        "WARN",
+        &me,
+        "commit index 2147483647 is beyond"
+    ));
+    assert_served(&server, 4, 3);
+}
+
+#[test]
+fn a_client_frame_on_a_v1_stream_is_closed_with_a_warning() {
+    let server = start(&["--peer-timeout", "1"]);
+    let (mut s, me) = connect(&server);
+    s.write_all(&PFA_TAG).unwrap();
+    s.write_all(&request(7, 1, 1)).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(
+        &server,
+        "WARN",
+        &me,
+        "sent 12 of 24 bytes of a frame"
+    ));
+    assert_served(&server, 5, 1);
+}
+
+// --- native replication streams ------------------------------------------
+
+#[test]
+fn native_length_over_the_bound_is_refused_with_a_warning() {
+    let server = start(&[]);
+    let (mut s, me) = connect(&server);
+    s.write_all(&NATIVE_TAG).unwrap();
+    s.write_all(&[0x7f, 0xff, 0xff, 0xff, 1, 1]).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(&server, "WARN", &me, "frame length 2147483647"));
+    assert_served(&server, 6, 1);
+}
+
+#[test]
+fn a_client_frame_on_a_native_stream_is_closed() {
+    let server = start(&[]);
+    let (mut s, me) = connect(&server);
+    s.write_all(&NATIVE_TAG).unwrap();
+    // Customer 7 reads as a length of 7, below any frame's header.
+    s.write_all(&request(7, 1, 1)).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert!(logged(&server, "WARN", &me, "frame length 7"));
+    assert_served(&server, 6, 2);
+}
+
+#[test]
+fn native_stale_epoch_and_log_mismatch_are_rejected() {
+    let server = start(&[]);
+    let new = 5 << 16 | 9;
+    let (mut s, _) = connect(&server);
+    s.write_all(&NATIVE_TAG).unwrap();
+    s.write_all(&native(
+        new,
+        Body::Hello {
+            primary_id: 9,
+            commit_index: -1,
+        },
+    ))
+    .unwrap();
+    assert!(matches!(
+        read_native(&mut s).body,
+        Body::CatchUp { last_index: -1, .. }
+    ));
+    // An append that does not continue the log (a negative or a far index
+    // alike) is rejected: the primary would catch the backup up instead.
+    for prev_index in [41, -7] {
+        let (mut s, _) = connect(&server);
+        s.write_all(&NATIVE_TAG).unwrap();
+        s.write_all(&native(
+            new,
+            Body::Hello {
+                primary_id: 9,
+                commit_index: -1,
+            },
+        ))
+        .unwrap();
+        let _catch_up = read_native(&mut s);
+        s.write_all(&native(
+            new,
+            Body::Append {
+                prev_index,
+                prev_epoch: new,
+                commit_index: i32::MAX,
+                entries: vec![factory::wire::Entry::set(new, 1, 1)],
+            },
+        ))
+        .unwrap();
+        let reply = read_native(&mut s);
+        assert!(
+            matches!(
+                reply.body,
+                Body::Reject {
+                    code: factory::wire::native::RejectCode::LogMismatch,
+                    ..
+                }
+            ),
+            "{reply:?}"
+        );
+        assert!(closed_by_server(&mut s));
+    }
+    // An older epoch than the one seen is rejected with ours.
+    let (mut old, _) = connect(&server);
+    old.write_all(&NATIVE_TAG).unwrap();
+    old.write_all(&native(
+        1 << 16 | 8,
+        Body::Hello {
+            primary_id: 8,
+            commit_index: -1,
+        },
+    ))
+    .unwrap();
+    let reply = read_native(&mut old);
+    assert_eq!(reply.epoch, new);
+    assert!(matches!(
+        reply.body,
+        Body::Reject {
+            code: factory::wire::native::RejectCode::StaleEpoch,
+            ..
+        }
+    ));
+    assert!(closed_by_server(&mut old));
+    drop(s);
+    assert_served(&server, 6, 3);
+    assert_eq!(server.log_text().matches("listening on").count(), 1);
+}
+
+// --- random bytes after a replication tag -------------------------------------
+
+/// A small deterministic generator (xorshift64), so a failure replays.
+fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn random_bytes_after_a_replication_tag_are_survived() {
+    let server = start(&["--peer-timeout", "1"]);
+    for seed in 1..=8u64 {
+        for tag in [PFA_TAG, NATIVE_TAG] {
+            let (mut s, _) = connect(&server);
+            s.write_all(&tag).unwrap();
+            // The server may close before taking it all.
+            let _ = s.write_all(&random_bytes(seed, 4096));
+            let _ = s.shutdown(Shutdown::Write);
+            assert!(closed_by_server(&mut s), "seed {seed}");
+        }
+    }
+    assert_served(&server, 8, 1);
+}

@@ -1,0 +1,308 @@
+//! Overload against real `server` processes (issue 5, points 2 and 5): the
+//! connection limit, a client that stops reading its replies, a backup that
+//! stops acknowledging, many idle connections, a client that pipelines
+//! writes and vanishes (also with the server embedded in a C program that
+//! leaves SIGPIPE at its default). After each, well-formed clients must be
+//! served correctly.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{free_port, wait_until, ProcessCluster, ServerProcess, SpawnError, DEADLINE};
+use factory::client::Client;
+use factory::wire::{Frame, RobotOrder, CLIENT_TAG, PFA_TAG};
+
+fn start(extra: &[&str]) -> ServerProcess {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    for _ in 0..5 {
+        match ServerProcess::spawn_with(0, free_port(), &[], &extra) {
+            Ok(server) => return server,
+            Err(SpawnError::PortInUse) => continue,
+            Err(e) => panic!("server did not start: {e:?}"),
+        }
+    }
+    panic!("no free port for a server");
+}
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.set_write_timeout(Some(DEADLINE)).unwrap();
+    s
+}
+
+/// An idle client session: connected and past its handshake.
+fn idle_session(port: u16) -> TcpStream {
+    let mut s = connect(port);
+    s.write_all(&CLIENT_TAG).unwrap();
+    s
+}
+
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    // Bounded by the read timeout of `connect`.
+    for _ in 0..1000 {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+fn write_and_read(port: u16, customer: i32, order: i32) -> Result<(), String> {
+    let mut c =
+        Client::connect("127.0.0.1", port, common::IO_TIMEOUT).map_err(|e| e.to_string())?;
+    let info = c.order(customer, order).map_err(|e| e.to_string())?;
+    assert_eq!((info.customer_id, info.order_number), (customer, order));
+    let last = c.read(customer).map_err(|e| e.to_string())?.last_order;
+    assert_eq!(last, order);
+    c.close();
+    Ok(())
+}
+
+fn requests(n: usize, kind: i32) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| {
+            RobotOrder {
+                customer_id: 100,
+                order_number: i as i32,
+                request_type: kind,
+            }
+            .to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn connections_beyond_the_limit_are_closed_at_once() {
+    let server = start(&["--max-connections", "4"]);
+    // Every accepted connection counts: three client sessions and a
+    // replication stream.
+    let mut held: Vec<TcpStream> = (0..3).map(|_| idle_session(server.port)).collect();
+    let mut stream = connect(server.port);
+    stream.write_all(&PFA_TAG).unwrap();
+    held.push(stream);
+    // The server has seen all four once each answers (sessions) or is
+    // logged (the stream).
+    assert!(server.wait_for_line("replication stream (v1) opened"));
+    let mut extra = connect(server.port);
+    let me = extra.local_addr().unwrap().to_string();
+    let asked = Instant::now();
+    assert!(closed_by_server(&mut extra), "refused at once");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    assert!(wait_until(|| server
+        .log_text()
+        .lines()
+        .any(|l| l.contains("WARN")
+            && l.contains(&me)
+            && l.contains("4 connections already open"))));
+    // One leaves; a well-formed client gets its place.
+    drop(held.pop());
+    assert!(wait_until(|| write_and_read(server.port, 1, 1).is_ok()));
+    // The ones held open are still served.
+    let mut s = held.remove(0);
+    s.write_all(&RobotOrder::read(1).to_vec()).unwrap();
+    let mut reply = [0u8; 8];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, [0, 0, 0, 1, 0, 0, 0, 1]);
+}
+
+#[test]
+fn five_hundred_idle_connections_while_a_client_is_served() {
+    let server = start(&[]);
+    let held: Vec<TcpStream> = (0..500).map(|_| idle_session(server.port)).collect();
+    for order in 0..20 {
+        write_and_read(server.port, 2, order).expect("served beside 500 idle sessions");
+    }
+    // Every one of them is a live session.
+    for (i, s) in held.iter().enumerate().step_by(50) {
+        let mut s = s;
+        s.write_all(&RobotOrder::read(2).to_vec()).unwrap();
+        let mut reply = [0u8; 8];
+        s.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply[4..], &19i32.to_be_bytes(), "session {i}");
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
+    let server = start(&["--client-write-timeout", "1"]);
+    let mut s = idle_session(server.port);
+    let me = s.local_addr().unwrap().to_string();
+    s.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Others are served the whole time.
+    let other = {
+        let (port, stop) = (server.port, Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut served = 0;
+            while !stop.load(Ordering::Relaxed) && served < 10_000 {
+                write_and_read(port, 3, served).expect("served beside a stuck client");
+                served += 1;
+            }
+            served
+        })
+    };
+    // Reads pile up replies the client never takes; once the server cannot
+    // send, it stops reading too, and drops the client after 1 s.
+    let batch = requests(4096, 2);
+    let end = Instant::now() + DEADLINE;
+    let dropped = loop {
+        if Instant::now() > end {
+            break false;
+        }
+        match s.write_all(&batch) {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break true, // reset by the server
+        }
+    };
+    assert!(
+        dropped,
+        "the server never dropped a client that does not read"
+    );
+    assert!(wait_until(|| server
+        .log_text()
+        .lines()
+        .any(|l| l.contains("WARN")
+            && l.contains(&me)
+            && l.contains("did not take its reply within 1s"))));
+    stop.store(true, Ordering::Relaxed);
+    assert!(other.join().unwrap() > 0);
+    write_and_read(server.port, 3, 1_000_000).unwrap();
+}
+
+#[test]
+fn a_client_that_pipelines_writes_and_vanishes_is_survived() {
+    let mut server = start(&[]);
+    for round in 0..3 {
+        let mut s = idle_session(server.port);
+        s.write_all(&requests(200, 1)).unwrap();
+        // Gone before reading a single reply; a reset, not a polite close.
+        s.set_linger_zero();
+        drop(s);
+        write_and_read(server.port, 4, round).expect("served after a vanished client");
+    }
+    assert!(server.is_running());
+}
+
+/// `SO_LINGER` 0 makes `close` send a reset, as a crashed client would.
+trait LingerZero {
+    fn set_linger_zero(&self);
+}
+
+impl LingerZero for TcpStream {
+    fn set_linger_zero(&self) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket descriptor and a correctly sized option.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
+    }
+}
+
+#[test]
+fn a_backup_that_stops_acknowledging_is_dropped_and_caught_up_later() {
+    let cluster = ProcessCluster::start_with(2, |_| vec!["--peer-timeout".into(), "1".into()]);
+    let ports = cluster.ports();
+    write_and_read(ports[0], 5, 0).unwrap();
+    assert!(
+        wait_until(|| common::read(ports[1], 5) == 0),
+        "backup in sync"
+    );
+    let backup = cluster.servers[1].pid() as libc::pid_t;
+    // SAFETY: signalling a child process this test started.
+    assert_eq!(unsafe { libc::kill(backup, libc::SIGSTOP) }, 0);
+    let started = Instant::now();
+    let result = (1..=20).try_for_each(|order| write_and_read(ports[0], 5, order));
+    let took = started.elapsed();
+    // SAFETY: as above; the process must not stay stopped, whatever happened.
+    assert_eq!(unsafe { libc::kill(backup, libc::SIGCONT) }, 0);
+    result.expect("the primary keeps serving");
+    assert!(took < Duration::from_secs(10), "20 writes took {took:?}");
+    assert!(cluster.servers[0].wait_for_line("peer 1 dropped from the in-sync set"));
+    // Caught up once it runs again.
+    assert!(wait_until(|| common::read(ports[1], 5) >= 19));
+}
+
+// --- embedded in a C program ------------------------------------------------
+
+/// Where the test binaries' libfactory.so is (beside the `server` binary).
+fn library_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_server"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf()
+}
+
+#[test]
+fn an_embedded_server_survives_vanishing_clients_with_default_sigpipe() {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    if Command::new(&cc).arg("--version").output().is_err() {
+        eprintln!("skipped: no C compiler ({cc})");
+        return;
+    }
+    let lib = library_dir();
+    assert!(
+        lib.join("libfactory.so").exists(),
+        "{} is built with the library",
+        lib.join("libfactory.so").display()
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().unwrap();
+    let program = out.path().join("pipelined_disconnect");
+    let built = Command::new(&cc)
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pthread"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join("tests/hostile_c/pipelined_disconnect.c"))
+        .arg("-o")
+        .arg(&program)
+        .arg(format!("-L{}", lib.display()))
+        .arg("-lfactory")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .output()
+        .expect("run the C compiler");
+    assert!(
+        built.status.success(),
+        "cc failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let run = Command::new(&program)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run the C program");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "the embedding program ended with {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("ok"), "{stdout}");
+}
