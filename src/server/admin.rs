@@ -220,22 +220,39 @@ pub(crate) fn submit_write(
     if !shared.admin_queue.push(entry, done) {
         return Err(WriteError::Stopping);
     }
-    if !combine(shared, done) {
+    // A term held by another thread needs no wake-up: its holder looks at
+    // the queue before it sleeps (a combiner after unlocking, the admin
+    // thread in its loop). Only a takeover must be left to the admin.
+    if combine(shared, done) == Combine::NeedsAdmin {
         shared.admin_queue.wake_admin();
     }
     done.wait()
 }
 
+/// What [`combine`] did.
+#[derive(PartialEq, Eq)]
+enum Combine {
+    /// Committed the queue up to our own write.
+    Done,
+    /// Another thread holds the term and will see our write.
+    Busy,
+    /// No established primary here: the admin thread must take over.
+    NeedsAdmin,
+}
+
 /// Commits the queued writes on this thread if the term is free and this
-/// server is an established primary; false if it could not. It stops once
+/// server is an established primary. It stops once
 /// its own write is done, so that its client is not kept waiting while it
 /// serves everyone else's.
-fn combine(shared: &Shared, done: &Completion) -> bool {
-    let Ok(mut term) = shared.term.try_lock() else {
-        return false;
+fn combine(shared: &Shared, done: &Completion) -> Combine {
+    let mut term = match shared.term.try_lock() {
+        Ok(term) => term,
+        Err(std::sync::TryLockError::WouldBlock) => return Combine::Busy,
+        // A thread panicked mid-step: leave recovery to the admin thread.
+        Err(std::sync::TryLockError::Poisoned(_)) => return Combine::NeedsAdmin,
     };
     if !term.established(shared) {
-        return false;
+        return Combine::NeedsAdmin;
     }
     let mut batch = Vec::new();
     while !done.is_finished() && shared.admin_queue.take_now(&mut batch) {
@@ -247,7 +264,7 @@ fn combine(shared: &Shared, done: &Completion) -> bool {
     if !shared.admin_queue.is_empty() {
         shared.admin_queue.wake_admin();
     }
-    true
+    Combine::Done
 }
 
 /// Commits `batch` (unless `ready` already failed it) and releases its
