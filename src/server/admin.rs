@@ -31,6 +31,10 @@ use crate::wire::Entry;
 /// The most writes the admin commits as one batch.
 const MAX_BATCH: usize = 1024;
 
+/// Times a session yields the CPU while its write is committed without a
+/// network round trip, before it sleeps.
+const SPIN_YIELDS: usize = 20;
+
 /// How often an idle primary looks after its in-sync set and its log.
 const MAINTENANCE: Duration = Duration::from_millis(50);
 
@@ -102,7 +106,19 @@ impl Completion {
         self.lock().is_some()
     }
 
-    fn wait(&self) -> Result<(), WriteError> {
+    /// Waits for the result; with `short`, the commit needs no network
+    /// round trip and usually ends within microseconds, so the CPU is given
+    /// up a few times before sleeping, which often spares a sleep and a
+    /// wake-up on the other CPU (about 40 µs here). With a round trip to
+    /// wait for, yielding would only take CPU time from the backups.
+    fn wait(&self, short: bool) -> Result<(), WriteError> {
+        let spins = if short { SPIN_YIELDS } else { 0 };
+        for _ in 0..spins {
+            if let Some(result) = self.lock().take() {
+                return result;
+            }
+            thread::yield_now();
+        }
         let mut slot = self.lock();
         loop {
             if let Some(result) = slot.take() {
@@ -226,7 +242,7 @@ pub(crate) fn submit_write(
     if combine(shared, done) == Combine::NeedsAdmin {
         shared.admin_queue.wake_admin();
     }
-    done.wait()
+    done.wait(shared.has_no_peers())
 }
 
 /// What [`combine`] did.

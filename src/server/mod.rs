@@ -178,6 +178,15 @@ impl Shared {
         self.term.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// True for a server alone in its cluster: its commits need no
+    /// network round trip.
+    pub(crate) fn has_no_peers(&self) -> bool {
+        self.peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     pub(crate) fn peer_list(&self) -> Vec<PeerConfig> {
         self.peers
             .lock()
