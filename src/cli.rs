@@ -42,8 +42,14 @@ fn usage_error(msg: impl Into<String>) -> UsageError {
 pub const SERVER_USAGE: &str = "\
 usage: server [OPTIONS] PORT FACTORY_ID NUM_PEERS [PEER_ID PEER_IP PEER_PORT]...
 
-Runs one factory server. The first write it receives makes it the primary:
-it then replicates every write to the NUM_PEERS peers before answering.
+Runs one factory server. The first write a cluster without a live primary
+receives makes the server that got it the primary, once its peers have told
+it that it holds the longest log; the primary then answers a write only when
+every in-sync peer holds it. A write sent to a backup is forwarded to the
+primary. A server that cannot be sure it holds every acknowledged write (its
+in-sync peers are down and none that answers stayed in sync) refuses writes:
+the client's connection is closed; see --force-primary. Peers that are
+original (C++) servers are replicated to with the original's frames.
 
 arguments:
   PORT         TCP port to listen on (1-65535)
@@ -114,9 +120,11 @@ REQUEST_TYPE:
 
 For modes 1 and 2 the last line is: mean latency (us), min (us), max (us),
 throughput (ops/s), tab-separated with three decimals; with --percentiles
-two more fields follow: p50 (us) and p99 (us), to within 1/128. Exit status: 0 when
-every request succeeded, 1 when the server cannot be reached or any request
-failed (the count is printed on stderr), 2 for a bad command line.
+two more fields follow: p50 (us) and p99 (us), to within 1/128.
+
+Exit status: 0 when every request succeeded, 1 when the server cannot be
+reached or any request failed (the count is printed on stderr), 2 for a bad
+command line.
 
 arguments:
   IP             server host name or IP address
