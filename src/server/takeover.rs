@@ -11,6 +11,9 @@ use crate::replication::{PeerView, ProbeOutcome};
 use crate::wire::native::{Body, NativeFrame, RejectCode, NATIVE_TAG};
 use crate::wire::Epoch;
 
+/// Longest wait for a probe's answer.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Probes every configured peer for a takeover in `epoch`.
 pub(crate) fn probe_all(shared: &Shared, epoch: Epoch) -> Vec<(i32, ProbeOutcome)> {
     let peers = shared.peer_list();
@@ -40,6 +43,10 @@ fn probe(shared: &Shared, peer: &PeerConfig, epoch: Epoch) -> ProbeOutcome {
 
 fn ask(shared: &Shared, peer: &PeerConfig, epoch: Epoch) -> Result<ProbeOutcome, PeerError> {
     let mut link = connect(shared, peer, &NATIVE_TAG)?;
+    // An answer needs neither the disk nor replication: a peer silent for
+    // longer is treated as down rather than holding up the takeover.
+    let wait = shared.limits.peer_timeout.min(PROBE_TIMEOUT);
+    link.stream.set_read_timeout(Some(wait))?;
     let probe = NativeFrame::new(
         epoch,
         Body::Probe {
