@@ -27,7 +27,9 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
+# The library is built first: a test links a C program against its .so.
 rust-test:
+	$(CARGO) build --locked
 	$(CARGO) test --locked
 
 demo: build

@@ -207,22 +207,9 @@ trait LingerZero {
 
 impl LingerZero for TcpStream {
     fn set_linger_zero(&self) {
-        use std::os::fd::AsRawFd;
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: a valid socket descriptor and a correctly sized option.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&linger as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
+        socket2::SockRef::from(self)
+            .set_linger(Some(Duration::ZERO))
+            .expect("set SO_LINGER");
     }
 }
 
@@ -235,19 +222,27 @@ fn a_backup_that_stops_acknowledging_is_dropped_and_caught_up_later() {
         wait_until(|| common::read(ports[1], 5) == 0),
         "backup in sync"
     );
-    let backup = cluster.servers[1].pid() as libc::pid_t;
-    // SAFETY: signalling a child process this test started.
-    assert_eq!(unsafe { libc::kill(backup, libc::SIGSTOP) }, 0);
+    let backup = cluster.servers[1].pid();
+    signal(backup, "-STOP");
     let started = Instant::now();
     let result = (1..=20).try_for_each(|order| write_and_read(ports[0], 5, order));
     let took = started.elapsed();
-    // SAFETY: as above; the process must not stay stopped, whatever happened.
-    assert_eq!(unsafe { libc::kill(backup, libc::SIGCONT) }, 0);
+    // The process must not stay stopped, whatever happened.
+    signal(backup, "-CONT");
     result.expect("the primary keeps serving");
     assert!(took < Duration::from_secs(10), "20 writes took {took:?}");
     assert!(cluster.servers[0].wait_for_line("peer 1 dropped from the in-sync set"));
     // Caught up once it runs again.
     assert!(wait_until(|| common::read(ports[1], 5) >= 19));
+}
+
+/// Sends `sig` (as `kill` spells it) to process `pid`, which this test started.
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig} {pid}");
 }
 
 // --- embedded in a C program ------------------------------------------------
@@ -270,7 +265,7 @@ fn an_embedded_server_survives_vanishing_clients_with_default_sigpipe() {
     let lib = library_dir();
     assert!(
         lib.join("libfactory.so").exists(),
-        "{} is built with the library",
+        "{} is missing: `make test` builds it (`cargo build` before `cargo test`)",
         lib.join("libfactory.so").display()
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
