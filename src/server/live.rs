@@ -14,7 +14,7 @@
 //! Lock order: a slot, then the replica or the progress lock.
 
 use std::collections::VecDeque;
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::net::TcpStream;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -42,7 +42,8 @@ pub(crate) struct Live {
     peer: i32,
     epoch: Epoch,
     writer: BufWriter<TcpStream>,
-    reader: TcpStream,
+    /// Buffered, so that an ack usually takes one `read`.
+    reader: BufReader<TcpStream>,
     scratch: Vec<u8>,
     out: Vec<u8>,
     /// Next index to send.
@@ -69,7 +70,7 @@ impl Live {
             peer,
             epoch,
             writer: BufWriter::new(link.stream.try_clone()?),
-            reader: link.stream.try_clone()?,
+            reader: BufReader::new(link.stream.try_clone()?),
             scratch: Vec::new(),
             out: Vec::new(),
             next,
@@ -262,7 +263,7 @@ pub(crate) fn replicate(shared: &Shared, slots: &[(i32, std::sync::Arc<Slot>)], 
 /// Empties a slot after an error; its replicator reconnects.
 fn fail(shared: &Shared, guard: &mut MutexGuard<'_, Option<Live>>, e: &PeerError) {
     if let Some(live) = guard.take() {
-        let _ = live.reader.shutdown(std::net::Shutdown::Both);
+        let _ = live.reader.get_ref().shutdown(std::net::Shutdown::Both);
         log::warn!("lost peer {}: {e}", live.peer);
         shared.repl.update(|p| {
             if let Some(state) = p.peer_mut(live.peer) {
