@@ -81,6 +81,20 @@ impl Live {
         })
     }
 
+    /// True when a read would not block: bytes are buffered or waiting in
+    /// the socket (or it is closed or failed, which a read then reports).
+    fn readable(&self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+        let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+        match socket2::SockRef::from(self.reader.get_ref()).recv_with_flags(&mut byte, flags) {
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    }
+
     /// True when everything through `index` has been sent.
     pub(crate) fn sent_through(&self, index: i32) -> bool {
         self.next > index
@@ -250,6 +264,7 @@ pub(crate) fn replicate(shared: &Shared, slots: &[(i32, std::sync::Arc<Slot>)], 
             _ => shared.repl.poke(),
         }
     }
+    await_acks_briefly(&mut held);
     for guard in &mut held {
         let result = guard
             .as_mut()
@@ -257,6 +272,27 @@ pub(crate) fn replicate(shared: &Shared, slots: &[(i32, std::sync::Arc<Slot>)], 
         if let Err(e) = result {
             fail(shared, guard, &e);
         }
+    }
+}
+
+/// How long the committer looks for acks without sleeping.
+const ACK_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Gives the CPU away, without sleeping, until every link has an ack (or
+/// something else) to read or [`ACK_SPIN`] passes: a backup usually answers
+/// within tens of microseconds, and sleeping then being woken from the
+/// other CPU costs about 40 µs more on this kind of machine. (60, 100 and
+/// 150 µs measured alike; yielding lets the backups run on this CPU.)
+fn await_acks_briefly(held: &mut [MutexGuard<'_, Option<Live>>]) {
+    let deadline = Instant::now() + ACK_SPIN;
+    while Instant::now() < deadline {
+        let all_ready = held
+            .iter()
+            .all(|guard| guard.as_ref().is_none_or(Live::readable));
+        if all_ready {
+            return;
+        }
+        std::thread::yield_now();
     }
 }
 
