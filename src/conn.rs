@@ -118,20 +118,36 @@ impl From<ConnError> for NativeError {
 }
 
 /// Reads one native frame, using `buf` as scratch space. The length prefix
-/// is checked against its bound before anything is allocated for the body.
+/// is checked against its bound, and the buffer then grows only with the
+/// bytes that actually arrive: a peer that announces a large frame and
+/// sends little makes us hold little.
 pub fn read_native(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<NativeFrame, NativeError> {
     let mut prefix = [0u8; 4];
     read_full(r, &mut prefix)?;
     let len = check_length(prefix).map_err(NativeError::Frame)?;
-    buf.resize(len, 0);
-    read_full(r, buf).map_err(|e| match e {
-        ConnError::Closed => ConnError::Truncated {
-            got: 4,
-            want: len + 4,
-        },
-        other => other,
-    })?;
+    read_body(r, buf, len)?;
     NativeFrame::decode(buf).map_err(NativeError::Frame)
+}
+
+/// Reads exactly `len` bytes into `buf` (cleared first), in chunks.
+fn read_body(r: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> Result<(), ConnError> {
+    let mut chunk = [0u8; 4096];
+    buf.clear();
+    while buf.len() < len {
+        let want = (len - buf.len()).min(chunk.len());
+        match r.read(&mut chunk[..want]) {
+            Ok(0) => {
+                return Err(ConnError::Truncated {
+                    got: 4 + buf.len(),
+                    want: 4 + len,
+                })
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Encodes `frame` into `buf` (cleared first) and writes it.

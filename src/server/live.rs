@@ -288,7 +288,7 @@ fn await_acks_briefly(held: &mut [MutexGuard<'_, Option<Live>>]) {
     while Instant::now() < deadline {
         let all_ready = held
             .iter()
-            .all(|guard| guard.as_ref().is_none_or(Live::readable));
+            .all(|guard| guard.as_ref().map_or(true, Live::readable));
         if all_ready {
             return;
         }
