@@ -11,22 +11,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_until, ServerProcess, SpawnError, DEADLINE};
+use common::{lone_server, wait_until, ServerProcess, DEADLINE};
 use factory::wire::native::{Body, NativeFrame, NATIVE_TAG};
 use factory::wire::{Frame, MapOp, ReplicationRequest, RobotOrder, CLIENT_TAG, PFA_TAG};
-
-/// A server process on a free port with `extra` arguments.
-fn start(extra: &[&str]) -> ServerProcess {
-    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    for _ in 0..5 {
-        match ServerProcess::spawn_with(0, free_port(), &[], &extra) {
-            Ok(server) => return server,
-            Err(SpawnError::PortInUse) => continue,
-            Err(e) => panic!("server did not start: {e:?}"),
-        }
-    }
-    panic!("no free port for a server");
-}
 
 /// A raw connection to `server`, with a read timeout so no read hangs.
 fn connect(server: &ServerProcess) -> (TcpStream, String) {
@@ -114,7 +101,7 @@ fn read_native(s: &mut TcpStream) -> NativeFrame {
 
 #[test]
 fn unknown_handshake_tag_is_closed_with_a_warning() {
-    let server = start(&[]);
+    let server = lone_server(&[]);
     let (mut s, me) = connect(&server);
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     assert!(closed_by_server(&mut s));
@@ -124,7 +111,7 @@ fn unknown_handshake_tag_is_closed_with_a_warning() {
 
 #[test]
 fn short_handshake_tag_is_closed_with_a_warning() {
-    let server = start(&[]);
+    let server = lone_server(&[]);
     let (mut s, me) = connect(&server);
     s.write_all(b"CLI").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
@@ -135,7 +122,7 @@ fn short_handshake_tag_is_closed_with_a_warning() {
 
 #[test]
 fn no_handshake_within_the_timeout_is_closed_with_a_warning() {
-    let server = start(&["--handshake-timeout", "1"]);
+    let server = lone_server(&["--handshake-timeout", "1"]);
     let (mut silent, me) = connect(&server);
     // A tag trickling in never gets more than the timeout either.
     let (mut trickle, me2) = connect(&server);
@@ -156,7 +143,7 @@ fn no_handshake_within_the_timeout_is_closed_with_a_warning() {
 
 #[test]
 fn a_request_cut_by_eof_is_closed_quietly() {
-    let server = start(&[]);
+    let server = lone_server(&[]);
     let (mut s, me) = connect(&server);
     s.write_all(&CLIENT_TAG).unwrap();
     s.write_all(&request(7, 1, 1)[..5]).unwrap();
@@ -172,7 +159,7 @@ fn a_request_cut_by_eof_is_closed_quietly() {
 
 #[test]
 fn a_request_stalled_midway_is_closed_with_a_warning() {
-    let server = start(&["--handshake-timeout", "1"]);
+    let server = lone_server(&["--handshake-timeout", "1"]);
     let (mut s, me) = connect(&server);
     s.write_all(&CLIENT_TAG).unwrap();
     s.write_all(&request(7, 1, 1)[..5]).unwrap();
@@ -188,7 +175,7 @@ fn a_request_stalled_midway_is_closed_with_a_warning() {
 
 #[test]
 fn unknown_request_type_is_closed_with_a_warning() {
-    let server = start(&[]);
+    let server = lone_server(&[]);
     let (mut s, me) = connect(&server);
     s.write_all(&CLIENT_TAG).unwrap();
     s.write_all(&request(7, 42, 3)).unwrap();
@@ -199,7 +186,7 @@ fn unknown_request_type_is_closed_with_a_warning() {
 
 #[test]
 fn replication_frames_on_a_client_session_are_closed_with_a_warning() {
-    let server = start(&[]);
+    let server = lone_server(&[]);
     // A v1 replication frame: its third field (entry 5) is read as the
     // request type.
     let (mut s, me) = connect(&server);
@@ -240,7 +227,7 @@ fn replication_frames_on_a_client_session_are_closed_with_a_warning() {
 
 #[test]
 fn v1_negative_index_is_refused_with_a_warning() {
-    let server = start(&[]);
+    let server = lone_server(&[]);
     let (mut s, me) = connect(&server);
     s.write_all(&PFA_TAG).unwrap();
     s.write_all(&v1_frame(-1, -1)).unwrap();
@@ -251,7 +238,7 @@ fn v1_negative_index_is_refused_with_a_warning() {
 
 #[test]
 fn v1_index_that_is_not_the_next_is_refused_with_a_warning() {
-    let server = start(&[]);
+    let server = lone_server(&[]);
     let (mut s, me) = connect(&server);
     s.write_all(&PFA_TAG).unwrap();
     // Entry 0 is fine and acknowledged; entry 2 skips entry 1.
@@ -278,7 +265,7 @@ fn v1_index_that_is_not_the_next_is_refused_with_a_warning() {
 
 #[test]
 fn v1_commit_index_beyond_the_entry_is_refused_with_a_warning() {
-    let server = start(&[]);
+    let server = lone_server(&[]);
     let (mut s, me) = connect(&server);
     s.write_all(&PFA_TAG).unwrap();
     s.write_all(&v1_frame(i32::MAX, 0)).unwrap();
@@ -294,7 +281,7 @@ fn v1_commit_index_beyond_the_entry_is_refused_with_a_warning() {
 
 #[test]
 fn a_client_frame_on_a_v1_stream_is_closed_with_a_warning() {
-    let server = start(&["--peer-timeout", "1"]);
+    let server = lone_server(&["--peer-timeout", "1"]);
     let (mut s, me) = connect(&server);
     s.write_all(&PFA_TAG).unwrap();
     s.write_all(&request(7, 1, 1)).unwrap();
@@ -312,7 +299,7 @@ fn a_client_frame_on_a_v1_stream_is_closed_with_a_warning() {
 
 #[test]
 fn native_length_over_the_bound_is_refused_with_a_warning() {
-    let server = start(&[]);
+    let server = lone_server(&[]);
     let (mut s, me) = connect(&server);
     s.write_all(&NATIVE_TAG).unwrap();
     s.write_all(&[0x7f, 0xff, 0xff, 0xff, 1, 1]).unwrap();
@@ -323,7 +310,7 @@ fn native_length_over_the_bound_is_refused_with_a_warning() {
 
 #[test]
 fn a_client_frame_on_a_native_stream_is_closed() {
-    let server = start(&[]);
+    let server = lone_server(&[]);
     let (mut s, me) = connect(&server);
     s.write_all(&NATIVE_TAG).unwrap();
     // Customer 7 reads as a length of 7, below any frame's header.
@@ -335,7 +322,7 @@ fn a_client_frame_on_a_native_stream_is_closed() {
 
 #[test]
 fn native_stale_epoch_and_log_mismatch_are_rejected() {
-    let server = start(&[]);
+    let server = lone_server(&[]);
     let new = 5 << 16 | 9;
     let (mut s, _) = connect(&server);
     s.write_all(&NATIVE_TAG).unwrap();
@@ -431,7 +418,7 @@ fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
 
 #[test]
 fn random_bytes_after_a_replication_tag_are_survived() {
-    let server = start(&["--peer-timeout", "1"]);
+    let server = lone_server(&["--peer-timeout", "1"]);
     for seed in 1..=8u64 {
         for tag in [PFA_TAG, NATIVE_TAG] {
             let (mut s, _) = connect(&server);

@@ -16,21 +16,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_until, ProcessCluster, ServerProcess, SpawnError, DEADLINE};
+use common::{lone_server, wait_until, ProcessCluster, DEADLINE};
 use factory::client::Client;
 use factory::wire::{Frame, RobotOrder, CLIENT_TAG, PFA_TAG};
-
-fn start(extra: &[&str]) -> ServerProcess {
-    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    for _ in 0..5 {
-        match ServerProcess::spawn_with(0, free_port(), &[], &extra) {
-            Ok(server) => return server,
-            Err(SpawnError::PortInUse) => continue,
-            Err(e) => panic!("server did not start: {e:?}"),
-        }
-    }
-    panic!("no free port for a server");
-}
 
 fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -88,7 +76,7 @@ fn requests(n: usize, kind: i32) -> Vec<u8> {
 
 #[test]
 fn connections_beyond_the_limit_are_closed_at_once() {
-    let server = start(&["--max-connections", "4"]);
+    let server = lone_server(&["--max-connections", "4"]);
     // Every accepted connection counts: three client sessions and a
     // replication stream.
     let mut held: Vec<TcpStream> = (0..3).map(|_| idle_session(server.port)).collect();
@@ -122,7 +110,7 @@ fn connections_beyond_the_limit_are_closed_at_once() {
 
 #[test]
 fn five_hundred_idle_connections_while_a_client_is_served() {
-    let server = start(&[]);
+    let server = lone_server(&[]);
     let held: Vec<TcpStream> = (0..500).map(|_| idle_session(server.port)).collect();
     for order in 0..20 {
         write_and_read(server.port, 2, order).expect("served beside 500 idle sessions");
@@ -139,7 +127,7 @@ fn five_hundred_idle_connections_while_a_client_is_served() {
 
 #[test]
 fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
-    let server = start(&["--client-write-timeout", "1"]);
+    let server = lone_server(&["--client-write-timeout", "1"]);
     let mut s = idle_session(server.port);
     let me = s.local_addr().unwrap().to_string();
     s.set_write_timeout(Some(Duration::from_millis(200)))
@@ -188,7 +176,7 @@ fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
 
 #[test]
 fn a_client_that_pipelines_writes_and_vanishes_is_survived() {
-    let mut server = start(&[]);
+    let mut server = lone_server(&[]);
     for round in 0..3 {
         let mut s = idle_session(server.port);
         s.write_all(&requests(200, 1)).unwrap();

@@ -183,6 +183,19 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A server with no peers on a free port, started with `extra` arguments.
+pub fn lone_server(extra: &[&str]) -> ServerProcess {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    for _ in 0..5 {
+        match ServerProcess::spawn_with(0, free_port(), &[], &extra) {
+            Ok(server) => return server,
+            Err(SpawnError::PortInUse) => continue,
+            Err(e) => panic!("server did not start: {e:?}"),
+        }
+    }
+    panic!("no free port for a server");
+}
+
 /// `n` server processes, each with every other as a peer.
 pub struct ProcessCluster {
     pub servers: Vec<ServerProcess>,
