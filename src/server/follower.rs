@@ -9,11 +9,14 @@ use std::io::{BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use super::Shared;
-use crate::conn::{read_native, write_native, ConnError, NativeError};
+use crate::conn::{data_waiting, read_native, write_native, yield_until, ConnError, NativeError};
 use crate::state::{Replica, StateError, NO_PRIMARY};
 use crate::storage::Snapshot;
 use crate::wire::native::{Body, NativeFrame, RejectCode};
 use crate::wire::{Entry, Epoch, MemberSet};
+
+/// How long a backup looks for the next frame before sleeping on it.
+const FRAME_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// Most records a snapshot may carry in all its chunks together.
 const MAX_SNAPSHOT_RECORDS: usize = 64 << 20;
@@ -51,6 +54,15 @@ impl Conn<'_> {
     fn send(&mut self, frame: NativeFrame) -> Result<(), End> {
         write_native(&mut self.writer, &frame, &mut self.out)?;
         self.writer.flush().map_err(|e| End::Conn(e.into()))
+    }
+
+    /// Looks for the next frame for a moment before sleeping on it: a busy
+    /// primary sends the next batch within microseconds.
+    fn await_frame_briefly(&mut self) {
+        let reader = &self.reader;
+        yield_until(FRAME_SPIN, || {
+            !reader.buffer().is_empty() || data_waiting(reader.get_ref())
+        });
     }
 
     fn receive(&mut self) -> Result<NativeFrame, End> {
@@ -206,6 +218,7 @@ fn follow(
 fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End> {
     let mut snapshot: Vec<(i32, i32)> = Vec::new();
     loop {
+        conn.await_frame_briefly();
         let frame = conn.receive()?;
         let mine = shared.replica().epoch();
         if frame.epoch != epoch || mine > epoch {
