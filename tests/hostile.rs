@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -22,25 +22,6 @@ fn connect(server: &ServerProcess) -> (TcpStream, String) {
     s.set_write_timeout(Some(DEADLINE)).unwrap();
     let me = s.local_addr().unwrap().to_string();
     (s, me)
-}
-
-/// True once the server has closed `s` (EOF or reset), reading and
-/// discarding whatever it sent first; false if it is still open at the
-/// deadline.
-fn closed_by_server(s: &mut TcpStream) -> bool {
-    let end = Instant::now() + DEADLINE;
-    let mut buf = [0u8; 512];
-    while Instant::now() < end {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-    false
 }
 
 /// Waits for a log line at `level` that names `peer` and contains `what`.
@@ -104,7 +85,7 @@ fn unknown_handshake_tag_is_closed_with_a_warning() {
     let server = lone_server(&[]);
     let (mut s, me) = connect(&server);
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(&server, "WARN", &me, "unknown handshake tag"));
     assert_served(&server, 1, 1);
 }
@@ -115,7 +96,7 @@ fn short_handshake_tag_is_closed_with_a_warning() {
     let (mut s, me) = connect(&server);
     s.write_all(b"CLI").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(&server, "WARN", &me, "short handshake tag"));
     assert_served(&server, 1, 2);
 }
@@ -131,8 +112,8 @@ fn no_handshake_within_the_timeout_is_closed_with_a_warning() {
         trickle.write_all(&[*byte]).unwrap();
         std::thread::sleep(Duration::from_millis(150)); // a slow peer, on purpose
     }
-    assert!(closed_by_server(&mut silent));
-    assert!(closed_by_server(&mut trickle));
+    assert!(common::closed_by_server(&mut silent));
+    assert!(common::closed_by_server(&mut trickle));
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(logged(&server, "WARN", &me, "no handshake within 1s"));
     assert!(logged(&server, "WARN", &me2, "no handshake within 1s"));
@@ -148,7 +129,7 @@ fn a_request_cut_by_eof_is_closed_quietly() {
     s.write_all(&CLIENT_TAG).unwrap();
     s.write_all(&request(7, 1, 1)[..5]).unwrap();
     s.shutdown(Shutdown::Write).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert_served(&server, 2, 1);
     // Logged at debug level only: nothing at warn names this peer.
     assert!(!server
@@ -163,7 +144,7 @@ fn a_request_stalled_midway_is_closed_with_a_warning() {
     let (mut s, me) = connect(&server);
     s.write_all(&CLIENT_TAG).unwrap();
     s.write_all(&request(7, 1, 1)[..5]).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(
         &server,
         "WARN",
@@ -179,7 +160,7 @@ fn unknown_request_type_is_closed_with_a_warning() {
     let (mut s, me) = connect(&server);
     s.write_all(&CLIENT_TAG).unwrap();
     s.write_all(&request(7, 42, 3)).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(&server, "WARN", &me, "unknown request type 3"));
     assert_served(&server, 7, 43);
 }
@@ -192,7 +173,7 @@ fn replication_frames_on_a_client_session_are_closed_with_a_warning() {
     let (mut s, me) = connect(&server);
     s.write_all(&CLIENT_TAG).unwrap();
     s.write_all(&v1_frame(4, 5)).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(&server, "WARN", &me, "unknown request type 5"));
     // A native hello whose bytes would read as a write request.
     let (mut s, me) = connect(&server);
@@ -205,14 +186,14 @@ fn replication_frames_on_a_client_session_are_closed_with_a_warning() {
         },
     ))
     .unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(&server, "WARN", &me, "native replication frame"));
     // A second handshake.
     let (mut s, me) = connect(&server);
     s.write_all(&CLIENT_TAG).unwrap();
     s.write_all(&PFA_TAG).unwrap();
     s.write_all(&[0; 4]).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(
         &server,
         "WARN",
@@ -231,7 +212,7 @@ fn v1_negative_index_is_refused_with_a_warning() {
     let (mut s, me) = connect(&server);
     s.write_all(&PFA_TAG).unwrap();
     s.write_all(&v1_frame(-1, -1)).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(&server, "WARN", &me, "entry index -1 is negative"));
     assert_served(&server, 4, 1);
 }
@@ -247,7 +228,7 @@ fn v1_index_that_is_not_the_next_is_refused_with_a_warning() {
     s.read_exact(&mut ack).unwrap();
     assert_eq!(ack, [0, 0, 0, 0, 0, 0, 0, 0], "replica 0 acks index 0");
     s.write_all(&v1_frame(0, 2)).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(
         &server,
         "WARN",
@@ -258,7 +239,7 @@ fn v1_index_that_is_not_the_next_is_refused_with_a_warning() {
     let (mut s, me) = connect(&server);
     s.write_all(&PFA_TAG).unwrap();
     s.write_all(&v1_frame(-1, i32::MAX)).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(&server, "WARN", &me, "is not the next expected one"));
     assert_served(&server, 4, 2);
 }
@@ -269,7 +250,7 @@ fn v1_commit_index_beyond_the_entry_is_refused_with_a_warning() {
     let (mut s, me) = connect(&server);
     s.write_all(&PFA_TAG).unwrap();
     s.write_all(&v1_frame(i32::MAX, 0)).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(
         &server,
         "WARN",
@@ -285,7 +266,7 @@ fn a_client_frame_on_a_v1_stream_is_closed_with_a_warning() {
     let (mut s, me) = connect(&server);
     s.write_all(&PFA_TAG).unwrap();
     s.write_all(&request(7, 1, 1)).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(
         &server,
         "WARN",
@@ -303,7 +284,7 @@ fn native_length_over_the_bound_is_refused_with_a_warning() {
     let (mut s, me) = connect(&server);
     s.write_all(&NATIVE_TAG).unwrap();
     s.write_all(&[0x7f, 0xff, 0xff, 0xff, 1, 1]).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(&server, "WARN", &me, "frame length 2147483647"));
     assert_served(&server, 6, 1);
 }
@@ -315,7 +296,7 @@ fn a_client_frame_on_a_native_stream_is_closed() {
     s.write_all(&NATIVE_TAG).unwrap();
     // Customer 7 reads as a length of 7, below any frame's header.
     s.write_all(&request(7, 1, 1)).unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_by_server(&mut s));
     assert!(logged(&server, "WARN", &me, "frame length 7"));
     assert_served(&server, 6, 2);
 }
@@ -373,7 +354,7 @@ fn native_stale_epoch_and_log_mismatch_are_rejected() {
             ),
             "{reply:?}"
         );
-        assert!(closed_by_server(&mut s));
+        assert!(common::closed_by_server(&mut s));
     }
     // An older epoch than the one seen is rejected with ours.
     let (mut old, _) = connect(&server);
@@ -395,7 +376,7 @@ fn native_stale_epoch_and_log_mismatch_are_rejected() {
             ..
         }
     ));
-    assert!(closed_by_server(&mut old));
+    assert!(common::closed_by_server(&mut old));
     drop(s);
     assert_served(&server, 6, 3);
     assert_eq!(server.log_text().matches("listening on").count(), 1);
@@ -426,7 +407,7 @@ fn random_bytes_after_a_replication_tag_are_survived() {
             // The server may close before taking it all.
             let _ = s.write_all(&random_bytes(seed, 4096));
             let _ = s.shutdown(Shutdown::Write);
-            assert!(closed_by_server(&mut s), "seed {seed}");
+            assert!(common::closed_by_server(&mut s), "seed {seed}");
         }
     }
     assert_served(&server, 8, 1);

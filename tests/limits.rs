@@ -34,22 +34,6 @@ fn idle_session(port: u16) -> TcpStream {
     s
 }
 
-fn closed_by_server(s: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 64];
-    // Bounded by the read timeout of `connect`.
-    for _ in 0..1000 {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-    false
-}
-
 fn write_and_read(port: u16, customer: i32, order: i32) -> Result<(), String> {
     let mut c =
         Client::connect("127.0.0.1", port, common::IO_TIMEOUT).map_err(|e| e.to_string())?;
@@ -89,7 +73,7 @@ fn connections_beyond_the_limit_are_closed_at_once() {
     let mut extra = connect(server.port);
     let me = extra.local_addr().unwrap().to_string();
     let asked = Instant::now();
-    assert!(closed_by_server(&mut extra), "refused at once");
+    assert!(common::closed_by_server(&mut extra), "refused at once");
     assert!(asked.elapsed() < Duration::from_secs(5));
     assert!(wait_until(|| server
         .log_text()

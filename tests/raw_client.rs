@@ -31,13 +31,6 @@ fn reply(stream: &mut TcpStream, len: usize) -> Vec<u8> {
     buf
 }
 
-/// True when the server closed the connection (EOF, or a reset).
-fn closed_by_server(stream: &mut TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(stream.read(&mut byte), Ok(0) | Err(_))
-        && !matches!(stream.read(&mut byte), Ok(n) if n > 0)
-}
-
 #[test]
 fn write_and_read_golden_bytes() {
     let server = server();
@@ -72,7 +65,7 @@ fn write_and_read_golden_bytes() {
     // customer_id -1 ends the session without a reply.
     s.write_all(&hex("ff ff ff ff 00 00 00 00 00 00 00 01"))
         .unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_without_reply(&mut s));
     assert_eq!(server.last_order(-2), i32::MIN);
 }
 
@@ -114,7 +107,7 @@ fn unknown_request_type_closes_instead_of_hanging() {
     s.write_all(b"CLIENT\0\0").unwrap();
     s.write_all(&hex("00 00 00 07 00 00 00 2a 00 00 00 07"))
         .unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_without_reply(&mut s));
     // Everyone else is still served.
     let mut c = common::client(server.local_addr().port());
     assert_eq!(c.order(7, 1).unwrap().order_number, 1);
@@ -125,7 +118,7 @@ fn unknown_tag_closes() {
     let server = server();
     let mut s = connect(&server);
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-    assert!(closed_by_server(&mut s));
+    assert!(common::closed_without_reply(&mut s));
     let mut c = common::client(server.local_addr().port());
     assert_eq!(c.read(1).unwrap().last_order, -1);
 }

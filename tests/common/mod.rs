@@ -41,6 +41,44 @@ pub fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
     condition()
 }
 
+/// True when the server closed `stream` (end of file, or a reset), reading
+/// and discarding anything it still sent; false when the stream's read
+/// timeout (or the deadline) passes with the connection still open, so a
+/// server that hangs instead of closing fails the test. `stream` must have
+/// a read timeout.
+pub fn closed_by_server(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::{ErrorKind, Read};
+    let end = Instant::now() + DEADLINE;
+    let mut buf = [0u8; 512];
+    while Instant::now() < end {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// True when the server closed `stream` without sending a byte first (end
+/// of file, or a reset); false on data or when the read timeout passes.
+pub fn closed_without_reply(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::{ErrorKind, Read};
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => return true,
+            Ok(_) => return false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        }
+    }
+}
+
 /// Connects a client to 127.0.0.1:`port`.
 pub fn client(port: u16) -> Client {
     Client::connect("127.0.0.1", port, IO_TIMEOUT).expect("connect to test server")
