@@ -246,28 +246,7 @@ impl Term {
     }
 
     fn append(&mut self, shared: &Shared, entries: &[Entry]) -> Result<i32, WriteError> {
-        let (first, last) = {
-            let mut replica = shared.replica();
-            if !replica.is_primary() || replica.epoch() != self.epoch {
-                return Err(WriteError::NotPrimary(replica.primary_id()));
-            }
-            if i64::from(replica.last_index()) + entries.len() as i64 >= i64::from(i32::MAX) {
-                return Err(WriteError::LogFull);
-            }
-            let first = replica.last_index() + 1;
-            for entry in entries {
-                let entry = Entry {
-                    epoch: self.epoch,
-                    op: entry.op,
-                };
-                replica.append(entry).map_err(|_| WriteError::LogFull)?;
-                if let Op::InSync(set) = entry.op {
-                    self.in_sync = set;
-                }
-            }
-            (first, replica.last_index())
-        };
-        shared.repl.update(|p| p.last_index = last);
+        // Stamped once, outside the lock; the same entries go to the disk.
         let stamped: Vec<Entry> = entries
             .iter()
             .map(|e| Entry {
@@ -275,6 +254,27 @@ impl Term {
                 op: e.op,
             })
             .collect();
+        let (first, last) = {
+            let mut replica = shared.replica();
+            if !replica.is_primary() || replica.epoch() != self.epoch {
+                return Err(WriteError::NotPrimary(replica.primary_id()));
+            }
+            if i64::from(replica.last_index()) + stamped.len() as i64 >= i64::from(i32::MAX) {
+                return Err(WriteError::LogFull);
+            }
+            let first = replica.last_index() + 1;
+            for entry in &stamped {
+                replica.append(*entry).map_err(|_| WriteError::LogFull)?;
+            }
+            (first, replica.last_index())
+        };
+        if let Some(set) = stamped.iter().rev().find_map(|e| match e.op {
+            Op::InSync(set) => Some(set),
+            _ => None,
+        }) {
+            self.in_sync = set;
+        }
+        shared.repl.update(|p| p.last_index = last);
         shared
             .durable
             .append(first, &stamped)

@@ -237,14 +237,6 @@ impl Replica {
         }
     }
 
-    /// Takes the primary role as the original does on its first write (v1
-    /// rules, no epoch). Returns true when this changed the role.
-    pub fn become_primary(&mut self) -> bool {
-        let changed = !self.is_primary();
-        self.primary_id = self.id;
-        changed
-    }
-
     /// Takes the primary role in a new epoch (already adopted).
     pub fn become_primary_in(&mut self, epoch: Epoch) {
         self.adopt_epoch(epoch);

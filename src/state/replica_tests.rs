@@ -26,17 +26,18 @@ fn new_replica_has_empty_indexes() {
 }
 
 #[test]
-fn s4_primary_role_taken_once() {
+fn primary_role_is_taken_in_an_epoch() {
     let mut r = Replica::new(1);
-    assert!(r.become_primary());
-    assert!(!r.become_primary());
-    assert_eq!(r.primary_id(), 1);
+    let epoch = next_epoch(0, 1);
+    r.become_primary_in(epoch);
+    assert!(r.is_primary() && r.trusted());
+    assert_eq!((r.primary_id(), r.epoch()), (1, epoch));
 }
 
 #[test]
 fn s4_primary_appends_then_commits_and_applies_range() {
     let mut r = Replica::new(0);
-    r.become_primary();
+    r.become_primary_in(next_epoch(r.epoch(), r.id()));
     assert_eq!(r.append(set(7, 1)), Ok(0));
     assert_eq!(r.append(set(8, 2)), Ok(1));
     assert_eq!(r.committed_index(), -1);
@@ -51,7 +52,7 @@ fn s4_primary_appends_then_commits_and_applies_range() {
 #[test]
 fn s3_frame_carries_commit_point_before_the_entry() {
     let mut r = Replica::new(0);
-    r.become_primary();
+    r.become_primary_in(next_epoch(r.epoch(), r.id()));
     r.append(set(7, 42)).unwrap();
     r.commit_through(0);
     let i = r.append(set(7, 43)).unwrap();
@@ -89,7 +90,7 @@ fn s4_stream_close_forgets_the_primary() {
     b.on_stream_closed();
     assert_eq!(b.primary_id(), NO_PRIMARY);
     let mut p = Replica::new(1);
-    p.become_primary();
+    p.become_primary_in(next_epoch(p.epoch(), p.id()));
     p.on_stream_closed();
     assert!(p.is_primary(), "a primary keeps its role");
 }
@@ -100,7 +101,7 @@ fn s4_backup_taking_over_commits_what_it_trailed() {
     b.on_replicate(&frame(0, -1, 0, MapOp::set(7, 1))).unwrap();
     b.on_replicate(&frame(0, 0, 1, MapOp::set(7, 2))).unwrap();
     b.on_stream_closed();
-    b.become_primary();
+    b.become_primary_in(next_epoch(b.epoch(), b.id()));
     let i = b.append(set(9, 9)).unwrap();
     assert_eq!(i, 2);
     assert_eq!(b.commit_through(i), &[set(7, 2), set(9, 9)]);
