@@ -176,9 +176,12 @@ uninstall:
 #   make loadbench    scripts/loadbench.py: release servers in clusters of 1,
 #                     2 and 3 driven by the release client, beside the echo
 #                     floor (benches/echo_floor.rs), 3 interleaved reps, medians;
-#                     LOADBENCH_ARGS="--pin --reps 5 --data-dir" for more
+#                     LOADBENCH_ARGS="--pin --reps 5 --data-dir" for more;
+#                     "--original DIR --redis" adds the C++ original and
+#                     redis-server (SET + WAIT) under the same load
 #
-# See docs/performance.md for how to read the figures on a small machine.
+# See the README's "Performance" section for how to read the figures on a
+# small machine.
 
 LOADBENCH_ARGS ?=
 
@@ -188,7 +191,7 @@ bench:
 	$(CARGO) bench --locked --bench benches
 
 loadbench:
-	$(CARGO) build --release --locked --bin server --bin client --example echo_floor
+	$(CARGO) build --release --locked --bin server --bin client --example echo_floor --example resp_load
 	$(PYTHON) scripts/loadbench.py $(LOADBENCH_ARGS)
 
 # --- fuzzing ---------------------------------------------------------------

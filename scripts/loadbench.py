@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Load benchmark: release servers in clusters of 1, 2 and 3, driven by the
-release client, beside the echo floor, in one interleaved run.
+release client, beside the echo floor, in one interleaved run; optionally
+beside the original C++ servers and a Redis primary with replicas.
 
     scripts/loadbench.py [--reps N] [--pin] [--data-dir [BASE]]
+                         [--original DIR] [--redis [REDIS_SERVER]]
 
 Workloads (each row's configuration gets a fresh cluster every repetition):
 
@@ -15,6 +17,29 @@ factory client against that echo server (the client's own cost); clusters of
 1, 2 and 3 servers; and with --data-dir, the same clusters with every server
 given `--data-dir DIR --fsync always` (only if `server --help` offers it).
 
+--original DIR adds "original N servers": clusters of the original C++
+`server` found in DIR (never copied anywhere), with the same command line
+minus --bind, driven by our client exactly like our rows (same warm-up, same
+load); it has no persistence, so it has no fsync rows. Ready means its port
+accepts a connection (it logs nothing to wait for).
+
+--redis adds "redis N servers": a redis-server primary and N-1 replicas
+(--replicaof) on loopback ports, with no persistence (--save "" --appendonly
+no), ready when the primary's INFO replication shows every replica online.
+They are driven by benches/resp_load.rs (the resp_load example) with the
+same customers and requests: a write is `SET customer:<id> <n>` and
+`WAIT N-1 0` pipelined, acknowledged once the replicas have it; a read is
+`GET customer:<id>`. With --data-dir the redis rows instead run
+`--appendonly yes --appendfsync always` in directories under BASE, and are
+compared with our fsync rows.
+
+With --original or --redis, a section after the table gives ours / theirs:
+our ops/s divided by theirs for the same workload and cluster size, with
+the goals of the fast-path issue where it sets one (3-server writes at least
+4x the original; 1-server writes and reads at least on par; ahead of
+Redis). Neither is needed unless its flag is given; a flag whose binary is
+missing stops the script with status 2 before anything runs.
+
 Repetitions are interleaved (every row once per repetition, in an order
 rotated each time) and the table shows medians. --pin runs every process
 under `taskset -c 0`, which on a 2-core machine removes the cross-CPU wakeup
@@ -22,6 +47,9 @@ cost and makes runs repeat within a few percent.
 
 Every process started here is killed by its PID when its run ends, and on
 errors or Ctrl-C; every wait is bounded. Python 3 standard library only.
+
+Build what it runs with `make loadbench`, or for --redis also
+`cargo build --release --example resp_load`.
 """
 
 import argparse
@@ -46,7 +74,10 @@ WORKLOADS = {
 }
 CLUSTER_SIZES = (1, 2, 3)
 
-READY_TIMEOUT = 10.0  # a server must log "listening on" within this
+READY_TIMEOUT = 10.0  # a server must log "listening on" (or accept) within this
+REPLICA_TIMEOUT = 20.0  # redis replicas must all be online within this
+PROBE_TIMEOUT = 1.0  # one readiness probe (connect, or one redis command)
+RESP_MAX = 1 << 20  # the longest redis reply the script reads (INFO is ~1 KiB)
 RUN_TIMEOUT = 300.0  # one client run
 KILL_TIMEOUT = 5.0  # after SIGTERM, before SIGKILL
 START_ATTEMPTS = 3  # a free port can be taken between probe and bind
@@ -115,6 +146,16 @@ def free_port():
 # --- servers -----------------------------------------------------------------
 
 
+def cluster_argv(binary, ports, i):
+    """Server i's command line (the original's shape): PORT ID NUM_PEERS,
+    then ID IP PORT for each peer."""
+    argv = [binary, str(ports[i]), str(i), str(len(ports) - 1)]
+    for j, peer_port in enumerate(ports):
+        if j != i:
+            argv += [str(j), "127.0.0.1", str(peer_port)]
+    return argv
+
+
 class Cluster:
     """Servers (or the echo server) on loopback ports, logging to files."""
 
@@ -126,20 +167,61 @@ class Cluster:
 
     def start_factory(self, binary, size, data_dir=None):
         ports = [free_port() for _ in range(size)]
-        for i, port in enumerate(ports):
-            argv = [binary, str(port), str(i), str(size - 1)]
-            for j, peer_port in enumerate(ports):
-                if j != i:
-                    argv += [str(j), "127.0.0.1", str(peer_port)]
-            argv += ["--bind", "127.0.0.1"]
+        for i in range(size):
+            argv = cluster_argv(binary, ports, i) + ["--bind", "127.0.0.1"]
             if data_dir:
                 argv += ["--data-dir", os.path.join(data_dir, f"s{i}"), "--fsync", "always"]
             self._start(argv, f"server{i}")
         self.port = ports[0]
 
+    def start_original(self, binary, size):
+        """The original C++ servers: our command line without --bind. They
+        log nothing to wait for, so ready means the port accepts."""
+        ports = [free_port() for _ in range(size)]
+        for i, port in enumerate(ports):
+            argv = cluster_argv(binary, ports, i)
+            proc, log_path = self._spawn_logged(argv, f"original{i}")
+            wait_accepting(proc, log_path, argv, port)
+        self.port = ports[0]
+
+    def start_redis(self, binary, size, data_dir=None):
+        """A primary and size - 1 replicas, without persistence, or with
+        `--appendonly yes --appendfsync always` in data_dir."""
+        ports = [free_port() for _ in range(size)]
+        for i, port in enumerate(ports):
+            directory = os.path.join(data_dir or self.workdir, f"redis{i}")
+            os.makedirs(directory, exist_ok=True)
+            argv = [
+                binary, "--port", str(port), "--bind", "127.0.0.1",
+                "--save", "", "--daemonize", "no", "--dir", directory,
+                # The primary's initial sync to each replica starts at once,
+                # rather than 5 s later; no effect once they are online.
+                "--repl-diskless-sync-delay", "0",
+            ]
+            if data_dir:
+                argv += ["--appendonly", "yes", "--appendfsync", "always"]
+            else:
+                argv += ["--appendonly", "no"]
+            if i > 0:
+                argv += ["--replicaof", "127.0.0.1", str(ports[0])]
+            proc, log_path = self._spawn_logged(argv, f"redis{i}")
+            wait_redis_ready(proc, log_path, argv, port)
+        wait_redis_replicas(ports[0], size - 1)
+        self.port = ports[0]
+
     def start_echo(self, binary):
         self.port = free_port()
         self._start([binary, "server", str(self.port)], "echo")
+
+    def _spawn_logged(self, argv, name):
+        """Starts a foreign server with stdout and stderr in its log file."""
+        log_path = os.path.join(self.workdir, f"{name}.log")
+        with open(log_path, "w") as log:
+            proc = self.procs.spawn(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.servers.append((proc, log_path))
+        return proc, log_path
 
     def _start(self, argv, name):
         log_path = os.path.join(self.workdir, f"{name}.log")
@@ -168,6 +250,144 @@ def wait_listening(proc, log_path, argv):
     raise BenchError(f"{' '.join(argv)} did not listen within {READY_TIMEOUT:.0f} s")
 
 
+def read_log(log_path):
+    try:
+        with open(log_path, errors="replace") as f:
+            return f.read().strip()[-500:]
+    except OSError:
+        return ""
+
+
+def wait_accepting(proc, log_path, argv, port):
+    """Until the port accepts a connection (closed at once), bounded."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{' '.join(argv)} exited {proc.returncode}: {read_log(log_path)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT):
+                pass
+        except OSError:
+            time.sleep(0.02)
+            continue
+        # A port that accepts while its server has died belongs to someone else.
+        if proc.poll() is not None:
+            raise BenchError(f"{' '.join(argv)} exited {proc.returncode}: {read_log(log_path)}")
+        return
+    raise BenchError(f"{' '.join(argv)} did not accept within {READY_TIMEOUT:.0f} s")
+
+
+# --- redis -------------------------------------------------------------------
+
+
+class RespError(Exception):
+    """An error reply (-...) from redis."""
+
+
+def redis_command(port, *words):
+    """Sends one command to 127.0.0.1:port and returns its reply: str for a
+    simple string, int, bytes or None for a bulk string; RespError for an
+    error reply; OSError (or BenchError for a malformed reply) otherwise."""
+    request = f"*{len(words)}\r\n".encode()
+    for word in words:
+        data = word.encode()
+        request += f"${len(data)}\r\n".encode() + data + b"\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT) as s:
+        s.sendall(request)
+        with s.makefile("rb") as f:
+            return read_resp(f)
+
+
+def read_resp(f):
+    line = f.readline(RESP_MAX)
+    if not line.endswith(b"\r\n"):
+        raise BenchError(f"malformed or truncated redis reply {line[:100]!r}")
+    kind, text = line[:1], line[1:-2]
+    if kind == b"+":
+        return text.decode(errors="replace")
+    if kind == b"-":
+        raise RespError(text.decode(errors="replace"))
+    if kind == b":":
+        return int(text)
+    if kind == b"$":
+        length = int(text)
+        if length < 0:
+            return None
+        if length > RESP_MAX:
+            raise BenchError(f"a {length}-byte redis reply is more than expected")
+        data = f.read(length + 2)
+        if len(data) != length + 2 or not data.endswith(b"\r\n"):
+            raise BenchError("truncated redis bulk reply")
+        return data[:-2]
+    raise BenchError(f"unexpected redis reply {line[:100]!r}")
+
+
+def wait_redis_ready(proc, log_path, argv, port):
+    """Until PING answers PONG (not an error such as LOADING), bounded."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{' '.join(argv)} exited {proc.returncode}: {read_log(log_path)}")
+        try:
+            if redis_command(port, "PING") == "PONG":
+                return
+        except (OSError, RespError, BenchError, ValueError) as e:
+            last = str(e)
+        time.sleep(0.02)
+    raise BenchError(f"{' '.join(argv)} not ready within {READY_TIMEOUT:.0f} s ({last})")
+
+
+def wait_redis_replicas(port, replicas):
+    """Until the primary's INFO replication shows `replicas` connected
+    replicas, every one state=online; bounded."""
+    deadline = time.monotonic() + REPLICA_TIMEOUT
+    info = ""
+    while time.monotonic() < deadline:
+        try:
+            info = (redis_command(port, "INFO", "replication") or b"").decode(errors="replace")
+        except (OSError, RespError, BenchError, ValueError) as e:
+            info = str(e)
+        fields = dict(
+            line.split(":", 1) for line in info.splitlines() if ":" in line
+        )
+        states = [
+            value for key, value in fields.items()
+            if key.startswith("slave") and key[5:].isdigit()
+        ]
+        if (
+            fields.get("connected_slaves") == str(replicas)
+            and len(states) == replicas
+            and all("state=online" in s.split(",") for s in states)
+        ):
+            return
+        time.sleep(0.05)
+    raise BenchError(
+        f"redis on port {port}: {replicas} replicas not online within "
+        f"{REPLICA_TIMEOUT:.0f} s; INFO replication: {info.strip()[-300:]!r}"
+    )
+
+
+def command_output(argv, check=False):
+    """A short command's standard output, or None if it could not run."""
+    try:
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=10, check=check
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def redis_version(binary):
+    out = command_output([binary, "--version"])
+    if out is None:
+        return "version unknown"
+    for word in out.split():
+        if word.startswith("v="):
+            return word[2:]
+    return out.strip() or "version unknown"
+
+
 # --- rows --------------------------------------------------------------------
 
 
@@ -177,7 +397,8 @@ class Row:
     def __init__(self, workload, name, kind, size=0, fsync=False):
         self.workload = workload
         self.name = name
-        self.kind = kind  # "echo", "echo+client" or "factory"
+        # "echo", "echo+client", "factory" (ours), "original" or "redis"
+        self.kind = kind
         self.size = size
         self.fsync = fsync
         self.results = []  # [ops/s, mean, p50, p99] per repetition
@@ -187,17 +408,29 @@ class Row:
         return f"{self.workload:<6}{self.name}"
 
 
-def make_rows(with_fsync):
+def servers(size):
+    return f"{size} server{'s' if size > 1 else ''}"
+
+
+def make_rows(with_fsync, original=False, redis=False):
     rows = []
     for workload in WORKLOADS:
         rows.append(Row(workload, "echo floor", "echo"))
         rows.append(Row(workload, "echo server, factory client", "echo+client"))
         for size in CLUSTER_SIZES:
-            rows.append(Row(workload, f"{size} server{'s' if size > 1 else ''}", "factory", size))
+            rows.append(Row(workload, servers(size), "factory", size))
         if with_fsync:
             for size in CLUSTER_SIZES:
-                name = f"{size} server{'s' if size > 1 else ''}, fsync always"
-                rows.append(Row(workload, name, "factory", size, fsync=True))
+                rows.append(Row(workload, f"{servers(size)}, fsync always", "factory", size, True))
+        if original:
+            for size in CLUSTER_SIZES:
+                rows.append(Row(workload, f"original {servers(size)}", "original", size))
+        if redis:
+            # With --data-dir, redis runs with an fsync'd append-only file
+            # instead, to compare with our fsync rows.
+            for size in CLUSTER_SIZES:
+                name = f"redis {servers(size)}" + (", appendfsync always" if with_fsync else "")
+                rows.append(Row(workload, name, "redis", size, fsync=with_fsync))
     return rows
 
 
@@ -225,6 +458,12 @@ def start_row(row, bins, cluster, data_dir):
             if row.kind == "factory":
                 cluster.start_factory(bins["server"], row.size, data_dir)
                 warm_up(row, bins, cluster)
+            elif row.kind == "original":
+                cluster.start_original(bins["original"], row.size)
+                warm_up(row, bins, cluster)
+            elif row.kind == "redis":
+                cluster.start_redis(bins["redis"], row.size, data_dir)
+                warm_up(row, bins, cluster)
             else:
                 cluster.start_echo(bins["echo"])
             return
@@ -236,12 +475,21 @@ def start_row(row, bins, cluster, data_dir):
 
 def warm_up(row, bins, cluster):
     """One write per customer, unmeasured: makes server 0 primary, connects
-    its backups and creates the records the read workload reads."""
+    its backups and creates the records the read workload reads (for redis:
+    the keys, written through to every replica)."""
     customers = WORKLOADS[row.workload][0]
+    if row.kind == "redis":
+        argv = [bins["resp_load"], "127.0.0.1", str(cluster.port), str(customers), "1", "1"]
+        cluster.procs.run(argv + [str(row.size - 1)])
+        return
     cluster.procs.run([bins["client"], "127.0.0.1", str(cluster.port), str(customers), "1", "1"])
 
 
 def client_argv(row, bins, port, customers, requests, mode):
+    if row.kind == "redis":
+        # The last argument is the replicas each write's WAIT asks for.
+        argv = [bins["resp_load"], "127.0.0.1", str(port), str(customers), str(requests)]
+        return argv + [str(mode), str(row.size - 1)]
     if row.kind == "echo":
         argv = [bins["echo"], "client", "127.0.0.1", str(port), str(customers), str(requests)]
         return argv + (["--reads"] if mode == 2 else []) + ["--percentiles"]
@@ -250,7 +498,8 @@ def client_argv(row, bins, port, customers, requests, mode):
 
 
 def parse_stats(out):
-    """The last line: mean, min, max, throughput, p50, p99."""
+    """The last line (client, echo_floor and resp_load print the same):
+    mean, min, max, throughput, p50, p99."""
     lines = out.strip().splitlines()
     fields = lines[-1].split("\t") if lines else []
     if len(fields) != 6:
@@ -289,6 +538,71 @@ def reference(rows, workload, name):
     return None
 
 
+def one_server(rows, row):
+    """The ops/s of the 1-server row of the same system: ours (in memory)
+    for our rows and the echo rows, else the original's or redis's."""
+    kind = row.kind if row.kind in ("original", "redis") else "factory"
+    for other in rows:
+        if (other.workload == row.workload and other.kind == kind and other.size == 1
+                and (kind == "redis" or not other.fsync)):
+            return medians(other)[0]
+    return None
+
+
+# The fast-path issue's goals for ours / theirs: (system, workload, size) ->
+# (least ratio, whether equal is enough).
+GOALS = {
+    ("original", "write", 3): (4.0, True),
+    ("original", "write", 1): (1.0, True),
+    ("original", "read", 1): (1.0, True),
+}
+GOALS.update({("redis", w, n): (1.0, False) for w in WORKLOADS for n in CLUSTER_SIZES})
+
+
+def comparisons(rows):
+    """(ours, theirs) row pairs: same workload and cluster size; redis rows
+    with an append-only file pair with our fsync rows."""
+    pairs = []
+    for theirs in rows:
+        if theirs.kind not in ("original", "redis"):
+            continue
+        for ours in rows:
+            if (ours.kind == "factory" and ours.workload == theirs.workload
+                    and ours.size == theirs.size
+                    and ours.fsync == (theirs.kind == "redis" and theirs.fsync)):
+                pairs.append((ours, theirs))
+    return pairs
+
+
+def print_comparisons(rows):
+    pairs = comparisons(rows)
+    if not pairs:
+        return
+    print()
+    print("ours / theirs: our ops/s over theirs, medians, same workload and cluster size")
+    print("(per rep: the range of the ratios within each repetition)")
+    header = f"{'ours':<36} {'theirs':<36} {'ratio':>6}  {'per rep':<11}  goal"
+    print(header)
+    print("-" * (len(header) + 10))  # the longest goal is 14 characters
+    for ours, theirs in pairs:
+        if medians(theirs)[0] <= 0 or min(r[0] for r in theirs.results) <= 0:
+            print(f"{ours.label:<36} {theirs.name:<36} (no ops/s to divide by)")
+            continue
+        ratio = medians(ours)[0] / medians(theirs)[0]
+        per_rep = [a[0] / b[0] for a, b in zip(ours.results, theirs.results)]
+        spread = f"{min(per_rep):.2f}-{max(per_rep):.2f}"
+        goal = GOALS.get((theirs.kind, ours.workload, ours.size))
+        if goal:
+            least, equal_ok = goal
+            met = ratio >= least if equal_ok else ratio > least
+            goal_text = f"{'>=' if equal_ok else '>'} {least:.2f} {'met' if met else 'NOT met'}"
+        else:
+            goal_text = ""
+        print(
+            f"{ours.label:<36} {theirs.name:<36} {ratio:>6.2f}  {spread:<11}  {goal_text}".rstrip()
+        )
+
+
 def print_table(rows):
     header = (
         f"{'row':<42} {'ops/s':>10} {'mean µs':>9} {'p50 µs':>9} {'p99 µs':>9}"
@@ -299,7 +613,7 @@ def print_table(rows):
     for row in rows:
         ops, mean, p50, p99 = medians(row)
         floor = reference(rows, row.workload, "echo floor")
-        one = reference(rows, row.workload, "1 server")
+        one = one_server(rows, row)
         all_ops = [r[0] for r in row.results]
         spread = (max(all_ops) - min(all_ops)) / ops * 100 if ops else 0.0
         print(
@@ -308,7 +622,7 @@ def print_table(rows):
         )
 
 
-def describe(args, reps, fsync_note):
+def describe(args, reps, fsync_note, bins):
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     rev = git_revision()
     pin = "every process pinned to CPU 0 (taskset -c 0)" if args.pin else "unpinned"
@@ -317,29 +631,33 @@ def describe(args, reps, fsync_note):
         print(f"  {name}: {customers} customers x {requests:,} requests (client mode {mode})")
     if fsync_note:
         print(f"  {fsync_note}")
-    print("  /echo: ops/s over the echo floor's; /1 srv: over the (in-memory) 1-server row's;")
+    if args.original:
+        print(f"  original: {bins['original']} (C++), same command line without --bind, driven")
+        print("    by our client like our rows; no persistence, so no fsync rows")
+    if args.redis:
+        version = redis_version(bins["redis"])
+        print(f"  redis: {bins['redis']} {version}, primary + N-1 replicas (--replicaof), "
+              "driven by resp_load:")
+        print("    write = SET customer:<id> <n> + WAIT N-1 0 pipelined (SET alone for 1 server),")
+        print("    read = GET customer:<id>; all requests to the primary")
+        if args.data_dir:
+            print("    redis rows: --appendonly yes --appendfsync always, data directories under")
+            print(f"    {args.data_dir}; compared with our fsync rows")
+        else:
+            print("    redis rows: no persistence (--save \"\" --appendonly no)")
+    print("  /echo: ops/s over the echo floor's; /1 srv: over the 1-server row's of the same")
+    print("  system (ours in memory for our rows and the echo rows);")
     print("  spread: (max - min) / median of ops/s over the repetitions")
     print()
 
 
 def git_revision():
-    try:
-        rev = subprocess.run(
-            ["git", "-C", ROOT, "describe", "--always", "--dirty"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-        return f"rev {rev}"
-    except (OSError, subprocess.SubprocessError):
-        return "rev unknown"
+    rev = command_output(["git", "-C", ROOT, "describe", "--always", "--dirty"], check=True)
+    return f"rev {rev.strip()}" if rev else "rev unknown"
 
 
 def server_supports_data_dir(server):
-    try:
-        help_text = subprocess.run(
-            [server, "--help"], capture_output=True, text=True, timeout=10
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
+    help_text = command_output([server, "--help"]) or ""
     return "--data-dir" in help_text and "--fsync" in help_text
 
 
@@ -357,9 +675,28 @@ def parse_args():
         help="add rows with --data-dir DIR --fsync always; DIRs are made under BASE "
         "(default target/, on disk rather than tmpfs) and removed",
     )
-    p.add_argument("--server", default=os.path.join(RELEASE, "server"))
-    p.add_argument("--client", default=os.path.join(RELEASE, "client"))
-    p.add_argument("--echo", default=os.path.join(RELEASE, "examples", "echo_floor"))
+    p.add_argument(
+        "--original", metavar="DIR",
+        help="add rows 'original N servers': the original C++ `server` in DIR (or DIR "
+        "itself if it is the binary), driven by our client like our rows",
+    )
+    p.add_argument(
+        "--redis", nargs="?", const="redis-server", metavar="REDIS_SERVER",
+        help="add rows 'redis N servers': a redis-server primary and N-1 replicas "
+        "(default binary: redis-server on PATH), writes SET + WAIT N-1 0, driven by "
+        "resp_load; with --data-dir, --appendonly yes --appendfsync always",
+    )
+    p.add_argument("--server", default=os.path.join(RELEASE, "server"), help="our server")
+    p.add_argument("--client", default=os.path.join(RELEASE, "client"), help="our client")
+    p.add_argument("--echo", default=os.path.join(RELEASE, "examples", "echo_floor"),
+                   help="the echo_floor example")
+    p.add_argument("--resp-load", default=os.path.join(RELEASE, "examples", "resp_load"),
+                   help="the resp_load example (only with --redis)")
+    p.epilog = (
+        "Binaries default to target/release (make loadbench builds them; for --redis "
+        "also `cargo build --release --example resp_load`). A --original or --redis "
+        "whose binary is missing exits with status 2."
+    )
     args = p.parse_args()
     if args.reps < 1:
         p.error("--reps must be 1 or more")
@@ -372,6 +709,27 @@ def main():
     for name, path in bins.items():
         if not os.access(path, os.X_OK):
             sys.exit(f"loadbench: {name} binary {path} not found; run `make loadbench`")
+    if args.original:
+        path = args.original
+        if os.path.isdir(path):
+            path = os.path.join(path, "server")
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            print(f"loadbench: --original: no executable original server at {path}",
+                  file=sys.stderr)
+            sys.exit(2)
+        bins["original"] = os.path.abspath(path)
+    if args.redis:
+        path = shutil.which(args.redis)
+        if not path:
+            print(f"loadbench: --redis: {args.redis} not found (install redis-server, "
+                  "e.g. apt-get install redis-server, or give its path)", file=sys.stderr)
+            sys.exit(2)
+        if not os.access(args.resp_load, os.X_OK):
+            print(f"loadbench: --redis: resp_load binary {args.resp_load} not found; run "
+                  "`cargo build --release --example resp_load`", file=sys.stderr)
+            sys.exit(2)
+        bins["redis"] = path
+        bins["resp_load"] = args.resp_load
     fsync_note = None
     if args.data_dir and not server_supports_data_dir(args.server):
         fsync_note = "fsync rows skipped: `server --help` offers no --data-dir/--fsync"
@@ -379,7 +737,7 @@ def main():
     elif args.data_dir:
         os.makedirs(args.data_dir, exist_ok=True)
         fsync_note = f"fsync rows: data directories under {args.data_dir}"
-    rows = make_rows(with_fsync=bool(args.data_dir))
+    rows = make_rows(bool(args.data_dir), bool(args.original), bool(args.redis))
     procs = Processes(args.pin)
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -390,8 +748,9 @@ def main():
         sys.exit("loadbench: interrupted")
     finally:
         procs.stop_all()
-    describe(args, args.reps, fsync_note)
+    describe(args, args.reps, fsync_note, bins)
     print_table(rows)
+    print_comparisons(rows)
 
 
 if __name__ == "__main__":
