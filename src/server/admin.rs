@@ -81,29 +81,42 @@ impl fmt::Display for WriteError {
 /// The one-shot answer a session waits for (the original's promise).
 /// Each session owns one and reuses it for every write.
 pub(crate) struct Completion {
-    result: Mutex<Option<Result<(), WriteError>>>,
+    state: Mutex<CompletionState>,
     ready: Condvar,
+}
+
+#[derive(Default)]
+struct CompletionState {
+    result: Option<Result<(), WriteError>>,
+    /// The session sleeps on `ready`: only then does `finish` wake it
+    /// (a wake-up is a system call even when nobody sleeps).
+    asleep: bool,
 }
 
 impl Completion {
     pub(crate) fn new() -> Self {
         Completion {
-            result: Mutex::new(None),
+            state: Mutex::new(CompletionState::default()),
             ready: Condvar::new(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Result<(), WriteError>>> {
-        self.result.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, CompletionState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn finish(&self, result: Result<(), WriteError>) {
-        *self.lock() = Some(result);
-        self.ready.notify_one();
+        let mut state = self.lock();
+        state.result = Some(result);
+        let asleep = state.asleep;
+        drop(state);
+        if asleep {
+            self.ready.notify_one();
+        }
     }
 
     fn is_finished(&self) -> bool {
-        self.lock().is_some()
+        self.lock().result.is_some()
     }
 
     /// Waits for the result; with `short`, the commit needs no network
@@ -114,19 +127,21 @@ impl Completion {
     fn wait(&self, short: bool) -> Result<(), WriteError> {
         let spins = if short { SPIN_YIELDS } else { 0 };
         for _ in 0..spins {
-            if let Some(result) = self.lock().take() {
+            if let Some(result) = self.lock().result.take() {
                 return result;
             }
             thread::yield_now();
         }
-        let mut slot = self.lock();
+        let mut state = self.lock();
         loop {
-            if let Some(result) = slot.take() {
+            if let Some(result) = state.result.take() {
+                state.asleep = false;
                 return result;
             }
-            slot = self
+            state.asleep = true;
+            state = self
                 .ready
-                .wait(slot)
+                .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
     }

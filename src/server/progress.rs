@@ -41,6 +41,10 @@ pub(crate) struct Progress {
     /// The primary's last index (mirrors the replica's).
     pub last_index: i32,
     pub peers: Vec<PeerProgress>,
+    /// Threads asleep in [`Replication::wait`]: a change wakes them only if
+    /// there are some, since a wake-up is a system call even with no one to
+    /// wake, and acks arrive by the tens of thousands a second.
+    sleepers: usize,
 }
 
 impl Progress {
@@ -109,8 +113,13 @@ impl Replication {
 
     /// Changes the progress and wakes every waiter.
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Progress) -> R) -> R {
-        let r = f(&mut self.lock());
-        self.changed.notify_all();
+        let mut guard = self.lock();
+        let r = f(&mut guard);
+        let sleepers = guard.sleepers;
+        drop(guard);
+        if sleepers > 0 {
+            self.changed.notify_all();
+        }
         r
     }
 
@@ -138,12 +147,16 @@ impl Replication {
     /// Waits for a change or `timeout`.
     pub(crate) fn wait<'a>(
         &self,
-        guard: MutexGuard<'a, Progress>,
+        mut guard: MutexGuard<'a, Progress>,
         timeout: Duration,
     ) -> MutexGuard<'a, Progress> {
-        self.changed
+        guard.sleepers += 1;
+        let mut guard = self
+            .changed
             .wait_timeout(guard, timeout)
             .unwrap_or_else(PoisonError::into_inner)
-            .0
+            .0;
+        guard.sleepers -= 1;
+        guard
     }
 }
