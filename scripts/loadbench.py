@@ -29,9 +29,9 @@ no), ready when the primary's INFO replication shows every replica online.
 They are driven by benches/resp_load.rs (the resp_load example) with the
 same customers and requests: a write is `SET customer:<id> <n>` and
 `WAIT N-1 0` pipelined, acknowledged once the replicas have it; a read is
-`GET customer:<id>`. With --data-dir the redis rows instead run
-`--appendonly yes --appendfsync always` in directories under BASE, and are
-compared with our fsync rows.
+`GET customer:<id>`. Redis rows run without persistence; with --data-dir,
+further redis rows run `--appendonly yes --appendfsync always` in
+directories under BASE, and are compared with our fsync rows.
 
 With --original or --redis, a section after the table gives ours / theirs:
 our ops/s divided by theirs for the same workload and cluster size, with
@@ -426,11 +426,12 @@ def make_rows(with_fsync, original=False, redis=False):
             for size in CLUSTER_SIZES:
                 rows.append(Row(workload, f"original {servers(size)}", "original", size))
         if redis:
-            # With --data-dir, redis runs with an fsync'd append-only file
-            # instead, to compare with our fsync rows.
-            for size in CLUSTER_SIZES:
-                name = f"redis {servers(size)}" + (", appendfsync always" if with_fsync else "")
-                rows.append(Row(workload, name, "redis", size, fsync=with_fsync))
+            # With --data-dir, redis also runs with an fsync'd append-only
+            # file, to compare with our fsync rows.
+            for fsync in (False, True) if with_fsync else (False,):
+                for size in CLUSTER_SIZES:
+                    name = f"redis {servers(size)}" + (", appendfsync always" if fsync else "")
+                    rows.append(Row(workload, name, "redis", size, fsync=fsync))
     return rows
 
 
@@ -544,7 +545,7 @@ def one_server(rows, row):
     kind = row.kind if row.kind in ("original", "redis") else "factory"
     for other in rows:
         if (other.workload == row.workload and other.kind == kind and other.size == 1
-                and (kind == "redis" or not other.fsync)):
+                and not other.fsync):
             return medians(other)[0]
     return None
 
@@ -640,13 +641,12 @@ def describe(args, reps, fsync_note, bins):
               "driven by resp_load:")
         print("    write = SET customer:<id> <n> + WAIT N-1 0 pipelined (SET alone for 1 server),")
         print("    read = GET customer:<id>; all requests to the primary")
+        print("    redis rows: no persistence (--save \"\" --appendonly no)")
         if args.data_dir:
-            print("    redis rows: --appendonly yes --appendfsync always, data directories under")
-            print(f"    {args.data_dir}; compared with our fsync rows")
-        else:
-            print("    redis rows: no persistence (--save \"\" --appendonly no)")
+            print("    'appendfsync always' rows: --appendonly yes --appendfsync always, data")
+            print(f"    directories under {args.data_dir}; compared with our fsync rows")
     print("  /echo: ops/s over the echo floor's; /1 srv: over the 1-server row's of the same")
-    print("  system (ours in memory for our rows and the echo rows);")
+    print("  system without persistence (ours for our rows and the echo rows);")
     print("  spread: (max - min) / median of ops/s over the repetitions")
     print()
 
@@ -684,7 +684,7 @@ def parse_args():
         "--redis", nargs="?", const="redis-server", metavar="REDIS_SERVER",
         help="add rows 'redis N servers': a redis-server primary and N-1 replicas "
         "(default binary: redis-server on PATH), writes SET + WAIT N-1 0, driven by "
-        "resp_load; with --data-dir, --appendonly yes --appendfsync always",
+        "resp_load; with --data-dir, also rows with --appendonly yes --appendfsync always",
     )
     p.add_argument("--server", default=os.path.join(RELEASE, "server"), help="our server")
     p.add_argument("--client", default=os.path.join(RELEASE, "client"), help="our client")
