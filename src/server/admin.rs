@@ -339,3 +339,69 @@ fn run(shared: &Arc<Shared>) {
     }
     shared.term().end(shared);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bounds each test's waits, so that a lost wake-up fails the test
+    /// instead of hanging it.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    /// Runs `wait` on a thread and returns its result, or panics if it
+    /// did not return within [`BOUND`].
+    fn waited(
+        done: &Arc<Completion>,
+        short: bool,
+        finish: impl FnOnce(),
+    ) -> Result<(), WriteError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = Arc::clone(done);
+        let handle = thread::spawn(move || {
+            let _ = tx.send(waiter.wait(short));
+        });
+        finish();
+        let result = rx.recv_timeout(BOUND).expect("the waiter was never woken");
+        handle.join().expect("waiter thread");
+        result
+    }
+
+    #[test]
+    fn a_result_set_before_the_wait_is_taken_without_sleeping() {
+        let done = Arc::new(Completion::new());
+        done.finish(Err(WriteError::LogFull));
+        assert_eq!(waited(&done, false, || {}), Err(WriteError::LogFull));
+        assert!(!done.is_finished(), "the result is taken once");
+    }
+
+    #[test]
+    fn a_sleeping_session_is_woken_by_its_result() {
+        for short in [false, true] {
+            let done = Arc::new(Completion::new());
+            let result = waited(&done, short, || {
+                // Let the waiter fall asleep (it is woken whether or not
+                // it did: this only makes the sleeping case likely).
+                let deadline = std::time::Instant::now() + BOUND;
+                while !done.lock().asleep && std::time::Instant::now() < deadline {
+                    thread::yield_now();
+                }
+                done.finish(Ok(()));
+            });
+            assert_eq!(result, Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_completion_is_reused_for_the_next_write() {
+        let done = Arc::new(Completion::new());
+        for n in 0..100 {
+            let expected = if n % 2 == 0 {
+                Ok(())
+            } else {
+                Err(WriteError::Stopping)
+            };
+            let result = waited(&done, false, || done.finish(expected.clone()));
+            assert_eq!(result, expected);
+        }
+    }
+}

@@ -160,3 +160,47 @@ impl Replication {
         guard
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn an_update_wakes_a_thread_waiting_for_it() {
+        let repl = Arc::new(Replication::default());
+        let waiter = Arc::clone(&repl);
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The waiter's own timeout is far beyond the test's bound below, so
+        // only a wake-up from the update lets it answer in time.
+        let handle = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut p = waiter.lock();
+            while p.commit < 7 && Instant::now() < deadline {
+                p = waiter.wait(p, Duration::from_secs(60));
+            }
+            let _ = tx.send((p.commit, p.sleepers));
+        });
+        // Update only once the waiter sleeps, so that the wake-up is needed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while repl.lock().sleepers == 0 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        repl.update(|p| p.commit = 7);
+        let (commit, sleepers) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the waiter was never woken");
+        handle.join().expect("waiter thread");
+        assert_eq!(commit, 7);
+        assert_eq!(sleepers, 0, "a waiter that woke no longer counts");
+    }
+
+    #[test]
+    fn an_update_without_sleepers_changes_the_progress() {
+        let repl = Replication::default();
+        repl.update(|p| p.last_index = 3);
+        assert_eq!(repl.lock().last_index, 3);
+        assert_eq!(repl.lock().sleepers, 0);
+    }
+}
