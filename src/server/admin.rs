@@ -306,8 +306,8 @@ fn commit_batch(
     batch: &mut Vec<WriteRequest>,
     ready: Result<(), WriteError>,
 ) -> bool {
-    let entries: Vec<Entry> = batch.iter().map(|r| r.entry).collect();
-    let result = ready.and_then(|()| term.commit(shared, &entries));
+    let mut entries: Vec<Entry> = batch.iter().map(|r| r.entry).collect();
+    let result = ready.and_then(|()| term.commit(shared, &mut entries));
     for request in batch.drain(..) {
         request.done.finish(result.clone());
     }

@@ -138,7 +138,7 @@ impl Term {
         self.start(shared, epoch, in_sync);
         self.commit(
             shared,
-            &[Entry {
+            &mut [Entry {
                 epoch,
                 op: Op::InSync(in_sync),
             }],
@@ -230,30 +230,38 @@ impl Term {
         self.epoch = 0;
     }
 
-    /// Appends `entries` in this term, makes them durable here, waits until
-    /// every in-sync member holds them, then commits and applies.
-    pub(crate) fn commit(&mut self, shared: &Shared, entries: &[Entry]) -> Result<(), WriteError> {
+    /// Appends `entries` in this term (stamping them with its epoch), makes
+    /// them durable here, waits until every in-sync member holds them, then
+    /// commits and applies.
+    pub(crate) fn commit(
+        &mut self,
+        shared: &Shared,
+        entries: &mut [Entry],
+    ) -> Result<(), WriteError> {
         let last = self.append_and_send(shared, entries)?;
         self.wait_committed(shared, last)
     }
 
     /// Appends `entries` and sends them to every caught-up backup at once.
-    fn append_and_send(&mut self, shared: &Shared, entries: &[Entry]) -> Result<i32, WriteError> {
+    fn append_and_send(
+        &mut self,
+        shared: &Shared,
+        entries: &mut [Entry],
+    ) -> Result<i32, WriteError> {
         let before = shared.repl.lock().last_index;
         let last = self.append(shared, entries)?;
         live::replicate(shared, &self.slots, before);
         Ok(last)
     }
 
-    fn append(&mut self, shared: &Shared, entries: &[Entry]) -> Result<i32, WriteError> {
-        // Stamped once, outside the lock; the same entries go to the disk.
-        let stamped: Vec<Entry> = entries
-            .iter()
-            .map(|e| Entry {
-                epoch: self.epoch,
-                op: e.op,
-            })
-            .collect();
+    /// Stamps `entries` with this term's epoch and appends them, here and
+    /// to the durable log; returns the last index.
+    fn append(&mut self, shared: &Shared, entries: &mut [Entry]) -> Result<i32, WriteError> {
+        // Stamped outside the lock; the same entries go to the disk.
+        for entry in entries.iter_mut() {
+            entry.epoch = self.epoch;
+        }
+        let stamped: &[Entry] = entries;
         let (first, last) = {
             let mut replica = shared.replica();
             if !replica.is_primary() || replica.epoch() != self.epoch {
@@ -263,7 +271,7 @@ impl Term {
                 return Err(WriteError::LogFull);
             }
             let first = replica.last_index() + 1;
-            for entry in &stamped {
+            for entry in stamped {
                 replica.append(*entry).map_err(|_| WriteError::LogFull)?;
             }
             (first, replica.last_index())
@@ -277,7 +285,7 @@ impl Term {
         shared.repl.update(|p| p.last_index = last);
         shared
             .durable
-            .append(first, &stamped)
+            .append(first, stamped)
             .map_err(|e| WriteError::Storage(e.to_string()))?;
         Ok(last)
     }
@@ -320,7 +328,7 @@ impl Term {
             }
             target = self.append(
                 shared,
-                &[Entry {
+                &mut [Entry {
                     epoch: self.epoch,
                     op: Op::InSync(smaller),
                 }],
@@ -366,7 +374,7 @@ impl Term {
             }
             if let Err(e) = self.commit(
                 shared,
-                &[Entry {
+                &mut [Entry {
                     epoch: self.epoch,
                     op: Op::InSync(next),
                 }],
