@@ -24,6 +24,9 @@
 //! `scripts/loadbench.py` runs it beside the real servers: the ratio of a
 //! cluster's throughput to this floor is what the server itself costs.
 
+#[path = "join.rs"]
+mod join;
+
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::ExitCode;
@@ -169,13 +172,7 @@ fn run_client(load: Load) -> io::Result<()> {
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("thread panicked")))
-            })
-            .collect()
+        join::join_all(handles)
     });
     let wall = start.elapsed();
     let mut stats = new_stats(&load);

@@ -24,6 +24,9 @@
 //! `redis-server` processes (a primary and its replicas) for the rows
 //! "redis N servers".
 
+#[path = "join.rs"]
+mod join;
+
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::ops::Range;
@@ -134,13 +137,7 @@ fn run(load: &Load) -> io::Result<()> {
                 }
             }
         }
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("thread panicked")))
-            })
-            .collect()
+        join::join_all(handles)
     });
     let wall = start.elapsed();
     let mut stats = Stats::with_percentiles();
