@@ -161,6 +161,10 @@ pub(crate) struct Shared {
     /// This server has followed an original (v1) primary, whose writes carry
     /// no guarantee: it then takes over as the original would.
     pub(crate) followed_v1: AtomicBool,
+    /// This process may run on more than one CPU (read once at start), so
+    /// a thread that waits for another without sleeping does not stop the
+    /// very thread it waits for.
+    pub(crate) spare_cpu: bool,
 }
 
 impl Shared {
@@ -269,6 +273,7 @@ impl Server {
             force_primary: config.force_primary,
             log_retain: config.log_retain,
             followed_v1: AtomicBool::new(false),
+            spare_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         });
         if config.force_primary {
             log::warn!(
