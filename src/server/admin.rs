@@ -271,7 +271,12 @@ pub(crate) fn submit_write(
 /// lookers kept their threads on one CPU (17 migrations in a run instead
 /// of 729) while the other had work queued.
 fn spin_before_sleep(shared: &Shared) -> Duration {
-    if shared.spare_cpu && !shared.has_no_peers() {
+    spin_for(!shared.has_no_peers(), shared.spare_cpu)
+}
+
+/// The rule of [`spin_before_sleep`], apart from the server's state.
+fn spin_for(has_backups: bool, spare_cpu: bool) -> Duration {
+    if has_backups && spare_cpu {
         REPLICATED_SPIN
     } else {
         Duration::ZERO
@@ -410,6 +415,22 @@ mod tests {
             });
             assert_eq!(result, Ok(()));
         }
+    }
+
+    #[test]
+    fn only_a_session_waiting_for_backups_with_a_second_cpu_looks_before_sleeping() {
+        assert_eq!(spin_for(true, true), REPLICATED_SPIN);
+        assert_eq!(
+            spin_for(true, false),
+            Duration::ZERO,
+            "one CPU: the backups need it"
+        );
+        assert_eq!(
+            spin_for(false, true),
+            Duration::ZERO,
+            "no backups: commits are local"
+        );
+        assert_eq!(spin_for(false, false), Duration::ZERO);
     }
 
     #[test]
