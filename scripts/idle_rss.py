@@ -4,13 +4,13 @@
     scripts/idle_rss.py [--server PATH] [--connections N] [--runs K]
 
 Starts a release `server PORT 0 0 --bind 127.0.0.1` on a free loopback
-port, reads its VmRSS, opens N connections (default 1,000) that each send
-the 8-byte CLIENT tag and then stay idle, waits until the server's thread
-count has grown by N (one thread per connection, each past its handshake),
-and reads VmRSS again. Prints one line per run and the median growth per
-connection. Every wait is bounded; the server is killed by its PID and the
-sockets closed at the end of each run, also on errors. Needs `ulimit -n`
-above N. Python 3 standard library only.
+port, waits for its "listening on" log line and reads its VmRSS, then opens
+N connections (default 1,000) that each send the 8-byte CLIENT tag and one
+read request, and stay idle once answered (so every connection thread is
+past its handshake and serving), and reads VmRSS again. Prints one line per
+run and the median growth per connection. Every wait is bounded; the server
+is killed by its PID and the sockets closed at the end of each run, also on
+errors. Needs `ulimit -n` above N. Python 3 standard library only.
 """
 
 import argparse
@@ -18,13 +18,19 @@ import os
 import resource
 import socket
 import statistics
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENT_TAG = b"CLIENT\0\0"
-READY_TIMEOUT = 10.0  # the server must accept, and grow its threads, within this
+# A read of customer 0 (customer_id, order_number, request_type 2, big-endian)
+# and the length of its reply (customer_id, last_order).
+READ_REQUEST = struct.pack(">iii", 0, -1, 2)
+READ_REPLY_LEN = 8
+READY_TIMEOUT = 10.0  # the server must log that it listens, and answer, within this
 POLL = 0.02
 
 
@@ -34,14 +40,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def status(pid):
-    """VmRSS (KiB) and Threads of a process, from /proc/PID/status."""
-    fields = {}
+def rss_kib(pid):
+    """VmRSS of a process, from /proc/PID/status."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key, _, value = line.partition(":")
-            fields[key] = value.split()
-    return int(fields["VmRSS"][0]), int(fields["Threads"][0])
+            if key == "VmRSS":
+                return int(value.split()[0])
+    sys.exit(f"idle_rss: no VmRSS for pid {pid}")
 
 
 def wait_for(condition, what):
@@ -53,44 +59,46 @@ def wait_for(condition, what):
     sys.exit(f"idle_rss: {what} within {READY_TIMEOUT:.0f} s")
 
 
-def accepts(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=POLL).close()
-        return True
-    except OSError:
-        return False
+def logged(path, text):
+    with open(path, errors="replace") as f:
+        return text in f.read()
+
+
+def read_reply(s):
+    """Reads the 8-byte reply to READ_REQUEST (the socket has a timeout)."""
+    got = b""
+    while len(got) < READ_REPLY_LEN:
+        chunk = s.recv(READ_REPLY_LEN - len(got))
+        if not chunk:
+            sys.exit("idle_rss: the server closed a connection before answering")
+        got += chunk
 
 
 def one_run(server, connections):
     port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="idle_rss-", suffix=".log")
     proc = subprocess.Popen(
         [server, str(port), "0", "0", "--bind", "127.0.0.1"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
     socks = []
     try:
-        wait_for(lambda: accepts(port), "the server did not accept")
-        # Let the probe's connection thread end before the baseline.
-        time.sleep(0.2)
-        rss0, threads0 = status(proc.pid)
+        wait_for(lambda: logged(log.name, "listening on"), "the server did not listen")
+        rss0 = rss_kib(proc.pid)
         for _ in range(connections):
             s = socket.create_connection(("127.0.0.1", port), timeout=READY_TIMEOUT)
-            s.sendall(CLIENT_TAG)
+            s.sendall(CLIENT_TAG + READ_REQUEST)
             socks.append(s)
-        wait_for(
-            lambda: status(proc.pid)[1] >= threads0 + connections,
-            f"the server did not start {connections} connection threads",
-        )
-        # The threads exist; give the last ones a moment to read their tag.
-        time.sleep(0.5)
-        rss1, _ = status(proc.pid)
-        return rss0, rss1
+        for s in socks:
+            read_reply(s)
+        return rss0, rss_kib(proc.pid)
     finally:
         for s in socks:
             s.close()
         proc.kill()
         proc.wait(timeout=READY_TIMEOUT)
+        log.close()
 
 
 def main():
