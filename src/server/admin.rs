@@ -271,12 +271,14 @@ pub(crate) fn submit_write(
 /// lookers kept their threads on one CPU (17 migrations in a run instead
 /// of 729) while the other had work queued.
 fn spin_before_sleep(shared: &Shared) -> Duration {
-    spin_for(!shared.has_no_peers(), shared.spare_cpu)
+    spin_for(shared.spare_cpu, || !shared.has_no_peers())
 }
 
-/// The rule of [`spin_before_sleep`], apart from the server's state.
-fn spin_for(has_backups: bool, spare_cpu: bool) -> Duration {
-    if has_backups && spare_cpu {
+/// The rule of [`spin_before_sleep`], apart from the server's state; the
+/// peer list (behind a lock, asked on every write) is only consulted when
+/// there is a second CPU.
+fn spin_for(spare_cpu: bool, has_backups: impl FnOnce() -> bool) -> Duration {
+    if spare_cpu && has_backups() {
         REPLICATED_SPIN
     } else {
         Duration::ZERO
@@ -391,13 +393,12 @@ mod tests {
 
     #[test]
     fn a_result_set_before_the_wait_is_taken_without_sleeping() {
-        let done = Arc::new(Completion::new());
-        done.finish(Err(WriteError::LogFull));
-        assert_eq!(
-            waited(&done, Duration::ZERO, || {}),
-            Err(WriteError::LogFull)
-        );
-        assert!(!done.is_finished(), "the result is taken once");
+        for spin in [Duration::ZERO, REPLICATED_SPIN] {
+            let done = Arc::new(Completion::new());
+            done.finish(Err(WriteError::LogFull));
+            assert_eq!(waited(&done, spin, || {}), Err(WriteError::LogFull));
+            assert!(!done.is_finished(), "the result is taken once");
+        }
     }
 
     #[test]
@@ -419,18 +420,18 @@ mod tests {
 
     #[test]
     fn only_a_session_waiting_for_backups_with_a_second_cpu_looks_before_sleeping() {
-        assert_eq!(spin_for(true, true), REPLICATED_SPIN);
+        assert_eq!(spin_for(true, || true), REPLICATED_SPIN);
         assert_eq!(
-            spin_for(true, false),
+            spin_for(false, || true),
             Duration::ZERO,
             "one CPU: the backups need it"
         );
         assert_eq!(
-            spin_for(false, true),
+            spin_for(true, || false),
             Duration::ZERO,
             "no backups: commits are local"
         );
-        assert_eq!(spin_for(false, false), Duration::ZERO);
+        assert_eq!(spin_for(false, || false), Duration::ZERO);
     }
 
     #[test]
