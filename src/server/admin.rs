@@ -262,7 +262,7 @@ pub(crate) fn submit_write(
 /// when there is a second CPU: on one, every yield hands the CPU to a
 /// looking session instead of the backups and the committer it waits for
 /// (pinned to one CPU, 3 servers lost 12% that way; with two, they gained
-/// about 40%).
+/// 30–40% in interleaved A/B runs).
 ///
 /// Without backups a session's write is nearly always committed by the
 /// session itself (flat combining); the few that find another thread
