@@ -512,20 +512,27 @@ def parse_stats(out):
 # --- the run -----------------------------------------------------------------
 
 
-def run_all(rows, bins, procs, reps, data_base):
+def interleaved(rows, reps):
+    """(rep, row) for every row once per repetition, the order rotated each
+    time, so that a machine that drifts during the run weighs on every row
+    alike."""
     for rep in range(reps):
         shift = rep % len(rows)
-        order = rows[shift:] + rows[:shift]
-        for row in order:
-            started = time.monotonic()
-            row.results.append(run_row(row, bins, procs, data_base))
-            ops = row.results[-1][0]
-            print(
-                f"  rep {rep + 1}/{reps}  {row.label:<42} {ops:>12,.0f} ops/s"
-                f"  ({time.monotonic() - started:.1f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
+        for row in rows[shift:] + rows[:shift]:
+            yield rep, row
+
+
+def run_all(rows, bins, procs, reps, data_base):
+    for rep, row in interleaved(rows, reps):
+        started = time.monotonic()
+        row.results.append(run_row(row, bins, procs, data_base))
+        ops = row.results[-1][0]
+        print(
+            f"  rep {rep + 1}/{reps}  {row.label:<42} {ops:>12,.0f} ops/s"
+            f"  ({time.monotonic() - started:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def medians(row):
