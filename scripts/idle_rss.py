@@ -22,7 +22,9 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from loadbench import BenchError, free_port, wait_listening  # noqa: E402  (path first)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENT_TAG = b"CLIENT\0\0"
@@ -30,14 +32,7 @@ CLIENT_TAG = b"CLIENT\0\0"
 # and the length of its reply (customer_id, last_order).
 READ_REQUEST = struct.pack(">iii", 0, -1, 2)
 READ_REPLY_LEN = 8
-READY_TIMEOUT = 10.0  # the server must log that it listens, and answer, within this
-POLL = 0.02
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+READY_TIMEOUT = 10.0  # the server must answer within this
 
 
 def rss_kib(pid):
@@ -48,20 +43,6 @@ def rss_kib(pid):
             if key == "VmRSS":
                 return int(value.split()[0])
     sys.exit(f"idle_rss: no VmRSS for pid {pid}")
-
-
-def wait_for(condition, what):
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(POLL)
-    sys.exit(f"idle_rss: {what} within {READY_TIMEOUT:.0f} s")
-
-
-def logged(path, text):
-    with open(path, errors="replace") as f:
-        return text in f.read()
 
 
 def read_reply(s):
@@ -77,14 +58,14 @@ def read_reply(s):
 def one_run(server, connections):
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="idle_rss-", suffix=".log")
-    proc = subprocess.Popen(
-        [server, str(port), "0", "0", "--bind", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
+    argv = [server, str(port), "0", "0", "--bind", "127.0.0.1"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
     socks = []
     try:
-        wait_for(lambda: logged(log.name, "listening on"), "the server did not listen")
+        try:
+            wait_listening(proc, log.name, argv)
+        except BenchError as e:
+            sys.exit(f"idle_rss: {e}")
         rss0 = rss_kib(proc.pid)
         for _ in range(connections):
             s = socket.create_connection(("127.0.0.1", port), timeout=READY_TIMEOUT)
