@@ -1,42 +1,10 @@
-//! Command-line parsing for the `server` and `client` binaries.
-//!
-//! The positional arguments are exactly the original's; options (`--help`,
-//! `--version`, `--bind`, `--timeout`, `--percentiles`) may appear anywhere. Unlike the
-//! original, which exits 0 after a terse usage line, every mistake yields a
-//! [`UsageError`] naming the argument, and the binaries exit with status 2.
+//! The server's command line: `server PORT FACTORY_ID NUM_PEERS [PEER_ID PEER_IP PEER_PORT]...` and its options.
 
-use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::{host, number, port, split_args, usage_error, Command, UsageError};
 use crate::server::PeerConfig;
-
-/// What the command line asks for.
-#[derive(Debug, PartialEq)]
-pub enum Command<T> {
-    /// Run with these arguments.
-    Run(T),
-    /// Print the help text and exit 0.
-    Help,
-    /// Print the version and exit 0.
-    Version,
-}
-
-/// A command line that cannot be run; the message says which argument and why.
-#[derive(Debug, PartialEq, Eq)]
-pub struct UsageError(pub String);
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-fn usage_error(msg: impl Into<String>) -> UsageError {
-    UsageError(msg.into())
-}
 
 /// Usage text of the server.
 pub const SERVER_USAGE: &str = "\
@@ -104,127 +72,6 @@ example (a three-server cluster on one host):
   server 5001 1 2 0 127.0.0.1 5000 2 127.0.0.1 5002
   server 5002 2 2 0 127.0.0.1 5000 1 127.0.0.1 5001
 ";
-
-/// Usage text of the client.
-pub const CLIENT_USAGE: &str = "\
-usage: client [OPTIONS] IP PORT NUM_CUSTOMERS NUM_ORDERS REQUEST_TYPE
-
-Starts NUM_CUSTOMERS threads, one connection each, numbered 0..NUM_CUSTOMERS-1.
-
-REQUEST_TYPE:
-  1  write: each customer places orders 0..NUM_ORDERS-1
-  2  read: each customer reads its own record NUM_ORDERS times
-  3  scan: each thread reads customers 0..NUM_ORDERS-1 and prints
-     \"customer_id<TAB>last_order\" per customer (-1: no order); use
-     NUM_CUSTOMERS = 1 for one listing
-
-For modes 1 and 2 the last line is: mean latency (us), min (us), max (us),
-throughput (ops/s), tab-separated with three decimals; with --percentiles
-two more fields follow: p50 (us) and p99 (us), to within 1/128.
-
-Exit status: 0 when every request succeeded, 1 when the server cannot be
-reached or any request failed (the count is printed on stderr), 2 for a bad
-command line.
-
-arguments:
-  IP             server host name or IP address
-  PORT           server port (1-65535)
-  NUM_CUSTOMERS  number of customer threads (0-10000)
-  NUM_ORDERS     requests per customer, or customers to scan (0 or more)
-  REQUEST_TYPE   1, 2 or 3
-
-options:
-  --timeout SECS  give up on a server that does not answer within SECS
-                  seconds (default 30; 0 waits forever)
-  --percentiles   end the stats line with p50 and p99 latency (us)
-  -h, --help      print this help and exit
-  -V, --version   print the version and exit
-";
-
-/// Positional arguments, and `(name, value)` options in order.
-type SplitArgs = (Vec<String>, Vec<(String, String)>);
-
-/// Splits options from positional arguments. Returns the positionals and
-/// the `--name value` / `--name=value` options in order; a `flags` option
-/// takes no value and comes back with an empty one.
-fn split_args(
-    args: &[String],
-    valued: &[&str],
-    flags: &[&str],
-) -> Result<Command<SplitArgs>, UsageError> {
-    let mut positional = Vec::new();
-    let mut options = Vec::new();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--" => {
-                positional.extend(iter.by_ref().cloned());
-            }
-            a if flags.contains(&a) => options.push((a.to_string(), String::new())),
-            a if a.starts_with("--") => {
-                let (name, inline) = match a.split_once('=') {
-                    Some((n, v)) => (n, Some(v.to_string())),
-                    None => (a, None),
-                };
-                if !valued.contains(&name) {
-                    return Err(usage_error(format!("unknown option '{name}'")));
-                }
-                let value = match inline {
-                    Some(v) => v,
-                    None => iter
-                        .next()
-                        .cloned()
-                        .ok_or_else(|| usage_error(format!("option '{name}' needs a value")))?,
-                };
-                options.push((name.to_string(), value));
-            }
-            _ => positional.push(arg.clone()),
-        }
-    }
-    Ok(Command::Run((positional, options)))
-}
-
-/// Parses `value` as a whole number within `min..=max`; a number too large
-/// for any integer type is reported as out of range, not as "not a number".
-fn number<T>(name: &str, value: &str, min: T, max: T) -> Result<T, UsageError>
-where
-    T: Into<i128> + TryFrom<i128> + fmt::Display + Copy,
-{
-    let out_of_range = || {
-        usage_error(format!(
-            "{name} must be between {min} and {max}, got {value}"
-        ))
-    };
-    let digits = value.strip_prefix('-').unwrap_or(value);
-    let n: i128 = match value.parse() {
-        Ok(n) => n,
-        Err(_) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
-            return Err(out_of_range())
-        }
-        Err(_) => {
-            return Err(usage_error(format!(
-                "{name} must be a whole number, got '{value}'"
-            )))
-        }
-    };
-    if n < min.into() || n > max.into() {
-        return Err(out_of_range());
-    }
-    T::try_from(n).map_err(|_| out_of_range())
-}
-
-fn port(name: &str, value: &str) -> Result<u16, UsageError> {
-    number(name, value, 1, u16::MAX)
-}
-
-fn host(name: &str, value: &str) -> Result<String, UsageError> {
-    if value.is_empty() {
-        return Err(usage_error(format!("{name} must not be empty")));
-    }
-    Ok(value.to_string())
-}
 
 /// The server's parsed command line.
 #[derive(Debug, PartialEq)]
@@ -372,56 +219,6 @@ fn parse_peers(rest: &[String], own_id: i32) -> Result<Vec<PeerConfig>, UsageErr
     Ok(peers)
 }
 
-pub use crate::client::load::Mode;
-
-/// The client's parsed command line: a load run.
-pub type ClientArgs = crate::client::load::LoadConfig;
-
-/// The most customer threads the client starts.
-pub const MAX_CUSTOMERS: i32 = 10_000;
-
-/// Parses the client's arguments (without the program name).
-///
-/// # Errors
-/// A [`UsageError`] naming the first argument that is wrong.
-pub fn parse_client(args: &[String]) -> Result<Command<ClientArgs>, UsageError> {
-    let (pos, options) = match split_args(args, &["--timeout"], &["--percentiles"])? {
-        Command::Run(split) => split,
-        Command::Help => return Ok(Command::Help),
-        Command::Version => return Ok(Command::Version),
-    };
-    if pos.len() != 5 {
-        return Err(usage_error(format!(
-            "expected 5 arguments (IP PORT NUM_CUSTOMERS NUM_ORDERS REQUEST_TYPE), got {}",
-            pos.len()
-        )));
-    }
-    let mode = match number::<i32>("REQUEST_TYPE", &pos[4], 1, 3)? {
-        1 => Mode::Write,
-        2 => Mode::Read,
-        _ => Mode::Scan,
-    };
-    let mut timeout = Some(Duration::from_secs(30));
-    let mut percentiles = false;
-    for (name, value) in options {
-        if name == "--percentiles" {
-            percentiles = true;
-            continue;
-        }
-        let secs: u64 = number("--timeout", &value, 0, 86_400)?;
-        timeout = (secs > 0).then(|| Duration::from_secs(secs));
-    }
-    Ok(Command::Run(ClientArgs {
-        host: host("IP", &pos[0])?,
-        port: port("PORT", &pos[1])?,
-        customers: number("NUM_CUSTOMERS", &pos[2], 0, MAX_CUSTOMERS)?,
-        orders: number("NUM_ORDERS", &pos[3], 0, i32::MAX)?,
-        mode,
-        timeout,
-        percentiles,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,10 +229,6 @@ mod tests {
 
     fn server_err(s: &str) -> String {
         parse_server(&args(s)).unwrap_err().0
-    }
-
-    fn client_err(s: &str) -> String {
-        parse_client(&args(s)).unwrap_err().0
     }
 
     #[test]
@@ -539,36 +332,5 @@ mod tests {
         assert!(server_err("5000 0 1 1 h 0").contains("PEER_PORT of peer 1"));
         assert!(server_err("5000 0 0 --bind nowhere").contains("--bind"));
         assert!(server_err("5000 0 0 --frob").contains("unknown option '--frob'"));
-    }
-
-    #[test]
-    fn client_command_line() {
-        let Command::Run(a) = parse_client(&args("127.0.0.1 5000 8 100 3")).unwrap() else {
-            panic!("expected run");
-        };
-        assert_eq!(a.mode, Mode::Scan);
-        assert_eq!((a.customers, a.orders), (8, 100));
-        assert_eq!(a.timeout, Some(Duration::from_secs(30)));
-        let Command::Run(a) = parse_client(&args("h 1 1 1 1 --timeout=0")).unwrap() else {
-            panic!("expected run");
-        };
-        assert_eq!(a.timeout, None);
-        assert!(!a.percentiles);
-        let Command::Run(a) = parse_client(&args("h 1 --percentiles 1 1 1")).unwrap() else {
-            panic!("expected run");
-        };
-        assert!(a.percentiles);
-    }
-
-    #[test]
-    fn client_errors_name_the_argument() {
-        assert!(client_err("h 1 1 1").contains("expected 5 arguments"));
-        assert!(client_err("h 1 -1 1 1").contains("NUM_CUSTOMERS must be between 0"));
-        assert!(client_err("h 1 1 -5 1").contains("NUM_ORDERS"));
-        assert!(client_err("h 1 1 1 4").contains("REQUEST_TYPE must be between 1 and 3"));
-        assert!(client_err("h 70000 1 1 1").contains("PORT"));
-        assert!(client_err("h 1 1 1 1 --timeout x").contains("--timeout"));
-        assert!(client_err("h 1 1 1 1 --timeout").contains("needs a value"));
-        assert!(client_err("h 1 1 1 1 --percentiles=yes").contains("unknown option"));
     }
 }
