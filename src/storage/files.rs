@@ -94,8 +94,9 @@ pub(crate) fn cut_file(path: &Path, len: u64, durable: bool) -> Result<(), Stora
 }
 
 /// Makes `to` a second name of `from` (replacing any older `to`), when
-/// `from` exists; returns whether it did. Not durable until the directory
-/// is fsynced.
+/// `from` exists; returns whether it did. A file system without hard links
+/// gets a fsynced copy instead. The name is not durable until the
+/// directory is fsynced.
 ///
 /// # Errors
 /// [`StorageError::Io`] naming the file.
@@ -104,7 +105,13 @@ pub(crate) fn link_as(from: &Path, to: &Path) -> Result<bool, StorageError> {
     match fs::hard_link(from, to) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(StorageError::io(from, e)),
+        Err(_) => {
+            let Some(bytes) = read_optional(from)? else {
+                return Ok(false);
+            };
+            write_file(to, &bytes, true)?;
+            Ok(true)
+        }
     }
 }
 
