@@ -76,8 +76,14 @@ fn run(policy: &str) -> Option<Run> {
         snapshots > 0,
         "{policy}: no server compacted, so no snapshot was cut"
     );
+    let total: i64 = acked.values().map(|&o| i64::from(o) + 1).sum();
+    let writes_lost: i64 = lost
+        .iter()
+        .map(|l| i64::from(l.acked) - i64::from(l.found.max(-1)))
+        .sum();
     eprintln!(
-        "{policy}: {} customers, {} lost; dropped per cut (bytes, names): {:?}",
+        "{policy}: {total} acknowledged writes to {} customers; last write lost for {} \
+         ({writes_lost} acknowledged writes); dropped per cut (bytes, names): {:?}",
         acked.len(),
         lost.len(),
         dropped
