@@ -283,7 +283,11 @@ fn install_snapshot_then_reopen() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names.len(), 2, "only log and snapshot remain: {names:?}");
+    let mut names: Vec<_> = names.iter().map(|n| n.to_str().unwrap()).collect();
+    names.sort_unstable();
+    // log.prev: the generation before (0, which has no snapshot), kept to
+    // fall back to.
+    assert_eq!(names, ["log", "log.prev", "snapshot"]);
 }
 
 #[test]
@@ -417,4 +421,136 @@ fn fsync_policies_parse_and_print() {
     assert_eq!("BATCH".parse::<FsyncPolicy>(), Ok(FsyncPolicy::Batch));
     let err = "sometimes".parse::<FsyncPolicy>().unwrap_err();
     assert!(err.to_string().contains("\"sometimes\""), "{err}");
+}
+
+fn other_snapshot() -> Snapshot {
+    Snapshot {
+        last_index: 13,
+        last_epoch: 3,
+        in_sync: MemberSet::from_ids([0]).unwrap(),
+        records: vec![(100, 12), (101, 13)],
+    }
+}
+
+/// A directory after two installs (generations 1 and 2) and one entry
+/// appended after each.
+fn two_generations(dir: &Path) {
+    let (mut log, _) = open(dir);
+    log.set_epoch(3).unwrap();
+    log.append(0, &sets(0..12)).unwrap();
+    log.note_commit(10).unwrap();
+    log.install_snapshot(&sample_snapshot(), &sets(10..12))
+        .unwrap();
+    log.append(12, &sets(12..15)).unwrap();
+    log.note_commit(14).unwrap();
+    log.sync().unwrap();
+    log.install_snapshot(&other_snapshot(), &sets(14..15))
+        .unwrap();
+    log.append(15, &[set(15)]).unwrap();
+    log.sync().unwrap();
+}
+
+#[test]
+fn a_torn_snapshot_falls_back_to_the_previous_generation() {
+    let whole = {
+        let tmp = tempfile::tempdir().unwrap();
+        two_generations(tmp.path());
+        fs::read(tmp.path().join("snapshot")).unwrap()
+    };
+    // Empty (renamed into place before its data reached the disk), a cut
+    // header, a cut body, zeros.
+    let torn = [
+        Vec::new(),
+        whole[..10].to_vec(),
+        whole[..whole.len() - 3].to_vec(),
+        vec![0; whole.len()],
+    ];
+    for (i, bytes) in torn.iter().enumerate() {
+        for policy in [FsyncPolicy::Always, FsyncPolicy::Never] {
+            let tmp = tempfile::tempdir().unwrap();
+            two_generations(tmp.path());
+            fs::write(tmp.path().join("snapshot"), bytes).unwrap();
+            let (mut log, rec) = DiskLog::open(tmp.path(), policy).expect("falls back");
+            // Generation 1 and its log as the second install found it.
+            assert_eq!(rec.snapshot, Some(sample_snapshot()), "case {i}");
+            assert_eq!((rec.first_index, rec.entries), (10, sets(10..15)));
+            assert_eq!((rec.epoch, rec.committed_index), (3, 14));
+            log.append(15, &[set(15)]).unwrap();
+            log.install_snapshot(&other_snapshot(), &sets(14..16))
+                .unwrap();
+            drop(log);
+            let (_, rec) = open(tmp.path());
+            assert_eq!(rec.snapshot, Some(other_snapshot()));
+        }
+    }
+}
+
+#[test]
+fn a_torn_first_snapshot_falls_back_to_the_log_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut log, _) = open(tmp.path());
+    log.append(0, &sets(0..12)).unwrap();
+    log.install_snapshot(&sample_snapshot(), &sets(10..12))
+        .unwrap();
+    drop(log);
+    fs::write(tmp.path().join("snapshot"), b"").unwrap();
+    let (_, rec) = open(tmp.path());
+    assert_eq!((rec.snapshot, rec.entries), (None, sets(0..12)));
+    assert!(!tmp.path().join("snapshot").exists());
+}
+
+#[test]
+fn a_torn_snapshot_without_a_previous_generation_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    two_generations(tmp.path());
+    fs::write(tmp.path().join("snapshot"), b"").unwrap();
+    fs::remove_file(tmp.path().join("log.prev")).unwrap();
+    let err = open_err(tmp.path());
+    assert!(matches!(err, StorageError::BadHeader { .. }), "{err}");
+    assert!(err.to_string().contains("torn (0 bytes)"), "{err}");
+}
+
+#[test]
+fn an_empty_log_next_to_a_snapshot_is_never_taken_for_a_new_directory() {
+    for bytes in [&b""[..], &[0; 20][..]] {
+        let tmp = tempfile::tempdir().unwrap();
+        two_generations(tmp.path());
+        fs::write(tmp.path().join("log"), bytes).unwrap();
+        // always and batch fsync the log's header before the snapshot it
+        // continues is installed: an empty log is damage, refused.
+        for policy in [FsyncPolicy::Always, FsyncPolicy::Batch] {
+            let err = DiskLog::open(tmp.path(), policy).unwrap_err();
+            assert!(matches!(err, StorageError::BadHeader { .. }), "{err}");
+            assert!(err.to_string().contains("generation 2"), "{err}");
+        }
+        // never may lose the log after a snapshot: start from the snapshot
+        // alone, keeping its epoch.
+        let (mut log, rec) = DiskLog::open(tmp.path(), FsyncPolicy::Never).unwrap();
+        assert_eq!(rec.snapshot, Some(other_snapshot()));
+        assert_eq!((rec.first_index, rec.entries.len()), (14, 0));
+        assert_eq!((rec.epoch, log.last_index()), (3, 13));
+        log.append(14, &[set(14)]).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        let (_, rec) = open(tmp.path());
+        assert_eq!((rec.epoch, rec.entries), (3, vec![set(14)]));
+    }
+}
+
+#[test]
+fn an_empty_log_with_no_other_evidence_is_a_new_directory_but_not_with_log_prev() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("log"), [0; 7]).unwrap();
+    let (_, rec) = open(tmp.path());
+    assert!(rec.snapshot.is_none() && rec.entries.is_empty());
+    fs::write(tmp.path().join("log"), b"").unwrap();
+    fs::write(tmp.path().join("log.prev"), encode_header_bytes()).unwrap();
+    let err = open_err(tmp.path());
+    assert!(err.to_string().contains("log.prev"), "{err}");
+}
+
+fn encode_header_bytes() -> Vec<u8> {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(open(tmp.path()));
+    fs::read(tmp.path().join("log")).unwrap()
 }

@@ -34,7 +34,10 @@ options:
                at start; without it everything is in memory, as the original
   --fsync always|batch|never
                with --data-dir: fsync before every acknowledgement (always,
-               the default), at most every 10 ms (batch), or never
+               the default); at most every 10 ms (batch: a write may be
+               acknowledged before its fsync, so a power cut may lose the
+               last ~10 ms of acknowledged writes); or never (the log is
+               not fsynced; snapshots still are, so the directory opens)
   --force-primary
                take over even when this server cannot be sure it holds every
                acknowledged write (for example after restarting while the

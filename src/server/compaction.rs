@@ -3,6 +3,12 @@
 //! `--log-retain` (a backup that far behind is caught up by snapshot
 //! instead), and the durable log is rewritten as a snapshot of the records
 //! at the commit point plus the entries after it.
+//!
+//! Every server compacts: the primary from its term loop, a backup after
+//! each append it acknowledges (`follower`). A backup keeps the same
+//! `--log-retain` committed entries in memory, which is what it needs to
+//! catch others up by log suffix should it become primary; on disk it keeps
+//! everything after its commit point, which it needs to restart.
 
 use super::Shared;
 use crate::storage::Snapshot;

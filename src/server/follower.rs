@@ -228,6 +228,7 @@ fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End>
                 format!("stream epoch {epoch}, ours {mine}"),
             ));
         }
+        let appended = matches!(frame.body, Body::Append { .. });
         let ack = match frame.body {
             Body::Append {
                 prev_index,
@@ -274,6 +275,12 @@ fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End>
                 last_index: ack,
             },
         ))?;
+        // A backup bounds its log as the primary does, after the ack so that
+        // the primary never waits for it. This thread is the only writer of
+        // a backup's log, so the disk holds what the replica holds.
+        if appended {
+            super::compaction::compact(shared);
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::files::{self, LOG, LOG_TMP, SNAPSHOT, SNAPSHOT_TMP};
+use super::files::{self, LOG, LOG_PREV, LOG_TMP, SNAPSHOT, SNAPSHOT_PREV, SNAPSHOT_TMP};
 use super::log_file::{encode_header, LogFile};
 use super::record::Record;
 use super::recovery::{open_dir, Recovered};
@@ -171,10 +171,12 @@ impl DiskLog {
     /// keeping the epoch and the committed index (clamped to the new last
     /// entry). Used for compaction and to install a primary's snapshot.
     ///
-    /// Crash-safe: both files are written under temporary names and fsynced,
-    /// then `snapshot.tmp` is renamed into place, the directory fsynced,
-    /// `log.tmp` renamed, the directory fsynced. A crash at any point leaves
-    /// the old or the new state for [`DiskLog::open`] to load.
+    /// Crash-safe in every [`FsyncPolicy`]: both files are written under
+    /// temporary names and fsynced, the current generation is kept as
+    /// `snapshot.prev` and `log.prev`, then `snapshot.tmp` is renamed into
+    /// place, the directory fsynced, `log.tmp` renamed, the directory
+    /// fsynced. A crash at any point leaves the old or the new state for
+    /// [`DiskLog::open`] to load.
     ///
     /// # Errors
     /// [`StorageError::OutOfRange`] for `last_index` outside
@@ -189,22 +191,42 @@ impl DiskLog {
     ) -> Result<(), StorageError> {
         let generation = self.generation + 1;
         let (log_bytes, state) = self.compacted_log(generation, snapshot, entries_after)?;
-        let durable = self.policy.durable();
+        // Durable in every policy, `Never` included: a snapshot renamed into
+        // place before its bytes reach the disk leaves, after a power cut, a
+        // torn snapshot that replaced a good one. An install is rare (once
+        // per `2 * --log-retain` entries), so the fsyncs cost little.
         let snap_tmp = self.dir.join(SNAPSHOT_TMP);
         let log_tmp = self.dir.join(LOG_TMP);
-        files::write_file(&snap_tmp, &encode_file(generation, snapshot), durable)?;
-        files::write_file(&log_tmp, &log_bytes, durable)?;
+        files::write_file(&snap_tmp, &encode_file(generation, snapshot), true)?;
+        files::write_file(&log_tmp, &log_bytes, true)?;
+        self.keep_previous_generation()?;
         // From the first rename on, the old `DIR/log` may no longer match the
         // snapshot: nothing more may be appended to it, even if a step fails.
         self.log.poison();
-        files::rename_into_place(&self.dir, &snap_tmp, &self.dir.join(SNAPSHOT), durable)?;
+        files::rename_into_place(&self.dir, &snap_tmp, &self.dir.join(SNAPSHOT), true)?;
         let log_path = self.dir.join(LOG);
-        files::rename_into_place(&self.dir, &log_tmp, &log_path, durable)?;
+        files::rename_into_place(&self.dir, &log_tmp, &log_path, true)?;
         self.log = LogFile::open(&log_path, log_bytes.len() as u64)?;
         self.state = state;
         self.generation = generation;
         // The new log was just fsynced as a whole.
-        self.last_fsync = durable.then(Instant::now);
+        self.last_fsync = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Keeps the current generation under `snapshot.prev` and `log.prev`
+    /// (hard links, so no copy) for recovery to fall back to should the new
+    /// snapshot ever be found torn. The old log is fsynced first so that the
+    /// fallback holds what it held. The links become durable with the
+    /// directory fsync after the first rename.
+    fn keep_previous_generation(&mut self) -> Result<(), StorageError> {
+        // A log that already failed cannot be synced; its fallback copy then
+        // ends where its last good write did, which replay handles.
+        if let Err(e) = self.log.sync() {
+            log::warn!("{e}: the previous generation is kept as it stands");
+        }
+        files::link_as(&self.dir.join(SNAPSHOT), &self.dir.join(SNAPSHOT_PREV))?;
+        files::link_as(&self.dir.join(LOG), &self.dir.join(LOG_PREV))?;
         Ok(())
     }
 

@@ -17,6 +17,11 @@ pub(crate) const SNAPSHOT: &str = "snapshot";
 pub(crate) const LOG_TMP: &str = "log.tmp";
 /// Where a new snapshot is written before it is renamed to [`SNAPSHOT`].
 pub(crate) const SNAPSHOT_TMP: &str = "snapshot.tmp";
+/// The snapshot of the generation before the current one (a hard link
+/// made by an install), kept so that recovery can fall back to it.
+pub(crate) const SNAPSHOT_PREV: &str = "snapshot.prev";
+/// The log of the generation before the current one, as [`SNAPSHOT_PREV`].
+pub(crate) const LOG_PREV: &str = "log.prev";
 
 /// The whole of `path`, or `None` when it does not exist.
 ///
@@ -86,6 +91,28 @@ pub(crate) fn cut_file(path: &Path, len: u64, durable: bool) -> Result<(), Stora
         file.sync_all().map_err(io)?;
     }
     Ok(())
+}
+
+/// Makes `to` a second name of `from` (replacing any older `to`), when
+/// `from` exists; returns whether it did. A file system without hard links
+/// gets a fsynced copy instead. The name is not durable until the
+/// directory is fsynced.
+///
+/// # Errors
+/// [`StorageError::Io`] naming the file.
+pub(crate) fn link_as(from: &Path, to: &Path) -> Result<bool, StorageError> {
+    remove_if_present(to)?;
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(_) => {
+            let Some(bytes) = read_optional(from)? else {
+                return Ok(false);
+            };
+            write_file(to, &bytes, true)?;
+            Ok(true)
+        }
+    }
 }
 
 /// Removes `path` if it exists; returns whether it did.

@@ -14,6 +14,8 @@
 //! DIR/snapshot       the record map as of one index (absent until the first install)
 //! DIR/log.tmp        } only while install_snapshot runs (or after a crash in it)
 //! DIR/snapshot.tmp   }
+//! DIR/log.prev       } the generation before the current one (hard links an
+//! DIR/snapshot.prev  } install makes), for recovery to fall back to
 //!
 //! DIR/log
 //! offset  field        type     order
@@ -53,12 +55,28 @@
 //!
 //! Two files cannot be renamed at once, so the log header names the
 //! snapshot *generation* it continues. `install_snapshot` writes and fsyncs
-//! `snapshot.tmp` and `log.tmp` (generation + 1), renames the snapshot into
-//! place, fsyncs the directory, renames the log, fsyncs the directory. On
-//! open: log and snapshot generations equal → load them, delete any `.tmp`;
-//! they differ and `log.tmp` continues the snapshot → the crash fell between
-//! the renames, so finish it; otherwise [`StorageError::BadHeader`].
+//! `snapshot.tmp` and `log.tmp` (generation + 1), links the current files
+//! as `snapshot.prev` and `log.prev`, renames the snapshot into place,
+//! fsyncs the directory, renames the log, fsyncs the directory. Every one
+//! of these fsyncs happens in every [`FsyncPolicy`], `never` included: a
+//! snapshot renamed into place before its bytes reach the disk would, after
+//! a power cut, be a 0-byte file that replaced a good one. New logs are
+//! created (header fsynced) the same way.
 //!
+//! On open:
+//! - a torn `snapshot` (empty, zeros, cut short) is replaced by the previous
+//!   generation (`snapshot.prev`, `log.prev`) with a warning;
+//! - log and snapshot generations equal → load them, delete any `.tmp`;
+//! - they differ and `log.tmp` continues the snapshot → the crash fell
+//!   between the renames, so finish it;
+//! - a log from another generation, or a file that is not a log →
+//!   [`StorageError::BadHeader`];
+//! - a log missing, empty or all zeros: with no snapshot and no `log.prev`,
+//!   a new data directory (warned unless absent); next to a snapshot,
+//!   under `never` start from the snapshot alone (warned), under `always`
+//!   and `batch` [`StorageError::BadHeader`], since the header was fsynced
+//!   before the snapshot was installed and only damage explains its loss.
+
 //! # Departures from the brief
 //!
 //! - The log header also carries the generation (see above).

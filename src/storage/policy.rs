@@ -18,10 +18,12 @@ pub enum FsyncPolicy {
     /// Every `sync` fsyncs: what `sync` returned for survives.
     Always,
     /// `sync` fsyncs at most every [`BATCH_INTERVAL`]; in between it only
-    /// writes, so the last few milliseconds may be lost.
+    /// writes, so a `sync` may return (and the write be acknowledged)
+    /// before its fsync: the last few milliseconds may be lost.
     Batch,
-    /// Nothing is ever fsynced (not even epochs or snapshots): for tests and
-    /// benchmarks.
+    /// The log's records are never fsynced (not even epochs): for tests and
+    /// benchmarks. Snapshot installs and new log files are still fsynced,
+    /// as in every policy, so that a power cut never stops a restart.
     Never,
 }
 

@@ -109,6 +109,25 @@ pub(crate) fn decode_file(path: &Path, bytes: &[u8]) -> Result<(u64, Snapshot), 
     Ok((generation, snap))
 }
 
+/// Whether `bytes` are a snapshot whose write never fully reached the disk
+/// (renamed into place before its data, by a build or a file system that
+/// did not order them): empty, all zeros, a prefix of a header, or a header
+/// declaring more body than follows. A whole file that fails its checks is
+/// not torn but damaged.
+pub(crate) fn is_torn(bytes: &[u8]) -> bool {
+    if bytes.iter().all(|&b| b == 0) {
+        return true;
+    }
+    let magic_len = bytes.len().min(SNAPSHOT_MAGIC.len());
+    if bytes[..magic_len] != SNAPSHOT_MAGIC[..magic_len] {
+        return false;
+    }
+    match bytes.get(..HEADER_LEN) {
+        None => true,
+        Some(header) => be_u32(&header[12..16]) as usize > bytes.len() - HEADER_LEN,
+    }
+}
+
 /// Checks magic, version, length and CRC; returns the body.
 fn check_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8], StorageError> {
     let Some(header) = bytes.get(..HEADER_LEN) else {
@@ -230,6 +249,20 @@ mod tests {
         };
         let bytes = encode_file(1, &empty);
         assert_eq!(decode_file(Path::new("s"), &bytes).unwrap(), (1, empty));
+    }
+
+    #[test]
+    fn torn_means_a_write_that_stopped_short() {
+        let good = encode_file(1, &sample());
+        assert!(!is_torn(&good));
+        for len in [0, 3, 8, 19, 20, good.len() - 1] {
+            assert!(is_torn(&good[..len]), "{len} bytes");
+        }
+        assert!(is_torn(&vec![0; good.len()]));
+        let mut flipped = good.clone();
+        flipped[30] ^= 1;
+        assert!(!is_torn(&flipped), "whole but damaged");
+        assert!(!is_torn(b"FACTLOG\n"), "foreign");
     }
 
     #[test]

@@ -471,7 +471,13 @@ fn decode_reject(r: &mut Reader<'_>) -> Result<Body, FrameError> {
         return Err(FrameError::TooMany("reason bytes", len as u32));
     }
     let text = r.take(len)?;
-    let reason = String::from_utf8_lossy(text).into_owned();
+    // Refused rather than decoded lossily: a lossy decode replaces each bad
+    // byte with a 3-byte U+FFFD, so the frame would grow and not round-trip.
+    // Every sender of a Reject encodes a Rust `String`, so a bad reason is a
+    // malformed frame.
+    let reason = std::str::from_utf8(text)
+        .map_err(|_| FrameError::BadBody("reject"))?
+        .to_owned();
     Ok(Body::Reject { code, reason })
 }
 

@@ -288,3 +288,24 @@ fn long_reject_reasons_are_cut_on_a_char_boundary() {
     };
     assert!(reason.len() <= MAX_REASON_LEN && reason.chars().all(|c| c == 'é'));
 }
+
+#[test]
+fn a_reject_reason_that_is_not_utf8_is_refused() {
+    // The fuzz finding: code 1, a 2-byte reason 0xff 0x6f. Decoded lossily it
+    // became "\u{fffd}o" (4 bytes) and did not round-trip.
+    let bytes = hex("01 09 00 00 00 00 00 00 00 05 01 00 00 00 02 ff 6f");
+    assert_eq!(
+        NativeFrame::decode(&bytes),
+        Err(FrameError::BadBody("reject"))
+    );
+    // A reason cut inside a multi-byte character, too.
+    let cut = hex("01 09 00 00 00 00 00 00 00 05 01 00 00 00 01 c3");
+    assert_eq!(
+        NativeFrame::decode(&cut),
+        Err(FrameError::BadBody("reject"))
+    );
+    // The same frame with valid text decodes and round-trips.
+    let good = hex("01 09 00 00 00 00 00 00 00 05 01 00 00 00 02 c3 a9");
+    let frame = NativeFrame::decode(&good).unwrap();
+    assert_eq!(encode(&frame)[4..], good[..]);
+}
