@@ -1,5 +1,6 @@
 //! The replicated state as plain data and rules, with no sockets or threads:
-//! the state-machine log, the customer record table, and the indexes
+//! the state-machine log, the customer record table, the string store
+//! ([`kv`], protocol v2's keys and values), and the indexes
 //! (`last_index`, `committed_index`, `primary_id`) with the original's rules
 //! for appending, committing, applying and acknowledging.
 //!
@@ -7,6 +8,7 @@
 //! drive a [`Replica`] under one lock; client threads read the
 //! [`RecordTable`] directly, so reads never wait behind replication.
 
+pub mod kv;
 mod log;
 mod records;
 mod replica;

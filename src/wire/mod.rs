@@ -10,6 +10,9 @@
 
 mod client;
 mod entry;
+pub mod kv;
+#[cfg(test)]
+mod kv_tests;
 pub mod native;
 #[cfg(test)]
 mod native_tests;

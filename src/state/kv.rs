@@ -1,0 +1,371 @@
+//! The string store: binary keys mapped to versioned values, in key order,
+//! and the rules that apply a v2 write to it.
+//!
+//! Writes reach it only through the log: the primary appends an operation,
+//! and every server applies the committed entry at its index, so the same
+//! log gives the same store and the same outcome everywhere (a `create` of
+//! an existing key fails on every server alike). A value's version is the
+//! index of the entry that wrote it. Reads (`get`, `scan`) are plain
+//! lookups. No I/O and no locks here; the server holds this behind its own
+//! lock, as it does the customer records.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use crate::wire::kv::{KvItem, Version, NO_VERSION};
+
+/// Bytes a key costs beyond its own and its value's: the map node's share
+/// and the two boxes' headers, used for `--max-memory` accounting. An
+/// estimate of the allocator's and the B-tree's overhead, kept in one place.
+pub const ENTRY_OVERHEAD: usize = 64;
+
+/// A stored value and the log index that wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    /// Index of the entry that wrote the value.
+    pub version: Version,
+    /// The value's bytes.
+    pub value: Box<[u8]>,
+}
+
+/// A write as the log carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvWrite {
+    /// Set, whether or not the key exists.
+    Put { key: Vec<u8>, value: Vec<u8> },
+    /// Set only if absent.
+    Create { key: Vec<u8>, value: Vec<u8> },
+    /// Set only if present.
+    Update { key: Vec<u8>, value: Vec<u8> },
+    /// Remove.
+    Delete { key: Vec<u8> },
+    /// Set only if the version is `expected` ([`NO_VERSION`]: absent).
+    Cas {
+        key: Vec<u8>,
+        expected: Version,
+        value: Vec<u8>,
+    },
+}
+
+impl KvWrite {
+    /// The key the write is about.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            KvWrite::Put { key, .. }
+            | KvWrite::Create { key, .. }
+            | KvWrite::Update { key, .. }
+            | KvWrite::Delete { key }
+            | KvWrite::Cas { key, .. } => key,
+        }
+    }
+}
+
+/// What applying a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvOutcome {
+    /// The key now holds the write's value, at this version.
+    Written(Version),
+    /// The key was removed by the entry at this index.
+    Deleted(Version),
+    /// `update` or `delete` of an absent key: nothing changed.
+    NotFound,
+    /// `create` of a present key, which has this version: nothing changed.
+    Exists(Version),
+    /// `cas` whose expected version is not the key's (this one, or
+    /// [`NO_VERSION`] when absent): nothing changed.
+    Mismatch(Version),
+}
+
+/// The ordered map of string keys.
+#[derive(Debug, Default)]
+pub struct KvStore {
+    map: BTreeMap<Box<[u8]>, Versioned>,
+    bytes: usize,
+}
+
+impl KvStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        KvStore::default()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Estimated memory the keys and values take (see [`ENTRY_OVERHEAD`]).
+    pub fn memory_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Bytes `write` would add to [`Self::memory_bytes`] if it succeeded
+    /// (0 for a delete), so the primary can refuse it before logging it.
+    pub fn growth(&self, write: &KvWrite) -> usize {
+        let (key, value) = match write {
+            KvWrite::Delete { .. } => return 0,
+            KvWrite::Put { key, value }
+            | KvWrite::Create { key, value }
+            | KvWrite::Update { key, value }
+            | KvWrite::Cas { key, value, .. } => (key, value),
+        };
+        match self.map.get(key.as_slice()) {
+            Some(old) => value.len().saturating_sub(old.value.len()),
+            None => cost(key, value),
+        }
+    }
+
+    /// The key's value and version.
+    pub fn get(&self, key: &[u8]) -> Option<&Versioned> {
+        self.map.get(key)
+    }
+
+    /// Applies the committed `write` of the entry at `index`.
+    pub fn apply(&mut self, index: Version, write: &KvWrite) -> KvOutcome {
+        let current = self.map.get(write.key()).map(|v| v.version);
+        match (write, current) {
+            (KvWrite::Put { key, value }, _) => self.set(index, key, value),
+            (KvWrite::Create { key, value }, None) => self.set(index, key, value),
+            (KvWrite::Create { .. }, Some(v)) => KvOutcome::Exists(v),
+            (KvWrite::Update { key, value }, Some(_)) => self.set(index, key, value),
+            (KvWrite::Update { .. }, None) | (KvWrite::Delete { .. }, None) => KvOutcome::NotFound,
+            (KvWrite::Delete { key }, Some(_)) => {
+                if let Some(old) = self.map.remove(key.as_slice()) {
+                    self.bytes -= cost(key, &old.value);
+                }
+                KvOutcome::Deleted(index)
+            }
+            (
+                KvWrite::Cas {
+                    key,
+                    expected,
+                    value,
+                },
+                current,
+            ) => {
+                if current.unwrap_or(NO_VERSION) == *expected {
+                    self.set(index, key, value)
+                } else {
+                    KvOutcome::Mismatch(current.unwrap_or(NO_VERSION))
+                }
+            }
+        }
+    }
+
+    fn set(&mut self, index: Version, key: &[u8], value: &[u8]) -> KvOutcome {
+        let new = Versioned {
+            version: index,
+            value: value.into(),
+        };
+        self.bytes += cost(key, value);
+        if let Some(old) = self.map.insert(key.into(), new) {
+            self.bytes -= cost(key, &old.value);
+        }
+        KvOutcome::Written(index)
+    }
+
+    /// Up to `limit` keys from `start` (inclusive) in byte order, stopping
+    /// before the items' encoded size would pass `byte_budget` (always at
+    /// least one item when any is left); and whether more keys follow.
+    pub fn scan(
+        &self,
+        start: &[u8],
+        limit: usize,
+        byte_budget: usize,
+        item_len: impl Fn(&KvItem) -> usize,
+    ) -> (Vec<KvItem>, bool) {
+        let mut items = Vec::new();
+        let mut used = 0;
+        for (key, v) in self
+            .map
+            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
+        {
+            if items.len() == limit {
+                return (items, true);
+            }
+            let item = KvItem {
+                key: key.to_vec(),
+                version: v.version,
+                value: v.value.to_vec(),
+            };
+            used += item_len(&item);
+            if used > byte_budget && !items.is_empty() {
+                return (items, true);
+            }
+            items.push(item);
+        }
+        (items, false)
+    }
+
+    /// Every key in order, for snapshots.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Versioned)> {
+        self.map.iter().map(|(k, v)| (&**k, v))
+    }
+
+    /// Puts back a key read from a snapshot.
+    pub fn restore(&mut self, key: Vec<u8>, versioned: Versioned) {
+        self.bytes += cost(&key, &versioned.value);
+        if let Some(old) = self.map.insert(key.clone().into(), versioned) {
+            self.bytes -= cost(&key, &old.value);
+        }
+    }
+}
+
+fn cost(key: &[u8], value: &[u8]) -> usize {
+    key.len() + value.len() + ENTRY_OVERHEAD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::kv::KvResponse;
+
+    fn put(key: &str, value: &str) -> KvWrite {
+        KvWrite::Put {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    fn value_of(store: &KvStore, key: &str) -> Option<(Version, String)> {
+        store
+            .get(key.as_bytes())
+            .map(|v| (v.version, String::from_utf8(v.value.to_vec()).unwrap()))
+    }
+
+    #[test]
+    fn put_sets_and_versions_are_log_indexes() {
+        let mut s = KvStore::new();
+        assert_eq!(s.apply(4, &put("a", "1")), KvOutcome::Written(4));
+        assert_eq!(s.apply(9, &put("a", "2")), KvOutcome::Written(9));
+        assert_eq!(value_of(&s, "a"), Some((9, "2".into())));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn create_only_when_absent() {
+        let mut s = KvStore::new();
+        let create = |v: &str| KvWrite::Create {
+            key: b"k".to_vec(),
+            value: v.into(),
+        };
+        assert_eq!(s.apply(1, &create("first")), KvOutcome::Written(1));
+        assert_eq!(s.apply(2, &create("second")), KvOutcome::Exists(1));
+        assert_eq!(value_of(&s, "k"), Some((1, "first".into())));
+    }
+
+    #[test]
+    fn update_and_delete_only_when_present() {
+        let mut s = KvStore::new();
+        let update = KvWrite::Update {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        let delete = KvWrite::Delete { key: b"k".to_vec() };
+        assert_eq!(s.apply(1, &update), KvOutcome::NotFound);
+        assert_eq!(s.apply(2, &delete), KvOutcome::NotFound);
+        assert!(s.is_empty());
+        s.apply(3, &put("k", "x"));
+        assert_eq!(s.apply(4, &update), KvOutcome::Written(4));
+        assert_eq!(s.apply(5, &delete), KvOutcome::Deleted(5));
+        assert_eq!(s.get(b"k"), None);
+        assert_eq!(s.memory_bytes(), 0, "a deleted key frees its bytes");
+    }
+
+    #[test]
+    fn cas_compares_the_version() {
+        let mut s = KvStore::new();
+        let cas = |expected, v: &str| KvWrite::Cas {
+            key: b"k".to_vec(),
+            expected,
+            value: v.into(),
+        };
+        assert_eq!(s.apply(1, &cas(7, "x")), KvOutcome::Mismatch(NO_VERSION));
+        assert_eq!(s.apply(2, &cas(NO_VERSION, "a")), KvOutcome::Written(2));
+        assert_eq!(s.apply(3, &cas(NO_VERSION, "b")), KvOutcome::Mismatch(2));
+        assert_eq!(s.apply(4, &cas(1, "stale")), KvOutcome::Mismatch(2));
+        assert_eq!(s.apply(5, &cas(2, "c")), KvOutcome::Written(5));
+        assert_eq!(value_of(&s, "k"), Some((5, "c".into())));
+    }
+
+    #[test]
+    fn binary_keys_are_ordered_bytewise() {
+        let mut s = KvStore::new();
+        for (i, key) in [&b"\xff"[..], b"", b"a\0", b"a", b"\0"].iter().enumerate() {
+            s.apply(
+                i as u64,
+                &KvWrite::Put {
+                    key: key.to_vec(),
+                    value: Vec::new(),
+                },
+            );
+        }
+        let (items, more) = s.scan(b"", 10, usize::MAX, KvResponse::item_len);
+        let keys: Vec<&[u8]> = items.iter().map(|i| i.key.as_slice()).collect();
+        assert_eq!(keys, [&b""[..], b"\0", b"a", b"a\0", b"\xff"]);
+        assert!(!more);
+    }
+
+    #[test]
+    fn scan_starts_at_the_key_and_stops_at_the_limit_or_budget() {
+        let mut s = KvStore::new();
+        for (i, key) in ["a", "b", "c", "d"].iter().enumerate() {
+            s.apply(i as u64, &put(key, "0123456789"));
+        }
+        let (items, more) = s.scan(b"b", 2, usize::MAX, KvResponse::item_len);
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].key, b"b");
+        assert!(more);
+        let (items, more) = s.scan(b"bb", 10, usize::MAX, KvResponse::item_len);
+        assert_eq!(
+            items.iter().map(|i| i.key.clone()).collect::<Vec<_>>(),
+            [b"c", b"d"]
+        );
+        assert!(!more);
+        // One item is 2 + 1 + 8 + 4 + 10 = 25 bytes: a 60-byte budget holds two.
+        let (items, more) = s.scan(b"", 10, 60, KvResponse::item_len);
+        assert_eq!((items.len(), more), (2, true));
+        // An item larger than the budget still comes alone, so a scan always progresses.
+        let (items, more) = s.scan(b"", 10, 1, KvResponse::item_len);
+        assert_eq!((items.len(), more), (1, true));
+    }
+
+    #[test]
+    fn memory_is_accounted_on_every_change() {
+        let mut s = KvStore::new();
+        let w = put("key", "value");
+        assert_eq!(s.growth(&w), 3 + 5 + ENTRY_OVERHEAD);
+        s.apply(1, &w);
+        assert_eq!(s.memory_bytes(), 3 + 5 + ENTRY_OVERHEAD);
+        assert_eq!(s.growth(&put("key", "longer value")), 7);
+        s.apply(2, &put("key", "v"));
+        assert_eq!(s.memory_bytes(), 3 + 1 + ENTRY_OVERHEAD);
+        assert_eq!(
+            s.growth(&KvWrite::Delete {
+                key: b"key".to_vec()
+            }),
+            0
+        );
+    }
+
+    #[test]
+    fn restore_rebuilds_what_iter_gave() {
+        let mut s = KvStore::new();
+        s.apply(1, &put("a", "1"));
+        s.apply(2, &put("b", "2"));
+        let mut copy = KvStore::new();
+        for (k, v) in s.iter() {
+            copy.restore(k.to_vec(), v.clone());
+        }
+        assert_eq!(copy.memory_bytes(), s.memory_bytes());
+        assert_eq!(
+            copy.iter().collect::<Vec<_>>(),
+            s.iter().collect::<Vec<_>>()
+        );
+    }
+}
