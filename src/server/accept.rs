@@ -1,5 +1,11 @@
-//! The accept loop (the original's `ServerMain` loop) and the handshake
-//! dispatch of each new connection (the start of `EngineerThread`).
+//! The listening socket, the accept loop (the original's `ServerMain`
+//! loop) and the handshake dispatch of each new connection (the start of
+//! `EngineerThread`). [`Server::start`](super::Server::start), which the C
+//! ABI's `factory_server_start` calls too, binds through [`listen`].
+//!
+//! The listen backlog is the system's `net.core.somaxconn` unless
+//! [`Limits::backlog`](super::Limits) asks otherwise (std's
+//! `TcpListener::bind` would use 128, far below a burst of clients).
 //!
 //! Departures from the original, which has neither limit: at most
 //! [`Limits::max_connections`](super::Limits) connections are served at
@@ -8,12 +14,14 @@
 //! the handshake timeout, counted from the accept, however slowly its bytes
 //! trickle in.
 
-use std::io::{ErrorKind, Read};
+use std::io::{self, ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{backup, follower, next_engineer_id, session, ServerError, Shared};
 use crate::conn::ConnError;
@@ -26,6 +34,47 @@ pub(crate) const CONNECTION_STACK: usize = 256 * 1024;
 /// Pause after a failed `accept()` (typically out of file descriptors), so
 /// the loop does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
+
+/// Where Linux publishes the cap on every listen backlog.
+const SOMAXCONN_PATH: &str = "/proc/sys/net/core/somaxconn";
+
+/// The backlog used when the system's cap cannot be read: Linux's default
+/// `somaxconn` since 5.4.
+const FALLBACK_BACKLOG: u32 = 4096;
+
+/// A socket listening on `addr` with a backlog of `asked` connections, or
+/// of the system's `somaxconn` when `None`.
+pub(super) fn listen(addr: SocketAddr, asked: Option<u32>) -> io::Result<TcpListener> {
+    let somaxconn = system_somaxconn();
+    let backlog = backlog_for(asked, somaxconn);
+    if let (Some(asked), Some(cap)) = (asked, somaxconn) {
+        if asked > cap {
+            log::warn!(
+                "listen backlog {asked} is above net.core.somaxconn ({cap}), which caps it at {cap}"
+            );
+        }
+    }
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std's TcpListener::bind does: a restarted server gets its port
+    // back while connections of the last run linger in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    log::debug!("listening on {addr} with a backlog of {backlog}");
+    Ok(socket.into())
+}
+
+fn system_somaxconn() -> Option<u32> {
+    std::fs::read_to_string(SOMAXCONN_PATH)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+}
+
+/// The backlog to ask for: the one asked, else the system's cap, else a
+/// fallback; never 0 (which some kernels read as "no queue at all").
+fn backlog_for(asked: Option<u32>, somaxconn: Option<u32>) -> u32 {
+    asked.or(somaxconn).unwrap_or(FALLBACK_BACKLOG).max(1)
+}
 
 pub(super) fn spawn(
     shared: Arc<Shared>,
@@ -211,5 +260,36 @@ fn log_handshake_failure(shared: &Shared, peer: SocketAddr, e: &ConnError) {
         ),
         ConnError::Truncated { .. } => log::warn!("{peer}: short handshake tag ({e}); closing"),
         _ => log::debug!("{peer}: closed before its handshake ({e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backlog_is_the_one_asked_else_the_systems() {
+        assert_eq!(backlog_for(Some(10), Some(4096)), 10);
+        assert_eq!(backlog_for(Some(10_000), Some(4096)), 10_000);
+        assert_eq!(backlog_for(None, Some(65_535)), 65_535);
+        assert_eq!(backlog_for(None, None), FALLBACK_BACKLOG);
+        assert_eq!(backlog_for(Some(0), Some(4096)), 1);
+    }
+
+    #[test]
+    fn listen_takes_port_zero_and_accepts() {
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)), Some(16)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        let _client = TcpStream::connect(addr).unwrap();
+        let (_server_side, peer) = listener.accept().unwrap();
+        assert!(peer.ip().is_loopback());
+    }
+
+    #[test]
+    fn a_taken_port_is_address_in_use() {
+        let first = listen(SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
+        let err = listen(first.local_addr().unwrap(), None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AddrInUse);
     }
 }

@@ -45,6 +45,11 @@ pub struct Limits {
     pub peer_timeout: Duration,
     /// Connecting to a peer gives up after this time.
     pub connect_timeout: Duration,
+    /// Length of the listening socket's queue of connections not yet
+    /// accepted; `None`: the system's `net.core.somaxconn` (which also caps
+    /// any larger value). A burst of connects beyond it is dropped by the
+    /// kernel and retried by the clients' SYN retransmissions, seconds later.
+    pub backlog: Option<u32>,
 }
 
 impl Limits {
@@ -62,6 +67,7 @@ impl Default for Limits {
             client_write_timeout: Duration::from_secs(10),
             peer_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
+            backlog: None,
         }
     }
 }
