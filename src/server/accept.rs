@@ -286,6 +286,42 @@ mod tests {
         assert!(peer.ip().is_loopback());
     }
 
+    /// Connects `n` clients to a listener that never accepts; true if all
+    /// got through the handshake (a full accept queue drops the SYN, and
+    /// with nobody accepting it stays full, so the connect times out).
+    fn queued(listener: &TcpListener, n: usize) -> Result<Vec<TcpStream>, usize> {
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::with_capacity(n);
+        for i in 0..n {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+                Ok(s) => held.push(s),
+                Err(_) => return Err(i),
+            }
+        }
+        Ok(held)
+    }
+
+    #[test]
+    fn the_default_backlog_queues_more_than_std_would() {
+        // std's TcpListener::bind queues 128 (129 with Linux's off by one).
+        let n = backlog_for(None, system_somaxconn()).min(300) as usize;
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
+        assert_eq!(queued(&listener, n).err(), None, "of {n}");
+    }
+
+    #[test]
+    fn a_small_backlog_queues_about_that_many() {
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)), Some(4)).unwrap();
+        let held = queued(&listener, 4).expect("four queued");
+        // Linux queues one more than the backlog, then drops.
+        let (addr, wait) = (listener.local_addr().unwrap(), Duration::from_millis(300));
+        let extra: Vec<_> = (0..2)
+            .map_while(|_| TcpStream::connect_timeout(&addr, wait).ok())
+            .collect();
+        assert!(extra.len() < 2, "six queued with a backlog of 4");
+        drop((held, extra));
+    }
+
     #[test]
     fn a_taken_port_is_address_in_use() {
         let first = listen(SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
