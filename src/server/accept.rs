@@ -9,13 +9,14 @@
 //!
 //! Departures from the original, which has neither limit: at most
 //! [`Limits::max_connections`](super::Limits) connections are served at
-//! once (one more is accepted, logged and closed at once, so that it does
-//! not wait in the backlog), and the 8-byte handshake must arrive within
-//! the handshake timeout, counted from the accept, however slowly its bytes
-//! trickle in.
+//! once (one more is accepted and closed at once, so that it does not wait
+//! in the backlog, and its client reads end of file, not a reset; logged at
+//! most once a second with the count of the others), and the 8-byte
+//! handshake must arrive within the handshake timeout, counted from the
+//! accept, however slowly its bytes trickle in.
 
 use std::io::{self, ErrorKind, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -162,18 +163,19 @@ struct Refusals {
 impl Refusals {
     /// Closes `stream` at once and logs it (or counts it for the next line).
     fn refuse(&mut self, stream: TcpStream, limit: usize) {
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "a client".to_string(), |a| a.to_string());
-        drop(stream);
         let now = Instant::now();
         if self
             .last_logged
             .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL)
         {
             self.unlogged += 1;
+            turn_away(stream);
             return;
         }
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "a client".to_string(), |a| a.to_string());
+        turn_away(stream);
         let more = std::mem::take(&mut self.unlogged);
         let also = if more > 0 {
             format!(" ({more} more refused since the last report)")
@@ -184,6 +186,34 @@ impl Refusals {
             "{peer}: {limit} connections already open (--max-connections); closed at once{also}"
         );
         self.last_logged = Some(now);
+    }
+}
+
+/// Most bytes read and discarded from a refused connection before closing.
+const REFUSED_DRAIN: usize = 4096;
+
+/// Closes a refused connection so that its client reads end of file.
+///
+/// Closing a socket whose input was not all read makes the kernel send a
+/// reset instead of a FIN, and a client that already sent its tag (as every
+/// client in a burst has, before it is accepted) would see "connection
+/// reset by peer". So: FIN first, then discard what already arrived, then
+/// close. Anything the client sends later is answered with a reset too, but
+/// after the FIN, so its next read still sees end of file. Non-blocking, a
+/// few system calls: the accept loop does not wait for the client.
+fn turn_away(stream: TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut buf = [0u8; 512];
+    let mut drained = 0;
+    while drained < REFUSED_DRAIN {
+        match (&stream).read(&mut buf) {
+            Ok(n) if n > 0 => drained += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            _ => break, // end of file, nothing more yet, or an error
+        }
     }
 }
 
