@@ -92,7 +92,7 @@ pub(super) fn spawn(
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 fn run(shared: Arc<Shared>, listener: TcpListener) {
-    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    let mut workers = Workers::default();
     let live = Arc::new(AtomicUsize::new(0));
     let mut refusals = Refusals::default();
     for conn in listener.incoming() {
@@ -101,7 +101,6 @@ fn run(shared: Arc<Shared>, listener: TcpListener) {
         }
         match conn {
             Ok(stream) => {
-                reap_finished(&mut workers);
                 // Only this thread adds connections, so the count cannot
                 // pass the limit between this check and the spawn.
                 if live.load(Ordering::Acquire) >= shared.limits.max_connections {
@@ -110,7 +109,7 @@ fn run(shared: Arc<Shared>, listener: TcpListener) {
                 }
                 let slot = Slot::take(&live);
                 match spawn_connection(&shared, stream, slot) {
-                    Ok(worker) => workers.push(worker),
+                    Ok(worker) => workers.add(worker),
                     Err(e) => log::warn!("cannot start a thread for a new connection: {e}"),
                 }
             }
@@ -121,18 +120,54 @@ fn run(shared: Arc<Shared>, listener: TcpListener) {
         }
     }
     drop(listener);
-    for worker in workers {
-        let _ = worker.join();
+    workers.join_all();
+}
+
+/// Fewest connection threads held before finished ones are joined.
+const REAP_FLOOR: usize = 64;
+
+/// The connection threads not joined yet. Joining the finished ones at
+/// every accept walks every open connection per accept, quadratic in a
+/// burst of thousands; they are joined instead when the list has doubled
+/// since the last time, which costs O(1) per accept on average and holds at
+/// most as many finished threads as live ones (or [`REAP_FLOOR`]).
+struct Workers {
+    threads: Vec<JoinHandle<()>>,
+    reap_at: usize,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers {
+            threads: Vec::new(),
+            reap_at: REAP_FLOOR,
+        }
     }
 }
 
-fn reap_finished(workers: &mut Vec<JoinHandle<()>>) {
-    let mut i = 0;
-    while i < workers.len() {
-        if workers[i].is_finished() {
-            let _ = workers.swap_remove(i).join();
-        } else {
-            i += 1;
+impl Workers {
+    fn add(&mut self, worker: JoinHandle<()>) {
+        self.threads.push(worker);
+        if self.threads.len() >= self.reap_at {
+            self.reap();
+            self.reap_at = (2 * self.threads.len()).max(REAP_FLOOR);
+        }
+    }
+
+    fn reap(&mut self) {
+        let mut i = 0;
+        while i < self.threads.len() {
+            if self.threads[i].is_finished() {
+                let _ = self.threads.swap_remove(i).join();
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn join_all(self) {
+        for worker in self.threads {
+            let _ = worker.join();
         }
     }
 }
@@ -350,6 +385,47 @@ mod tests {
             .collect();
         assert!(extra.len() < 2, "six queued with a backlog of 4");
         drop((held, extra));
+    }
+
+    /// A thread that has ended, as the accept loop would hold it.
+    fn finished_thread() -> JoinHandle<()> {
+        let t = thread::spawn(|| {});
+        let end = Instant::now() + Duration::from_secs(20);
+        while !t.is_finished() && Instant::now() < end {
+            thread::yield_now();
+        }
+        assert!(t.is_finished());
+        t
+    }
+
+    #[test]
+    fn finished_connection_threads_are_joined_as_the_list_grows() {
+        let mut workers = Workers::default();
+        for _ in 0..300 {
+            workers.add(finished_thread());
+            assert!(workers.threads.len() < REAP_FLOOR, "never joined");
+        }
+    }
+
+    #[test]
+    fn running_connection_threads_are_kept_until_the_end() {
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let ended = Arc::new(AtomicUsize::new(0));
+        let mut workers = Workers::default();
+        for _ in 0..(3 * REAP_FLOOR) {
+            let (gate, ended) = (Arc::clone(&gate), Arc::clone(&ended));
+            workers.add(thread::spawn(move || {
+                let (open, changed) = &*gate;
+                let open = open.lock().unwrap();
+                let _ = changed.wait_timeout_while(open, Duration::from_secs(20), |o| !*o);
+                ended.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        assert_eq!(workers.threads.len(), 3 * REAP_FLOOR);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        workers.join_all();
+        assert_eq!(ended.load(Ordering::SeqCst), 3 * REAP_FLOOR);
     }
 
     #[test]
