@@ -87,34 +87,40 @@ pub(super) fn spawn(
         .map_err(ServerError::Io)
 }
 
-/// Refusals beyond the connection limit are logged at most this often (a
-/// flood would otherwise turn into a flood of log lines).
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// Refusals, threads that cannot start and failed accepts are each logged
+/// at most this often (a flood would otherwise turn into a flood of lines).
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 fn run(shared: Arc<Shared>, listener: TcpListener) {
     let mut workers = Workers::default();
     let live = Arc::new(AtomicUsize::new(0));
-    let mut refusals = Refusals::default();
+    let limit = shared.limits.max_connections;
+    let (mut refusals, mut no_thread, mut failed_accepts) = Default::default();
     for conn in listener.incoming() {
         if shared.stopping() {
             break;
         }
         match conn {
-            Ok(stream) => {
-                // Only this thread adds connections, so the count cannot
-                // pass the limit between this check and the spawn.
-                if live.load(Ordering::Acquire) >= shared.limits.max_connections {
-                    refusals.refuse(stream, shared.limits.max_connections);
-                    continue;
-                }
-                let slot = Slot::take(&live);
-                match spawn_connection(&shared, stream, slot) {
-                    Ok(worker) => workers.add(worker),
-                    Err(e) => log::warn!("cannot start a thread for a new connection: {e}"),
-                }
+            // Only this thread adds connections, so the count cannot pass
+            // the limit between this check and the spawn.
+            Ok(stream) if live.load(Ordering::Acquire) >= limit => {
+                refuse(&mut refusals, stream, limit)
             }
+            Ok(stream) => match spawn_connection(&shared, stream, Slot::take(&live)) {
+                Ok(worker) => workers.add(worker),
+                Err(e) => {
+                    if let Some(more) = Throttle::due(&mut no_thread) {
+                        log::warn!(
+                            "cannot start a thread for a new connection: {e}; closed at once{}",
+                            others(more, "closed")
+                        );
+                    }
+                }
+            },
             Err(e) => {
-                log::warn!("accept failed: {e}");
+                if let Some(more) = Throttle::due(&mut failed_accepts) {
+                    log::warn!("accept failed: {e}{}", others(more, "failed"));
+                }
                 thread::sleep(ACCEPT_ERROR_PAUSE);
             }
         }
@@ -188,40 +194,57 @@ impl Drop for Slot {
     }
 }
 
-/// Connections refused beyond the limit, and when that was last logged.
+/// One kind of event logged at most once per [`LOG_INTERVAL`], each line
+/// with the count of those not logged since the last one.
 #[derive(Default)]
-struct Refusals {
+struct Throttle {
     last_logged: Option<Instant>,
     unlogged: u64,
 }
 
-impl Refusals {
-    /// Closes `stream` at once and logs it (or counts it for the next line).
-    fn refuse(&mut self, stream: TcpStream, limit: usize) {
-        let now = Instant::now();
+impl Throttle {
+    /// `Some(n)` when this event is to be logged now, `n` others having
+    /// passed unlogged since the last line; `None`: counted for the next.
+    fn due(&mut self) -> Option<u64> {
+        self.due_at(Instant::now())
+    }
+
+    fn due_at(&mut self, now: Instant) -> Option<u64> {
         if self
             .last_logged
-            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL)
+            .is_some_and(|t| now.saturating_duration_since(t) < LOG_INTERVAL)
         {
             self.unlogged += 1;
-            turn_away(stream);
-            return;
+            return None;
         }
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "a client".to_string(), |a| a.to_string());
-        turn_away(stream);
-        let more = std::mem::take(&mut self.unlogged);
-        let also = if more > 0 {
-            format!(" ({more} more refused since the last report)")
-        } else {
-            String::new()
-        };
-        log::warn!(
-            "{peer}: {limit} connections already open (--max-connections); closed at once{also}"
-        );
         self.last_logged = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
     }
+}
+
+/// The tail of a throttled line: how many more were `what` unlogged.
+fn others(more: u64, what: &str) -> String {
+    if more == 0 {
+        return String::new();
+    }
+    format!(" ({more} more {what} since the last report)")
+}
+
+/// Closes a connection beyond the limit at once, and logs it (or counts it
+/// for the next line).
+fn refuse(refusals: &mut Throttle, stream: TcpStream, limit: usize) {
+    let Some(more) = refusals.due() else {
+        turn_away(stream);
+        return;
+    };
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "a client".to_string(), |a| a.to_string());
+    turn_away(stream);
+    log::warn!(
+        "{peer}: {limit} connections already open (--max-connections); closed at once{}",
+        others(more, "refused")
+    );
 }
 
 /// Most bytes read and discarded from a refused connection before closing.
@@ -252,6 +275,25 @@ fn turn_away(stream: TcpStream) {
     }
 }
 
+/// A stream on its way to its connection thread. If the thread cannot be
+/// started, the closure that owns it is dropped, and with it the stream:
+/// turned away (end of file) rather than reset.
+struct Handoff(Option<TcpStream>);
+
+impl Handoff {
+    fn take(&mut self) -> Option<TcpStream> {
+        self.0.take()
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let Some(stream) = self.0.take() {
+            turn_away(stream);
+        }
+    }
+}
+
 fn spawn_connection(
     shared: &Arc<Shared>,
     stream: TcpStream,
@@ -259,11 +301,14 @@ fn spawn_connection(
 ) -> std::io::Result<JoinHandle<()>> {
     let engineer_id = next_engineer_id(shared);
     let shared = Arc::clone(shared);
+    let mut handoff = Handoff(Some(stream));
     thread::Builder::new()
         .name(format!("conn-{engineer_id}"))
         .stack_size(CONNECTION_STACK)
         .spawn(move || {
-            serve(&shared, stream, engineer_id);
+            if let Some(stream) = handoff.take() {
+                serve(&shared, stream, engineer_id);
+            }
             drop(slot);
         })
 }
@@ -331,6 +376,7 @@ fn log_handshake_failure(shared: &Shared, peer: SocketAddr, e: &ConnError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn the_backlog_is_the_one_asked_else_the_systems() {
@@ -426,6 +472,60 @@ mod tests {
         gate.1.notify_all();
         workers.join_all();
         assert_eq!(ended.load(Ordering::SeqCst), 3 * REAP_FLOOR);
+    }
+
+    #[test]
+    fn a_throttle_logs_once_an_interval_with_the_count_of_the_others() {
+        let mut t = Throttle::default();
+        let start = Instant::now();
+        assert_eq!(t.due_at(start), Some(0));
+        for ms in [1, 500, 999] {
+            assert_eq!(t.due_at(start + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(t.due_at(start + LOG_INTERVAL), Some(3));
+        assert_eq!(t.due_at(start + LOG_INTERVAL), None);
+        assert_eq!(t.due_at(start + 5 * LOG_INTERVAL), Some(1));
+        assert_eq!(others(0, "refused"), "");
+        assert_eq!(
+            others(3, "refused"),
+            " (3 more refused since the last report)"
+        );
+    }
+
+    /// A connected pair whose server side already holds unread input.
+    fn pair_with_unread_input() -> (TcpStream, TcpStream) {
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let (served, _) = listener.accept().unwrap();
+        client.write_all(b"CLIENT\0\0 and a request").unwrap();
+        let mut first = [0u8; 1];
+        // Blocks until the bytes are there, without taking them.
+        assert_eq!(served.peek(&mut first).unwrap(), 1);
+        (client, served)
+    }
+
+    fn read_once(client: &mut TcpStream) -> io::Result<usize> {
+        client.read(&mut [0u8; 16])
+    }
+
+    #[test]
+    fn a_turned_away_client_reads_end_of_file_not_a_reset() {
+        let (mut client, served) = pair_with_unread_input();
+        turn_away(served);
+        assert_eq!(read_once(&mut client).unwrap(), 0);
+        // Even when it writes again, after the close.
+        let _ = client.write_all(b"more");
+        assert_eq!(read_once(&mut client).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_stream_whose_thread_never_started_is_turned_away() {
+        let (mut client, served) = pair_with_unread_input();
+        drop(Handoff(Some(served)));
+        assert_eq!(read_once(&mut client).unwrap(), 0);
     }
 
     #[test]
