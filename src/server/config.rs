@@ -33,7 +33,8 @@ impl PeerConfig {
 pub struct Limits {
     /// Most connections served at once, every accepted one counted (client
     /// sessions, replication streams, probes, and connections still in
-    /// their handshake). One more is accepted, logged and closed at once.
+    /// their handshake). One more is accepted and closed at once (its client
+    /// reads end of file, not a reset), logged at most once a second.
     pub max_connections: usize,
     /// A connection must send its 8-byte tag within this time, and a
     /// client must finish a request it began within it.
