@@ -51,6 +51,9 @@ limits (against slow, silent or hostile peers):
                most connections served at once, client sessions and
                replication streams alike; one more is accepted, logged and
                closed at once (default 4096)
+  --backlog N  connections the kernel queues for the server before it accepts
+               them; a burst of connects beyond it waits for SYN retransmits
+               (default: net.core.somaxconn, which also caps any larger N)
   --client-write-timeout SECS
                a client that does not take a reply within SECS seconds (it
                stopped reading) is disconnected (default 10)
@@ -110,6 +113,7 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         "--fsync",
         "--log-retain",
         "--max-connections",
+        "--backlog",
         "--client-write-timeout",
         "--peer-timeout",
         "--handshake-timeout",
@@ -172,6 +176,9 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
                 parsed.limits.max_connections =
                     number("--max-connections", &value, 1u32, MAX_CONNECTIONS)? as usize
             }
+            "--backlog" => {
+                parsed.limits.backlog = Some(number("--backlog", &value, 1u32, MAX_BACKLOG)?)
+            }
             "--client-write-timeout" => {
                 parsed.limits.client_write_timeout = seconds("--client-write-timeout", &value)?
             }
@@ -190,6 +197,10 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
 
 /// The largest `--max-connections`: each connection is a thread.
 const MAX_CONNECTIONS: u32 = 1_000_000;
+
+/// The largest `--backlog`: listen() takes a C int (and the kernel caps it
+/// at `somaxconn` anyway).
+const MAX_BACKLOG: u32 = i32::MAX as u32;
 
 /// The largest timeout in seconds (one day).
 const MAX_TIMEOUT_SECS: u64 = 86_400;
@@ -292,6 +303,13 @@ mod tests {
         assert_eq!(a.limits.handshake_timeout, Duration::from_secs(3));
         assert_eq!(a.limits.connect_timeout, Limits::default().connect_timeout);
         assert!(server_err("5000 0 0 --max-connections 0").contains("--max-connections"));
+        assert_eq!(a.limits.backlog, None);
+        let Command::Run(a) = parse_server(&args("5000 0 0 --backlog 20000")).unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.limits.backlog, Some(20_000));
+        assert!(server_err("5000 0 0 --backlog 0").contains("--backlog must be between 1"));
+        assert!(server_err("5000 0 0 --backlog -5").contains("--backlog"));
         assert!(server_err("5000 0 0 --peer-timeout 0").contains("--peer-timeout"));
         assert!(server_err("5000 0 0 --handshake-timeout x").contains("--handshake-timeout"));
         assert!(server_err("5000 0 0 --client-write-timeout 86401")

@@ -1,12 +1,23 @@
 //! The accept loop (the original's `ServerMain` loop) and the handshake
 //! dispatch of each new connection (the start of `EngineerThread`).
+//! [`Server::start`](super::Server::start), which the C ABI's
+//! `factory_server_start` calls too, binds through [`listen()`] (a backlog
+//! sized for bursts); [`refusal`] turns connections away.
+//!
+//! The loop does only what cannot wait: accept, count, start the
+//! connection's thread; everything else (peer address, registration,
+//! options, handshake) happens on that thread.
 //!
 //! Departures from the original, which has neither limit: at most
 //! [`Limits::max_connections`](super::Limits) connections are served at
-//! once (one more is accepted, logged and closed at once, so that it does
-//! not wait in the backlog), and the 8-byte handshake must arrive within
-//! the handshake timeout, counted from the accept, however slowly its bytes
-//! trickle in.
+//! once (one more is accepted and closed at once, so that it does not wait
+//! in the backlog, and its client reads end of file, not a reset; logged at
+//! most once a second with the count of the others), and the 8-byte
+//! handshake must arrive within the handshake timeout, counted from the
+//! accept, however slowly its bytes trickle in.
+
+mod listen;
+mod refusal;
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -18,6 +29,8 @@ use std::time::{Duration, Instant};
 use super::{backup, follower, next_engineer_id, session, ServerError, Shared};
 use crate::conn::ConnError;
 use crate::wire::{Tag, HANDSHAKE_LEN};
+pub(super) use listen::listen;
+use refusal::{others, refuse, Handoff, Throttle};
 
 /// Stack size of a connection thread: the roles keep their buffers small
 /// and on the stack, and thousands of idle clients must stay cheap.
@@ -37,52 +50,89 @@ pub(super) fn spawn(
         .map_err(ServerError::Io)
 }
 
-/// Refusals beyond the connection limit are logged at most this often (a
-/// flood would otherwise turn into a flood of log lines).
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
-
 fn run(shared: Arc<Shared>, listener: TcpListener) {
-    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    let mut workers = Workers::default();
     let live = Arc::new(AtomicUsize::new(0));
-    let mut refusals = Refusals::default();
+    let limit = shared.limits.max_connections;
+    let (mut refusals, mut no_thread, mut failed_accepts) = Default::default();
     for conn in listener.incoming() {
         if shared.stopping() {
             break;
         }
         match conn {
-            Ok(stream) => {
-                reap_finished(&mut workers);
-                // Only this thread adds connections, so the count cannot
-                // pass the limit between this check and the spawn.
-                if live.load(Ordering::Acquire) >= shared.limits.max_connections {
-                    refusals.refuse(stream, shared.limits.max_connections);
-                    continue;
-                }
-                let slot = Slot::take(&live);
-                match spawn_connection(&shared, stream, slot) {
-                    Ok(worker) => workers.push(worker),
-                    Err(e) => log::warn!("cannot start a thread for a new connection: {e}"),
-                }
+            // Only this thread adds connections, so the count cannot pass
+            // the limit between this check and the spawn.
+            Ok(stream) if live.load(Ordering::Acquire) >= limit => {
+                refuse(&mut refusals, stream, limit)
             }
+            Ok(stream) => match spawn_connection(&shared, stream, Slot::take(&live)) {
+                Ok(worker) => workers.add(worker),
+                Err(e) => {
+                    if let Some(more) = Throttle::due(&mut no_thread) {
+                        log::warn!(
+                            "cannot start a thread for a new connection: {e}; closed at once{}",
+                            others(more, "closed")
+                        );
+                    }
+                }
+            },
             Err(e) => {
-                log::warn!("accept failed: {e}");
+                if let Some(more) = Throttle::due(&mut failed_accepts) {
+                    log::warn!("accept failed: {e}{}", others(more, "failed"));
+                }
                 thread::sleep(ACCEPT_ERROR_PAUSE);
             }
         }
     }
     drop(listener);
-    for worker in workers {
-        let _ = worker.join();
+    workers.join_all();
+}
+
+/// Fewest connection threads held before finished ones are joined.
+const REAP_FLOOR: usize = 64;
+
+/// The connection threads not joined yet. Joining the finished ones at
+/// every accept walks every open connection per accept, quadratic in a
+/// burst of thousands; they are joined instead when the list has doubled
+/// since the last time, which costs O(1) per accept on average and holds at
+/// most as many finished threads as live ones (or [`REAP_FLOOR`]).
+struct Workers {
+    threads: Vec<JoinHandle<()>>,
+    reap_at: usize,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers {
+            threads: Vec::new(),
+            reap_at: REAP_FLOOR,
+        }
     }
 }
 
-fn reap_finished(workers: &mut Vec<JoinHandle<()>>) {
-    let mut i = 0;
-    while i < workers.len() {
-        if workers[i].is_finished() {
-            let _ = workers.swap_remove(i).join();
-        } else {
-            i += 1;
+impl Workers {
+    fn add(&mut self, worker: JoinHandle<()>) {
+        self.threads.push(worker);
+        if self.threads.len() >= self.reap_at {
+            self.reap();
+            self.reap_at = (2 * self.threads.len()).max(REAP_FLOOR);
+        }
+    }
+
+    fn reap(&mut self) {
+        let mut i = 0;
+        while i < self.threads.len() {
+            if self.threads[i].is_finished() {
+                let _ = self.threads.swap_remove(i).join();
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn join_all(self) {
+        for worker in self.threads {
+            let _ = worker.join();
         }
     }
 }
@@ -103,41 +153,6 @@ impl Drop for Slot {
     }
 }
 
-/// Connections refused beyond the limit, and when that was last logged.
-#[derive(Default)]
-struct Refusals {
-    last_logged: Option<Instant>,
-    unlogged: u64,
-}
-
-impl Refusals {
-    /// Closes `stream` at once and logs it (or counts it for the next line).
-    fn refuse(&mut self, stream: TcpStream, limit: usize) {
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "a client".to_string(), |a| a.to_string());
-        drop(stream);
-        let now = Instant::now();
-        if self
-            .last_logged
-            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL)
-        {
-            self.unlogged += 1;
-            return;
-        }
-        let more = std::mem::take(&mut self.unlogged);
-        let also = if more > 0 {
-            format!(" ({more} more refused since the last report)")
-        } else {
-            String::new()
-        };
-        log::warn!(
-            "{peer}: {limit} connections already open (--max-connections); closed at once{also}"
-        );
-        self.last_logged = Some(now);
-    }
-}
-
 fn spawn_connection(
     shared: &Arc<Shared>,
     stream: TcpStream,
@@ -145,11 +160,14 @@ fn spawn_connection(
 ) -> std::io::Result<JoinHandle<()>> {
     let engineer_id = next_engineer_id(shared);
     let shared = Arc::clone(shared);
+    let mut handoff = Handoff(Some(stream));
     thread::Builder::new()
         .name(format!("conn-{engineer_id}"))
         .stack_size(CONNECTION_STACK)
         .spawn(move || {
-            serve(&shared, stream, engineer_id);
+            if let Some(stream) = handoff.take() {
+                serve(&shared, stream, engineer_id);
+            }
             drop(slot);
         })
 }
@@ -211,5 +229,51 @@ fn log_handshake_failure(shared: &Shared, peer: SocketAddr, e: &ConnError) {
         ),
         ConnError::Truncated { .. } => log::warn!("{peer}: short handshake tag ({e}); closing"),
         _ => log::debug!("{peer}: closed before its handshake ({e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread that has ended, as the accept loop would hold it.
+    fn finished_thread() -> JoinHandle<()> {
+        let t = thread::spawn(|| {});
+        let end = Instant::now() + Duration::from_secs(20);
+        while !t.is_finished() && Instant::now() < end {
+            thread::yield_now();
+        }
+        assert!(t.is_finished());
+        t
+    }
+
+    #[test]
+    fn finished_connection_threads_are_joined_as_the_list_grows() {
+        let mut workers = Workers::default();
+        for _ in 0..300 {
+            workers.add(finished_thread());
+            assert!(workers.threads.len() < REAP_FLOOR, "never joined");
+        }
+    }
+
+    #[test]
+    fn running_connection_threads_are_kept_until_the_end() {
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let ended = Arc::new(AtomicUsize::new(0));
+        let mut workers = Workers::default();
+        for _ in 0..(3 * REAP_FLOOR) {
+            let (gate, ended) = (Arc::clone(&gate), Arc::clone(&ended));
+            workers.add(thread::spawn(move || {
+                let (open, changed) = &*gate;
+                let open = open.lock().unwrap();
+                let _ = changed.wait_timeout_while(open, Duration::from_secs(20), |o| !*o);
+                ended.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        assert_eq!(workers.threads.len(), 3 * REAP_FLOOR);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        workers.join_all();
+        assert_eq!(ended.load(Ordering::SeqCst), 3 * REAP_FLOOR);
     }
 }

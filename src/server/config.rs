@@ -33,7 +33,8 @@ impl PeerConfig {
 pub struct Limits {
     /// Most connections served at once, every accepted one counted (client
     /// sessions, replication streams, probes, and connections still in
-    /// their handshake). One more is accepted, logged and closed at once.
+    /// their handshake). One more is accepted and closed at once (its client
+    /// reads end of file, not a reset), logged at most once a second.
     pub max_connections: usize,
     /// A connection must send its 8-byte tag within this time, and a
     /// client must finish a request it began within it.
@@ -45,6 +46,11 @@ pub struct Limits {
     pub peer_timeout: Duration,
     /// Connecting to a peer gives up after this time.
     pub connect_timeout: Duration,
+    /// Length of the listening socket's queue of connections not yet
+    /// accepted; `None`: the system's `net.core.somaxconn` (which also caps
+    /// any larger value). A burst of connects beyond it is dropped by the
+    /// kernel and retried by the clients' SYN retransmissions, seconds later.
+    pub backlog: Option<u32>,
 }
 
 impl Limits {
@@ -62,6 +68,7 @@ impl Default for Limits {
             client_write_timeout: Duration::from_secs(10),
             peer_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
+            backlog: None,
         }
     }
 }

@@ -32,7 +32,7 @@ mod session;
 mod takeover;
 mod term;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -254,8 +254,8 @@ impl Server {
         let recovered =
             durable::recover(config.factory_id, config.data_dir.as_deref(), config.fsync)
                 .map_err(ServerError::Storage)?;
-        let listener =
-            TcpListener::bind(config.bind).map_err(|e| ServerError::bind(config.bind, e))?;
+        let listener = accept::listen(config.bind, config.limits.backlog)
+            .map_err(|e| ServerError::bind(config.bind, e))?;
         let local_addr = listener.local_addr().map_err(ServerError::Io)?;
         let shared = Arc::new(Shared {
             factory_id: config.factory_id,

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 #[derive(Default)]
@@ -20,6 +21,11 @@ struct Inner {
 #[derive(Default)]
 pub(crate) struct Registry {
     inner: Mutex<Inner>,
+    /// `inner.closed`, readable without the lock that every connection
+    /// takes as it opens and closes: the accept loop and the replicators
+    /// ask [`Registry::is_closed`] all the time. `register` still decides
+    /// under the lock.
+    closed: AtomicBool,
 }
 
 /// Membership of one stream; dropping it removes the stream.
@@ -53,13 +59,14 @@ impl Registry {
 
     /// True once [`Registry::close_all`] ran.
     pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Shuts down every registered stream and refuses new ones.
     pub(crate) fn close_all(&self) {
         let mut inner = self.lock();
         inner.closed = true;
+        self.closed.store(true, Ordering::Release);
         for stream in inner.streams.values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
@@ -69,5 +76,34 @@ impl Registry {
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         self.registry.lock().streams.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (client, listener.accept().unwrap().0)
+    }
+
+    #[test]
+    fn closing_shuts_down_registered_streams_and_refuses_new_ones() {
+        let registry = Registry::new();
+        let (_client, mut served) = pair();
+        let held = registry.register(&served).expect("open");
+        assert!(!registry.is_closed());
+        registry.close_all();
+        assert!(registry.is_closed());
+        let mut byte = [0u8; 1];
+        assert_eq!(served.read(&mut byte).unwrap(), 0, "shut down");
+        let (_c2, late) = pair();
+        assert!(registry.register(&late).is_none());
+        drop(held);
+        assert!(registry.lock().streams.is_empty());
     }
 }
