@@ -8,11 +8,30 @@ mod common;
 use std::fs::OpenOptions;
 use std::process::Command;
 
-use common::{client, converged, read, wait_until, FailoverWriters, ProcessCluster, ServerProcess};
+use common::history::{History, Workload};
+use common::{client, every_server_holds, read, wait_until, ProcessCluster, ServerProcess};
 
-fn dump(cluster: &ProcessCluster) {
-    for (i, s) in cluster.servers.iter().enumerate() {
-        eprintln!("---- server {i} ----\n{}", s.log_text());
+/// Waits until every server holds every acknowledged write of `history`
+/// and they agree, then checks every read against the history; panics
+/// naming each lost write or stale read, with the servers' logs.
+fn check_history(cluster: &ProcessCluster, history: &History) {
+    let ports = cluster.ports();
+    let mut last = Ok(());
+    if !wait_until(|| {
+        last = history.check_writes_on(&ports);
+        last.is_ok()
+    }) {
+        cluster.dump();
+        panic!(
+            "acknowledged writes missing or servers disagree ({} acks, {} reads):\n{}",
+            history.ack_count(),
+            history.reads().len(),
+            last.unwrap_err()
+        );
+    }
+    if let Err(e) = history.check_reads() {
+        cluster.dump();
+        panic!("reads against the history:\n{e}");
     }
 }
 
@@ -25,17 +44,40 @@ fn data_dir_args(dir: &std::path::Path, i: usize) -> Vec<String> {
     ]
 }
 
-/// G1, G3, G4: primaries and backups killed in turn under load; every
-/// killed server restarts and catches up; no acknowledged write is lost
-/// and every server agrees afterwards.
+/// Waits for `more` acknowledged writes; panics with the logs if they do
+/// not come.
+fn flowing(cluster: &ProcessCluster, load: &Workload, more: usize) {
+    if !load.wait_for_more(more) {
+        cluster.dump();
+        panic!("{more} more writes were not acknowledged in time");
+    }
+}
+
+/// The one primary every live server follows; panics (with the logs) when
+/// there is none.
+fn the_primary(cluster: &mut ProcessCluster, round: i32) -> usize {
+    cluster.primary().unwrap_or_else(|| {
+        cluster.dump();
+        let views = cluster.role_views();
+        panic!("round {round}: no single primary that every live server follows: {views:?}");
+    })
+}
+
+/// G1, G2, G3, G4: primaries and backups killed in turn under load; every
+/// killed server restarts, catches up and is re-admitted to the in-sync
+/// set; exactly one server claims the primary role at the start of every
+/// round; no acknowledged write is lost (writers move to fresh customers
+/// after every kill and restart, so a loss in any round stays visible), no
+/// read goes back in time, and every server agrees afterwards.
 #[test]
 fn kill_primaries_and_backups_under_load() {
     let mut cluster = ProcessCluster::start(3);
     let ports = cluster.ports();
-    let writers = FailoverWriters::start(&ports, 8);
-    assert!(writers.wait_for_more(300), "writes flow");
+    let load = Workload::start(&ports, 8, 2);
+    flowing(&cluster, &load, 300);
     for round in 0..4 {
-        let primary = cluster.primary().expect("a primary");
+        let primary = the_primary(&mut cluster, round);
+        load.read_from(ports[primary]);
         // Rounds alternate: the primary, then a backup.
         let victim = if round % 2 == 0 {
             primary
@@ -43,25 +85,29 @@ fn kill_primaries_and_backups_under_load() {
             (primary + 1) % 3
         };
         cluster.kill(victim);
-        if !writers.wait_for_more(300) {
-            dump(&cluster);
+        load.fault();
+        if !load.wait_for_more(300) {
+            cluster.dump();
             panic!("round {round}: writes did not continue after killing {victim}");
         }
+        load.read_from(ports[the_primary(&mut cluster, round)]);
         cluster.restart(victim);
+        load.fault();
         if !cluster.servers[victim].wait_for_line("following primary") {
-            dump(&cluster);
+            cluster.dump();
             panic!("round {round}: server {victim} did not rejoin");
         }
+        if !cluster.wait_in_sync(victim) {
+            cluster.dump();
+            panic!("round {round}: server {victim} was not re-admitted to the in-sync set");
+        }
         assert!(
-            writers.wait_for_more(300),
+            load.wait_for_more(300),
             "round {round}: writes flow after the rejoin"
         );
     }
-    let acked = writers.finish();
-    assert!(
-        wait_until(|| converged(&ports, &acked)),
-        "every server holds every acknowledged write and they agree"
-    );
+    let history = load.finish();
+    check_history(&cluster, &history);
 }
 
 /// G1 across a full-cluster crash: every acknowledged write survives
@@ -71,12 +117,14 @@ fn full_cluster_restart_from_data_dirs() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = ProcessCluster::start_with(3, |i| data_dir_args(dir.path(), i));
     let ports = cluster.ports();
-    let writers = FailoverWriters::start(&ports, 8);
-    assert!(writers.wait_for_more(500), "writes flow");
+    let load = Workload::start(&ports, 8, 2);
+    flowing(&cluster, &load, 100);
+    load.read_from(ports[the_primary(&mut cluster, 0)]);
+    flowing(&cluster, &load, 400);
     for i in 0..3 {
         cluster.kill(i);
     }
-    let acked = writers.finish();
+    let history = load.finish();
     for i in 0..3 {
         cluster.restart(i);
     }
@@ -85,10 +133,7 @@ fn full_cluster_restart_from_data_dirs() {
     let mut c = client(ports[0]);
     c.order(1000, 1).expect("a write after the restart");
     c.close();
-    assert!(
-        wait_until(|| converged(&ports, &acked)),
-        "every acknowledged write survived"
-    );
+    check_history(&cluster, &history);
 }
 
 fn log_file(dir: &std::path::Path) -> std::path::PathBuf {
@@ -228,7 +273,7 @@ fn catch_up_by_snapshot_or_by_suffix() {
         .map(|cust| (cust, (398..405).find(|o| o % 7 == cust).unwrap()))
         .collect();
     assert!(
-        wait_until(|| converged(&ports, &expected)),
+        wait_until(|| every_server_holds(&ports, &expected)),
         "all three agree"
     );
 }
