@@ -6,7 +6,12 @@
 mod common;
 
 use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::TcpStream;
 use std::process::Command;
+
+use factory::client::ClientError;
+use factory::wire::{Frame, RobotOrder, CLIENT_TAG};
 
 use common::history::{History, Workload};
 use common::{client, every_server_holds, read, wait_until, ProcessCluster, ServerProcess};
@@ -140,17 +145,22 @@ fn log_file(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join("log")
 }
 
+/// A lone server with `dir` as its data directory, on a fresh port (a
+/// port taken between choosing and binding it is retried with another).
+fn lone_with_data(dir: &std::path::Path) -> ServerProcess {
+    let args = data_dir_args(dir, 0);
+    common::lone_server(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// A single server with a data dir, written to and killed.
-fn written_and_killed(dir: &std::path::Path) -> u16 {
-    let port = common::free_port();
-    let mut s = ServerProcess::spawn_with(0, port, &[], &data_dir_args(dir, 0)).expect("start");
-    let mut c = client(port);
+fn written_and_killed(dir: &std::path::Path) {
+    let mut s = lone_with_data(dir);
+    let mut c = client(s.port);
     for order in 0..20 {
         c.order(1, order).unwrap();
     }
     c.close();
     s.kill();
-    port
 }
 
 fn server_bin(port: u16, dir: &std::path::Path) -> std::process::Output {
@@ -168,7 +178,7 @@ fn server_bin(port: u16, dir: &std::path::Path) -> std::process::Output {
 fn torn_and_corrupt_log_tails_are_truncated() {
     for damage in ["cut", "flip"] {
         let dir = tempfile::tempdir().unwrap();
-        let port = written_and_killed(dir.path());
+        written_and_killed(dir.path());
         let path = log_file(&dir.path().join("s0"));
         let len = std::fs::metadata(&path).unwrap().len();
         if damage == "cut" {
@@ -180,27 +190,27 @@ fn torn_and_corrupt_log_tails_are_truncated() {
             bytes[last] ^= 0xff;
             std::fs::write(&path, bytes).unwrap();
         }
-        let s = ServerProcess::spawn_with(0, port, &[], &data_dir_args(dir.path(), 0))
-            .unwrap_or_else(|e| panic!("{damage}: the server starts: {e:?}"));
+        let s = lone_with_data(dir.path());
         assert!(
             s.log_text().contains("torn tail truncated"),
             "{damage}: {}",
             s.log_text()
         );
-        assert!(read(port, 1) >= 18, "{damage}: earlier writes are there");
+        assert!(read(s.port, 1) >= 18, "{damage}: earlier writes are there");
     }
 }
 
 #[test]
 fn corruption_before_the_tail_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let port = written_and_killed(dir.path());
+    written_and_killed(dir.path());
     let path = log_file(&dir.path().join("s0"));
     let mut bytes = std::fs::read(&path).unwrap();
     // The header is 20 bytes; byte 30 lies inside the first record.
     bytes[30] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-    let out = server_bin(port, dir.path());
+    // It stops while reading its log, before it binds: any port does.
+    let out = server_bin(common::free_port(), dir.path());
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -226,12 +236,24 @@ fn restarted_server_with_in_sync_peers_down_refuses_writes() {
         cluster.kill(i);
     }
     cluster.restart(1);
-    let mut c = client(ports[1]);
+    // On a raw socket with a read timeout past anything the server waits
+    // for: end of file (or a reset) with no reply is a close; a timeout, a
+    // server that left the client hanging.
+    let mut raw = TcpStream::connect(("127.0.0.1", ports[1])).unwrap();
+    raw.set_read_timeout(Some(common::DEADLINE)).unwrap();
+    raw.write_all(&CLIENT_TAG).unwrap();
+    raw.write_all(&RobotOrder::write(5, 99).to_vec()).unwrap();
     assert!(
-        c.order(5, 99).is_err(),
-        "the write is refused, not acknowledged"
+        common::closed_without_reply(&mut raw),
+        "the connection is closed without a reply, not left open"
     );
     assert!(cluster.servers[1].wait_for_line("refuses writes"));
+    // The client reports the close as such, not as its own timeout.
+    let mut c = client(ports[1]);
+    match c.order(5, 99) {
+        Err(ClientError::Closed { .. } | ClientError::Io { .. }) => {}
+        other => panic!("the write is refused by a close, got {other:?}"),
+    }
     // Order 9 is in its log; whether its commit point reached the disk
     // before the kill decides if it reads 8 or 9 until a primary commits it.
     let value = read(ports[1], 5);
