@@ -299,3 +299,22 @@ fn catch_up_by_snapshot_or_by_suffix() {
         "all three agree"
     );
 }
+
+/// Reads served by backups against the history, with no fault at all.
+/// Ignored: it fails today. A backup answers from its committed records,
+/// and the commit point reaches it with the next append or heartbeat, so a
+/// read on a backup right after an acknowledgement (or after a read on the
+/// primary) returns the value before it. Run it with `--ignored` once
+/// backup reads wait for the commit point (or go to the primary).
+#[test]
+#[ignore = "backup reads trail the primary's commit point (the report of issue 12)"]
+fn reads_on_every_server_never_go_back_in_time() {
+    let mut cluster = ProcessCluster::start(3);
+    let load = Workload::start(&cluster.ports(), 8, 2);
+    flowing(&cluster, &load, 100);
+    the_primary(&mut cluster, 0);
+    load.read_from_every();
+    flowing(&cluster, &load, 2000);
+    let history = load.finish();
+    check_history(&cluster, &history);
+}
