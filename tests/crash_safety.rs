@@ -80,7 +80,7 @@ fn kill_primaries_and_backups_under_load() {
     let ports = cluster.ports();
     let load = Workload::start(&ports, 8, 2);
     flowing(&cluster, &load, 300);
-    for round in 0..4 {
+    for round in 0..8 {
         let primary = the_primary(&mut cluster, round);
         load.read_from(ports[primary]);
         // Rounds alternate: the primary, then a backup.
