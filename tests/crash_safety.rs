@@ -128,6 +128,7 @@ fn full_cluster_restart_from_data_dirs() {
     flowing(&cluster, &load, 400);
     for i in 0..3 {
         cluster.kill(i);
+        load.fault();
     }
     let history = load.finish();
     for i in 0..3 {
