@@ -42,9 +42,8 @@ pub struct Observed {
 }
 
 /// Everything the writers and readers saw, in the order it happened.
-#[derive(Default)]
 pub struct History {
-    start: Option<Instant>,
+    start: Instant,
     acks: Mutex<Vec<Ack>>,
     reads: Mutex<Vec<Observed>>,
     /// Per customer, the highest order ever sent (acknowledged or not).
@@ -54,8 +53,10 @@ pub struct History {
 impl History {
     pub fn new() -> History {
         History {
-            start: Some(Instant::now()),
-            ..History::default()
+            start: Instant::now(),
+            acks: Mutex::default(),
+            reads: Mutex::default(),
+            sent: Mutex::default(),
         }
     }
 
@@ -87,8 +88,7 @@ impl History {
 
     /// Milliseconds since the history began, for messages.
     fn ms(&self, at: Instant) -> u128 {
-        at.saturating_duration_since(self.start.unwrap_or(at))
-            .as_millis()
+        at.saturating_duration_since(self.start).as_millis()
     }
 
     /// The last acknowledged write of every customer.
