@@ -6,13 +6,37 @@
 mod common;
 
 use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::TcpStream;
 use std::process::Command;
 
-use common::{client, converged, read, wait_until, FailoverWriters, ProcessCluster, ServerProcess};
+use factory::client::ClientError;
+use factory::wire::{Frame, RobotOrder, CLIENT_TAG};
 
-fn dump(cluster: &ProcessCluster) {
-    for (i, s) in cluster.servers.iter().enumerate() {
-        eprintln!("---- server {i} ----\n{}", s.log_text());
+use common::history::{History, Workload};
+use common::{client, every_server_holds, read, wait_until, ProcessCluster, ServerProcess};
+
+/// Waits until every server holds every acknowledged write of `history`
+/// and they agree, then checks every read against the history; panics
+/// naming each lost write or stale read, with the servers' logs.
+fn check_history(cluster: &ProcessCluster, history: &History) {
+    let ports = cluster.ports();
+    let mut last = Ok(());
+    if !wait_until(|| {
+        last = history.check_writes_on(&ports);
+        last.is_ok()
+    }) {
+        cluster.dump();
+        panic!(
+            "acknowledged writes missing or servers disagree ({} acks, {} reads):\n{}",
+            history.ack_count(),
+            history.reads().len(),
+            last.unwrap_err()
+        );
+    }
+    if let Err(e) = history.check_reads() {
+        cluster.dump();
+        panic!("reads against the history:\n{e}");
     }
 }
 
@@ -25,17 +49,40 @@ fn data_dir_args(dir: &std::path::Path, i: usize) -> Vec<String> {
     ]
 }
 
-/// G1, G3, G4: primaries and backups killed in turn under load; every
-/// killed server restarts and catches up; no acknowledged write is lost
-/// and every server agrees afterwards.
+/// Waits for `more` acknowledged writes; panics with the logs if they do
+/// not come.
+fn flowing(cluster: &ProcessCluster, load: &Workload, more: usize) {
+    if !load.wait_for_more(more) {
+        cluster.dump();
+        panic!("{more} more writes were not acknowledged in time");
+    }
+}
+
+/// The one primary every live server follows; panics (with the logs) when
+/// there is none.
+fn the_primary(cluster: &mut ProcessCluster, round: i32) -> usize {
+    cluster.primary().unwrap_or_else(|| {
+        cluster.dump();
+        let views = cluster.role_views();
+        panic!("round {round}: no single primary that every live server follows: {views:?}");
+    })
+}
+
+/// G1, G2, G3, G4: primaries and backups killed in turn under load; every
+/// killed server restarts, catches up and is re-admitted to the in-sync
+/// set; exactly one server claims the primary role at the start of every
+/// round; no acknowledged write is lost (writers move to fresh customers
+/// after every kill and restart, so a loss in any round stays visible), no
+/// read goes back in time, and every server agrees afterwards.
 #[test]
 fn kill_primaries_and_backups_under_load() {
     let mut cluster = ProcessCluster::start(3);
     let ports = cluster.ports();
-    let writers = FailoverWriters::start(&ports, 8);
-    assert!(writers.wait_for_more(300), "writes flow");
-    for round in 0..4 {
-        let primary = cluster.primary().expect("a primary");
+    let load = Workload::start(&ports, 8, 2);
+    flowing(&cluster, &load, 300);
+    for round in 0..8 {
+        let primary = the_primary(&mut cluster, round);
+        load.read_from(ports[primary]);
         // Rounds alternate: the primary, then a backup.
         let victim = if round % 2 == 0 {
             primary
@@ -43,25 +90,29 @@ fn kill_primaries_and_backups_under_load() {
             (primary + 1) % 3
         };
         cluster.kill(victim);
-        if !writers.wait_for_more(300) {
-            dump(&cluster);
+        load.fault();
+        if !load.wait_for_more(300) {
+            cluster.dump();
             panic!("round {round}: writes did not continue after killing {victim}");
         }
+        load.read_from(ports[the_primary(&mut cluster, round)]);
         cluster.restart(victim);
+        load.fault();
         if !cluster.servers[victim].wait_for_line("following primary") {
-            dump(&cluster);
+            cluster.dump();
             panic!("round {round}: server {victim} did not rejoin");
         }
+        if !cluster.wait_in_sync(victim) {
+            cluster.dump();
+            panic!("round {round}: server {victim} was not re-admitted to the in-sync set");
+        }
         assert!(
-            writers.wait_for_more(300),
+            load.wait_for_more(300),
             "round {round}: writes flow after the rejoin"
         );
     }
-    let acked = writers.finish();
-    assert!(
-        wait_until(|| converged(&ports, &acked)),
-        "every server holds every acknowledged write and they agree"
-    );
+    let history = load.finish();
+    check_history(&cluster, &history);
 }
 
 /// G1 across a full-cluster crash: every acknowledged write survives
@@ -71,12 +122,15 @@ fn full_cluster_restart_from_data_dirs() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = ProcessCluster::start_with(3, |i| data_dir_args(dir.path(), i));
     let ports = cluster.ports();
-    let writers = FailoverWriters::start(&ports, 8);
-    assert!(writers.wait_for_more(500), "writes flow");
+    let load = Workload::start(&ports, 8, 2);
+    flowing(&cluster, &load, 100);
+    load.read_from(ports[the_primary(&mut cluster, 0)]);
+    flowing(&cluster, &load, 400);
     for i in 0..3 {
         cluster.kill(i);
+        load.fault();
     }
-    let acked = writers.finish();
+    let history = load.finish();
     for i in 0..3 {
         cluster.restart(i);
     }
@@ -85,27 +139,29 @@ fn full_cluster_restart_from_data_dirs() {
     let mut c = client(ports[0]);
     c.order(1000, 1).expect("a write after the restart");
     c.close();
-    assert!(
-        wait_until(|| converged(&ports, &acked)),
-        "every acknowledged write survived"
-    );
+    check_history(&cluster, &history);
 }
 
 fn log_file(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join("log")
 }
 
+/// A lone server with `dir` as its data directory, on a fresh port (a
+/// port taken between choosing and binding it is retried with another).
+fn lone_with_data(dir: &std::path::Path) -> ServerProcess {
+    let args = data_dir_args(dir, 0);
+    common::lone_server(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// A single server with a data dir, written to and killed.
-fn written_and_killed(dir: &std::path::Path) -> u16 {
-    let port = common::free_port();
-    let mut s = ServerProcess::spawn_with(0, port, &[], &data_dir_args(dir, 0)).expect("start");
-    let mut c = client(port);
+fn written_and_killed(dir: &std::path::Path) {
+    let mut s = lone_with_data(dir);
+    let mut c = client(s.port);
     for order in 0..20 {
         c.order(1, order).unwrap();
     }
     c.close();
     s.kill();
-    port
 }
 
 fn server_bin(port: u16, dir: &std::path::Path) -> std::process::Output {
@@ -123,7 +179,7 @@ fn server_bin(port: u16, dir: &std::path::Path) -> std::process::Output {
 fn torn_and_corrupt_log_tails_are_truncated() {
     for damage in ["cut", "flip"] {
         let dir = tempfile::tempdir().unwrap();
-        let port = written_and_killed(dir.path());
+        written_and_killed(dir.path());
         let path = log_file(&dir.path().join("s0"));
         let len = std::fs::metadata(&path).unwrap().len();
         if damage == "cut" {
@@ -135,27 +191,33 @@ fn torn_and_corrupt_log_tails_are_truncated() {
             bytes[last] ^= 0xff;
             std::fs::write(&path, bytes).unwrap();
         }
-        let s = ServerProcess::spawn_with(0, port, &[], &data_dir_args(dir.path(), 0))
-            .unwrap_or_else(|e| panic!("{damage}: the server starts: {e:?}"));
+        let s = lone_with_data(dir.path());
         assert!(
             s.log_text().contains("torn tail truncated"),
             "{damage}: {}",
             s.log_text()
         );
-        assert!(read(port, 1) >= 18, "{damage}: earlier writes are there");
+        // The damaged last record is order 19's entry or the commit point
+        // that covers it; either way order 19 is not committed, 18 is.
+        let value = read(s.port, 1);
+        assert_eq!(
+            value, 18,
+            "{damage}: the earlier writes are there, not the cut one"
+        );
     }
 }
 
 #[test]
 fn corruption_before_the_tail_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let port = written_and_killed(dir.path());
+    written_and_killed(dir.path());
     let path = log_file(&dir.path().join("s0"));
     let mut bytes = std::fs::read(&path).unwrap();
     // The header is 20 bytes; byte 30 lies inside the first record.
     bytes[30] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-    let out = server_bin(port, dir.path());
+    // It stops while reading its log, before it binds: any port does.
+    let out = server_bin(common::free_port(), dir.path());
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -181,12 +243,24 @@ fn restarted_server_with_in_sync_peers_down_refuses_writes() {
         cluster.kill(i);
     }
     cluster.restart(1);
-    let mut c = client(ports[1]);
+    // On a raw socket with a read timeout past anything the server waits
+    // for: end of file (or a reset) with no reply is a close; a timeout, a
+    // server that left the client hanging.
+    let mut raw = TcpStream::connect(("127.0.0.1", ports[1])).unwrap();
+    raw.set_read_timeout(Some(common::DEADLINE)).unwrap();
+    raw.write_all(&CLIENT_TAG).unwrap();
+    raw.write_all(&RobotOrder::write(5, 99).to_vec()).unwrap();
     assert!(
-        c.order(5, 99).is_err(),
-        "the write is refused, not acknowledged"
+        common::closed_without_reply(&mut raw),
+        "the connection is closed without a reply, not left open"
     );
     assert!(cluster.servers[1].wait_for_line("refuses writes"));
+    // The client reports the close as such, not as its own timeout.
+    let mut c = client(ports[1]);
+    match c.order(5, 99) {
+        Err(ClientError::Closed { .. } | ClientError::Io { .. }) => {}
+        other => panic!("the write is refused by a close, got {other:?}"),
+    }
     // Order 9 is in its log; whether its commit point reached the disk
     // before the kill decides if it reads 8 or 9 until a primary commits it.
     let value = read(ports[1], 5);
@@ -228,7 +302,26 @@ fn catch_up_by_snapshot_or_by_suffix() {
         .map(|cust| (cust, (398..405).find(|o| o % 7 == cust).unwrap()))
         .collect();
     assert!(
-        wait_until(|| converged(&ports, &expected)),
+        wait_until(|| every_server_holds(&ports, &expected)),
         "all three agree"
     );
+}
+
+/// Reads served by backups against the history, with no fault at all.
+/// Ignored: it fails today. A backup answers from its committed records,
+/// and the commit point reaches it with the next append or heartbeat, so a
+/// read on a backup right after an acknowledgement (or after a read on the
+/// primary) returns the value before it. Run it with `--ignored` once
+/// backup reads wait for the commit point (or go to the primary).
+#[test]
+#[ignore = "backup reads trail the primary's commit point (the report of issue 12)"]
+fn reads_on_every_server_never_go_back_in_time() {
+    let mut cluster = ProcessCluster::start(3);
+    let load = Workload::start(&cluster.ports(), 8, 2);
+    flowing(&cluster, &load, 100);
+    the_primary(&mut cluster, 0);
+    load.read_from_every();
+    flowing(&cluster, &load, 2000);
+    let history = load.finish();
+    check_history(&cluster, &history);
 }

@@ -4,6 +4,8 @@
 //! its handle drops, so a failing test leaves no process behind.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod history;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -305,129 +307,154 @@ impl ProcessCluster {
         panic!("server {i} could not get its port back");
     }
 
-    /// The live server whose log says it became primary last, if any.
+    /// The one live server that claims the primary role, once every other
+    /// live server's log says it follows that server in its epoch; `None`
+    /// when that does not happen within the deadline. Panics as soon as two
+    /// live servers claim the role at once (G2), with their logs.
     pub fn primary(&mut self) -> Option<usize> {
-        (0..self.servers.len()).find(|&i| {
-            let s = &mut self.servers[i];
-            if !s.is_running() {
+        let mut found = None;
+        wait_until(|| {
+            let views = self.role_views();
+            let claims: Vec<usize> = (0..views.len())
+                .filter(|&i| matches!(views[i], Some(Role::Primary(_))))
+                .collect();
+            if claims.len() > 1 {
+                self.dump();
+                panic!("servers {claims:?} all claim the primary role: {views:?}");
+            }
+            let Some(&p) = claims.first() else {
                 return false;
+            };
+            let Some(Role::Primary(epoch)) = views[p] else {
+                return false;
+            };
+            let agreed = views.iter().enumerate().all(|(i, v)| {
+                i == p || v.is_none() || *v == Some(Role::Following(p as i32, epoch))
+            });
+            if agreed {
+                found = Some(p);
             }
-            let log = s.log_text();
-            let became = log.rfind("became primary");
-            let ended = log.rfind("primary term");
-            became.is_some() && became > ended
-        })
+            agreed
+        });
+        found
+    }
+
+    /// Each server's own view of its role (`None`: not running).
+    pub fn role_views(&mut self) -> Vec<Option<Role>> {
+        self.servers
+            .iter_mut()
+            .map(|s| s.is_running().then(|| role_view(s.id, &s.log_text())))
+            .collect()
+    }
+
+    /// The in-sync set the primary's log names, if there is one primary.
+    pub fn in_sync(&mut self) -> Option<Vec<i32>> {
+        let p = self.primary()?;
+        in_sync_view(p as i32, &self.servers[p].log_text())
+    }
+
+    /// Waits until the primary's in-sync set holds server `member` again
+    /// (G4: a restarted backup is re-admitted once it caught up).
+    pub fn wait_in_sync(&mut self, member: usize) -> bool {
+        wait_until(|| self.in_sync().is_some_and(|s| s.contains(&(member as i32))))
+    }
+
+    /// Prints every server's log (for a failing test).
+    pub fn dump(&self) {
+        for (i, s) in self.servers.iter().enumerate() {
+            eprintln!("---- server {i} ----\n{}", s.log_text());
+        }
     }
 }
 
-/// Writers, one thread and customer each, that move to another server
-/// when theirs fails, recording per customer the last order acknowledged.
-pub struct FailoverWriters {
-    acked: Arc<Mutex<std::collections::HashMap<i32, i32>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+/// A server's role as its latest role line says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// It became primary in this epoch and its term has not ended.
+    Primary(u64),
+    /// It follows primary `.0` in epoch `.1`.
+    Following(i32, u64),
+    /// No primary: not yet chosen, its term ended, or its primary was lost.
+    None,
 }
 
-impl FailoverWriters {
-    /// Starts `customers` writers spread over `ports`.
-    pub fn start(ports: &[u16], customers: i32) -> FailoverWriters {
-        let acked = Arc::new(Mutex::new(std::collections::HashMap::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let threads = (0..customers)
-            .map(|customer| {
-                let (acked, stop, ports) = (Arc::clone(&acked), Arc::clone(&stop), ports.to_vec());
-                thread::spawn(move || write_with_failover(customer, &ports, &acked, &stop))
-            })
-            .collect();
-        FailoverWriters {
-            acked,
-            stop,
-            threads,
-        }
-    }
-
-    /// Total acknowledged writes so far.
-    pub fn acked_total(&self) -> i64 {
-        self.acked
-            .lock()
-            .unwrap()
-            .values()
-            .map(|&v| i64::from(v) + 1)
-            .sum()
-    }
-
-    /// Waits until `more` further writes are acknowledged.
-    pub fn wait_for_more(&self, more: i64) -> bool {
-        let target = self.acked_total() + more;
-        wait_until(|| self.acked_total() >= target)
-    }
-
-    /// Stops the writers and returns the last acknowledged order per customer.
-    pub fn finish(self) -> std::collections::HashMap<i32, i32> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        let acked = self.acked.lock().unwrap().clone();
-        acked
-    }
+/// The number that follows `key` in `line`, if any.
+fn number_after(line: &str, key: &str) -> Option<u64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
-fn write_with_failover(
-    customer: i32,
-    ports: &[u16],
-    acked: &Mutex<std::collections::HashMap<i32, i32>>,
-    stop: &std::sync::atomic::AtomicBool,
-) {
-    let mut server = customer as usize % ports.len();
-    let mut session: Option<Client> = None;
-    let mut order = 0;
-    // Bounded: at most this many attempts over the whole test.
-    for _ in 0..1_000_000 {
-        if stop.load(std::sync::atomic::Ordering::Relaxed) {
-            break;
-        }
-        let c = match session.as_mut() {
-            Some(c) => c,
-            None => match Client::connect("127.0.0.1", ports[server], Some(Duration::from_secs(5)))
-            {
-                Ok(c) => session.insert(c),
-                Err(_) => {
-                    server = (server + 1) % ports.len();
-                    thread::sleep(Duration::from_millis(20));
-                    continue;
+/// Server `id`'s role from its log: the last line that changes it wins. A
+/// term's end or a primary's loss is logged after the next role may have
+/// been, so it only clears the role it names.
+pub fn role_view(id: i32, log: &str) -> Role {
+    let mut role = Role::None;
+    for line in log.lines() {
+        if line.contains(&format!("factory {id} became primary in epoch")) {
+            if let Some(e) = number_after(line, "in epoch ") {
+                role = Role::Primary(e);
+            }
+        } else if line.contains(&format!("factory {id} steps down")) {
+            if matches!(role, Role::Primary(_)) {
+                role = Role::None;
+            }
+        } else if line.contains(&format!("factory {id}: primary term")) {
+            if number_after(line, "primary term ").map(Role::Primary) == Some(role) {
+                role = Role::None;
+            }
+        } else if line.contains("following primary ") && line.contains(" in epoch ") {
+            if let (Some(p), Some(e)) = (
+                number_after(line, "following primary "),
+                number_after(line, " in epoch "),
+            ) {
+                role = Role::Following(p as i32, e);
+            }
+        } else if line.contains("lost primary ") {
+            let lost = (
+                number_after(line, "lost primary "),
+                number_after(line, "(epoch "),
+            );
+            if let (Some(p), Some(e)) = lost {
+                if role == Role::Following(p as i32, e) {
+                    role = Role::None;
                 }
-            },
-        };
-        match c.order(customer, order) {
-            Ok(_) => {
-                acked.lock().unwrap().insert(customer, order);
-                order += 1;
-            }
-            Err(_) => {
-                // The same order is sent again elsewhere: setting a record
-                // to the same value twice is harmless.
-                session = None;
-                server = (server + 1) % ports.len();
-                thread::sleep(Duration::from_millis(20));
             }
         }
     }
+    role
 }
 
-/// Reads every customer in `acked` on each port; true when every server
-/// returns the same value and it is at least the last acknowledged order.
-pub fn converged(ports: &[u16], acked: &std::collections::HashMap<i32, i32>) -> bool {
-    acked.iter().all(|(&customer, &order)| {
-        let values: Vec<i32> = ports
-            .iter()
-            .map(|&p| {
-                Client::connect("127.0.0.1", p, IO_TIMEOUT)
-                    .and_then(|mut c| c.read(customer))
-                    .map_or(i32::MIN, |r| r.last_order)
-            })
-            .collect();
-        values.iter().all(|&v| v == values[0] && v >= order)
+/// The in-sync set primary `id`'s log names in its latest term: the set it
+/// took over with, and every peer dropped or re-admitted since.
+pub fn in_sync_view(id: i32, log: &str) -> Option<Vec<i32>> {
+    let became = format!("factory {id} became primary in epoch");
+    let mut set: Option<Vec<i32>> = None;
+    for line in log.lines() {
+        if line.contains(&became) {
+            let list = &line[line.rfind('[')? + 1..line.rfind(']')?];
+            set = Some(list.split(", ").filter_map(|n| n.parse().ok()).collect());
+        } else if let Some(s) = set.as_mut() {
+            let peer = number_after(line, "peer ").map(|p| p as i32);
+            if line.contains("dropped from the in-sync set") {
+                s.retain(|&m| Some(m) != peer);
+            } else if line.contains("caught up and rejoins the in-sync set") {
+                s.extend(peer);
+            }
+        }
+    }
+    set
+}
+
+/// True when every server in `ports` returns exactly `expected`'s order for
+/// each of its customers.
+pub fn every_server_holds(ports: &[u16], expected: &std::collections::HashMap<i32, i32>) -> bool {
+    expected.iter().all(|(&customer, &order)| {
+        ports.iter().all(|&p| {
+            Client::connect("127.0.0.1", p, IO_TIMEOUT)
+                .and_then(|mut c| c.read(customer))
+                .is_ok_and(|r| r.last_order == order)
+        })
     })
 }
 
