@@ -6,77 +6,20 @@
 //! takes about a second at most.
 
 mod common;
+#[path = "common/raw_peer.rs"]
+mod raw_peer;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use common::{lone_server, wait_until, ServerProcess, DEADLINE};
-use factory::wire::native::{Body, NativeFrame, NATIVE_TAG};
-use factory::wire::{Frame, MapOp, ReplicationRequest, RobotOrder, CLIENT_TAG, PFA_TAG};
-
-/// A raw connection to `server`, with a read timeout so no read hangs.
-fn connect(server: &ServerProcess) -> (TcpStream, String) {
-    let s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s.set_write_timeout(Some(DEADLINE)).unwrap();
-    let me = s.local_addr().unwrap().to_string();
-    (s, me)
-}
-
-/// Waits for a log line at `level` that names `peer` and contains `what`.
-fn logged(server: &ServerProcess, level: &str, peer: &str, what: &str) -> bool {
-    wait_until(|| {
-        server
-            .log_text()
-            .lines()
-            .any(|l| l.contains(level) && l.contains(peer) && l.contains(what))
-    })
-}
-
-/// A well-formed client is served correctly: a write is acknowledged and
-/// read back.
-fn assert_served(server: &ServerProcess, customer: i32, order: i32) {
-    let mut c = common::client(server.port);
-    let info = c.order(customer, order).expect("write after hostile input");
-    assert_eq!((info.customer_id, info.order_number), (customer, order));
-    assert_eq!(c.read(customer).expect("read").last_order, order);
-    c.close();
-}
-
-fn request(customer: i32, order: i32, kind: i32) -> Vec<u8> {
-    RobotOrder {
-        customer_id: customer,
-        order_number: order,
-        request_type: kind,
-    }
-    .to_vec()
-}
-
-fn v1_frame(committed: i32, index: i32) -> Vec<u8> {
-    ReplicationRequest {
-        primary_id: 9,
-        committed_index: committed,
-        last_index: index,
-        op: MapOp::set(7, 7),
-    }
-    .to_vec()
-}
-
-fn native(epoch: u64, body: Body) -> Vec<u8> {
-    let mut out = Vec::new();
-    NativeFrame::new(epoch, body).encode(&mut out);
-    out
-}
-
-/// Reads one native frame (length prefix included) from `s`.
-fn read_native(s: &mut TcpStream) -> NativeFrame {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).unwrap();
-    let mut body = vec![0; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).unwrap();
-    NativeFrame::decode(&body).unwrap()
-}
+use common::lone_server;
+use factory::wire::native::{Body, NATIVE_TAG};
+use factory::wire::{CLIENT_TAG, PFA_TAG};
+use raw_peer::{
+    assert_served, connect, log_before_marker, logged, names, native, read_native, request,
+    v1_frame,
+};
 
 // --- handshakes --------------------------------------------------------
 
@@ -158,26 +101,9 @@ fn a_request_cut_by_eof_is_closed_quietly() {
     assert_served(&server, 2, 1);
     // Logged at debug level only: nothing at warn names this peer. The
     // server logs a connection's end before it closes the socket, so every
-    // line about it is written by now; a marker logged after them (an
-    // unknown tag from another connection) shows that the log reader has
-    // read them all too.
-    let (mut marker, marker_peer) = connect(&server);
-    marker.write_all(b"MARKER!!").unwrap();
-    assert!(common::closed_by_server(&mut marker));
-    assert!(logged(
-        &server,
-        "WARN",
-        &marker_peer,
-        "unknown handshake tag"
-    ));
-    let log = server.log_text();
-    let before_marker = &log[..log.find(&marker_peer).unwrap()];
-    assert!(
-        !before_marker
-            .lines()
-            .any(|l| l.contains("WARN") && l.contains(&me)),
-        "{log}"
-    );
+    // line about it is in the log once a marker logged after it is.
+    let log = log_before_marker(&server);
+    assert!(!names(&log, "WARN", &me), "{log}");
 }
 
 #[test]
