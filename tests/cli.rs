@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -10,17 +11,44 @@ use std::time::{Duration, Instant};
 use common::{client, free_port, lone_server, wait_until, DEADLINE};
 
 fn server(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_server"))
-        .args(args)
-        .output()
-        .unwrap()
+    run_bounded(env!("CARGO_BIN_EXE_server"), args)
 }
 
 fn client_bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_client"))
+    run_bounded(env!("CARGO_BIN_EXE_client"), args)
+}
+
+/// Runs `program` to its end and collects its output; a program still
+/// running at the deadline (a server that started when it should have
+/// refused, a client that hangs) is killed and fails the test.
+fn run_bounded(program: &str, args: &[&str]) -> Output {
+    let mut child = Command::new(program)
         .args(args)
-        .output()
-        .unwrap()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let collect = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = collect(Box::new(child.stdout.take().unwrap()));
+    let stderr = collect(Box::new(child.stderr.take().unwrap()));
+    let status = wait_bounded(&mut child);
+    let output = Output {
+        status: status.unwrap_or_else(|| child.wait().unwrap()),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    assert!(
+        status.is_some(),
+        "{program} {args:?} still ran at the deadline: {output:?}"
+    );
+    output
 }
 
 fn stderr(o: &Output) -> String {
@@ -111,10 +139,10 @@ fn help_and_version() {
         (env!("CARGO_BIN_EXE_server"), "server"),
         (env!("CARGO_BIN_EXE_client"), "client"),
     ] {
-        let help = Command::new(bin).arg("--help").output().unwrap();
+        let help = run_bounded(bin, &["--help"]);
         assert!(help.status.success());
         assert!(stdout(&help).starts_with(&format!("usage: {name}")));
-        let version = Command::new(bin).arg("--version").output().unwrap();
+        let version = run_bounded(bin, &["--version"]);
         assert!(version.status.success());
         assert!(stdout(&version).contains(env!("CARGO_PKG_VERSION")));
     }
