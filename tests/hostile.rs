@@ -10,7 +10,7 @@ mod common;
 mod raw_peer;
 
 use std::io::{Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::lone_server;
@@ -53,39 +53,56 @@ fn no_handshake_within_the_timeout_is_closed_with_a_warning() {
     assert_served(&server, 1, 3);
 }
 
-#[test]
-fn a_tag_trickling_in_gets_the_timeout_in_total_not_per_byte() {
-    let server = lone_server(&["--handshake-timeout", "1"]);
-    let (trickle, me) = connect(&server);
+/// Sends `bytes` to `s` one every 400 ms (each well within a 1 s timeout)
+/// and asserts that the server closes the connection before the trickle
+/// would have ended: a timeout counted in total, not restarted with each
+/// byte (a server doing that would close only 1 s after the last).
+fn assert_closed_while_trickling(s: &TcpStream, bytes: &[u8]) {
+    const GAP: Duration = Duration::from_millis(400);
     // The close is seen by a reader of its own, so that its time is known
     // while the trickle goes on.
-    let mut watcher = trickle.try_clone().unwrap();
+    let mut watcher = s.try_clone().unwrap();
     let closed = std::thread::spawn(move || {
         let closed = common::closed_by_server(&mut watcher);
         (closed, Instant::now())
     });
-    // Seven of the tag's eight bytes, one every 400 ms: each byte comes
-    // well within the 1 s timeout, the whole tag would take 2.8 s. A
-    // server that restarted its timeout on every byte would close only 1 s
-    // after the last.
-    let mut writer = &trickle;
-    let mut last_byte = Instant::now();
-    for byte in &CLIENT_TAG[..7] {
-        std::thread::sleep(Duration::from_millis(400)); // a slow peer, on purpose
+    let started = Instant::now();
+    let mut writer = s;
+    for byte in bytes {
+        std::thread::sleep(GAP); // a slow peer, on purpose
         if writer.write_all(&[*byte]).is_err() {
             break; // closed already
         }
-        last_byte = Instant::now();
     }
+    let trickle_end = started + GAP * bytes.len() as u32;
     let (was_closed, at) = closed.join().unwrap();
     assert!(was_closed, "the trickling peer was never closed");
     assert!(
-        at < last_byte,
-        "closed {:?} after the last byte: the timeout restarted with each byte",
-        at - last_byte
+        at < trickle_end,
+        "closed {:?} after the trickle's end: the timeout restarted with each byte",
+        at - trickle_end
     );
+}
+
+#[test]
+fn a_tag_trickling_in_gets_the_timeout_in_total_not_per_byte() {
+    let server = lone_server(&["--handshake-timeout", "1"]);
+    let (trickle, me) = connect(&server);
+    // Seven of the tag's eight bytes: 2.8 s in all.
+    assert_closed_while_trickling(&trickle, &CLIENT_TAG[..7]);
     assert!(logged(&server, "WARN", &me, "no handshake within 1s"));
     assert_served(&server, 1, 4);
+}
+
+#[test]
+fn a_request_trickling_in_gets_the_timeout_in_total_not_per_byte() {
+    let server = lone_server(&["--handshake-timeout", "1"]);
+    let (mut trickle, me) = connect(&server);
+    trickle.write_all(&CLIENT_TAG).unwrap();
+    // Eleven of a request's twelve bytes: 4.4 s in all.
+    assert_closed_while_trickling(&trickle, &request(7, 1, 1)[..11]);
+    assert!(logged(&server, "WARN", &me, "of 12 bytes of a request"));
+    assert_served(&server, 1, 5);
 }
 
 // --- client sessions ----------------------------------------------------
