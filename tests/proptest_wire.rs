@@ -276,11 +276,33 @@ proptest! {
 
     #[test]
     fn native_frames_decode_or_fail_cleanly(
-        bytes in prop_oneof![vec(any::<u8>(), 0..300), native_like()]
+        (bytes, sent) in prop_oneof![
+            vec(any::<u8>(), 0..300).prop_map(|b| (b, None)),
+            native_like().prop_map(|b| (b, None)),
+            // Encoded frames, whole or with one byte changed, so that the
+            // accepting branch below runs in a good share of the cases.
+            (any::<u64>(), body(), any::<(usize, u8)>()).prop_map(|(epoch, body, (at, flip))| {
+                let frame = NativeFrame::new(epoch, body);
+                let mut bytes = Vec::new();
+                frame.encode(&mut bytes);
+                bytes.drain(..4);
+                if flip % 2 == 0 {
+                    (bytes, Some(frame))
+                } else {
+                    let i = at % bytes.len();
+                    bytes[i] ^= flip;
+                    (bytes, None)
+                }
+            }),
+        ]
     ) {
+        let decoded = NativeFrame::decode(&bytes);
+        if let Some(frame) = sent {
+            prop_assert_eq!(&decoded, &Ok(frame));
+        }
         // Decoding is a pure function of the bytes; a frame it accepts
         // encodes to a frame that decodes to the same value.
-        if let Ok(frame) = NativeFrame::decode(&bytes) {
+        if let Ok(frame) = decoded {
             let mut again = Vec::new();
             frame.encode(&mut again);
             prop_assert_eq!(NativeFrame::decode(&again[4..]), Ok(frame));
