@@ -246,6 +246,37 @@ fn v1_commit_index_beyond_the_entry_is_refused_with_a_warning() {
 }
 
 #[test]
+fn v1_index_in_the_compacted_part_is_refused_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let server = lone_server(&["--log-retain", "1", "--data-dir", data_dir]);
+    let mut c = common::client(server.port);
+    for order in 0..10 {
+        c.order(4, order).unwrap();
+    }
+    c.close();
+    // The durable log is rewritten as a snapshot in the same pass that
+    // drops the early entries from memory.
+    assert!(
+        common::wait_until(|| dir.path().join("snapshot").exists()),
+        "the log was never compacted"
+    );
+    let (mut s, me) = connect(&server);
+    s.write_all(&PFA_TAG).unwrap();
+    s.write_all(&v1_frame(-1, 0)).unwrap();
+    assert!(common::closed_by_server(&mut s));
+    assert!(logged(
+        &server,
+        "WARN",
+        &me,
+        "entry index 0 precedes our log"
+    ));
+    // Nothing changed: customer 4 still has its last order, and writes go on.
+    assert_eq!(common::read(server.port, 4), 9);
+    assert_served(&server, 4, 10);
+}
+
+#[test]
 fn a_client_frame_on_a_v1_stream_is_closed_with_a_warning() {
     let server = lone_server(&["--peer-timeout", "1"]);
     let (mut s, me) = connect(&server);
