@@ -3,24 +3,52 @@
 
 mod common;
 
+use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{client, free_port, wait_until, ServerProcess, DEADLINE};
+use common::{client, free_port, lone_server, wait_until, DEADLINE};
 
 fn server(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_server"))
-        .args(args)
-        .output()
-        .unwrap()
+    run_bounded(env!("CARGO_BIN_EXE_server"), args)
 }
 
 fn client_bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_client"))
+    run_bounded(env!("CARGO_BIN_EXE_client"), args)
+}
+
+/// Runs `program` to its end and collects its output; a program still
+/// running at the deadline (a server that started when it should have
+/// refused, a client that hangs) is killed and fails the test.
+fn run_bounded(program: &str, args: &[&str]) -> Output {
+    let mut child = Command::new(program)
         .args(args)
-        .output()
-        .unwrap()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let collect = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = collect(Box::new(child.stdout.take().unwrap()));
+    let stderr = collect(Box::new(child.stderr.take().unwrap()));
+    let status = wait_bounded(&mut child);
+    let output = Output {
+        status: status.unwrap_or_else(|| child.wait().unwrap()),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    assert!(
+        status.is_some(),
+        "{program} {args:?} still ran at the deadline: {output:?}"
+    );
+    output
 }
 
 fn stderr(o: &Output) -> String {
@@ -111,10 +139,10 @@ fn help_and_version() {
         (env!("CARGO_BIN_EXE_server"), "server"),
         (env!("CARGO_BIN_EXE_client"), "client"),
     ] {
-        let help = Command::new(bin).arg("--help").output().unwrap();
+        let help = run_bounded(bin, &["--help"]);
         assert!(help.status.success());
         assert!(stdout(&help).starts_with(&format!("usage: {name}")));
-        let version = Command::new(bin).arg("--version").output().unwrap();
+        let version = run_bounded(bin, &["--version"]);
         assert!(version.status.success());
         assert!(stdout(&version).contains(env!("CARGO_PKG_VERSION")));
     }
@@ -159,8 +187,8 @@ fn wait_bounded(child: &mut Child) -> Option<std::process::ExitStatus> {
 
 #[test]
 fn server_dying_mid_run_fails_the_client() {
-    let port = free_port();
-    let mut srv = ServerProcess::spawn(0, port, &[]).expect("server starts");
+    let mut srv = lone_server(&[]);
+    let port = srv.port;
     let mut load = Command::new(env!("CARGO_BIN_EXE_client"))
         .args([
             "127.0.0.1",
@@ -191,9 +219,37 @@ fn server_dying_mid_run_fails_the_client() {
 }
 
 #[test]
+fn a_server_that_never_answers_times_the_client_out() {
+    // Connections complete in the listener's backlog, but nothing is ever
+    // accepted, read or answered.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["127.0.0.1", &port, "1", "1", "1", "--timeout", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The default timeout (30 s) is past the wait's deadline: only the
+    // 1-second one makes the client exit in time.
+    let status = wait_bounded(&mut child).expect("the client gives up instead of hanging");
+    let waited = started.elapsed();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(1), "{o:?}");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("server 127.0.0.1:{port} did not answer in time")),
+        "{err}"
+    );
+    assert!(waited >= Duration::from_secs(1), "gave up after {waited:?}");
+    drop(silent);
+}
+
+#[test]
 fn scan_prints_one_line_per_customer() {
-    let port = free_port();
-    let _srv = ServerProcess::spawn(0, port, &[]).expect("server starts");
+    let srv = lone_server(&[]);
+    let port = srv.port;
     let mut c = client(port);
     c.order(0, 5).unwrap();
     c.order(2, 7).unwrap();
@@ -203,6 +259,7 @@ fn scan_prints_one_line_per_customer() {
     assert_eq!(stdout(&o), "0\t5\n1\t-1\n2\t7\n3\t-1\n4\t-1\n5\t-1\n");
 
     let o = client_bin(&["127.0.0.1", &port.to_string(), "3", "4", "3"]);
+    assert!(o.status.success(), "{o:?}");
     let out = stdout(&o);
     assert_eq!(
         out.lines().count(),
@@ -214,8 +271,8 @@ fn scan_prints_one_line_per_customer() {
 
 #[test]
 fn write_and_read_modes_print_the_stats_line() {
-    let port = free_port();
-    let _srv = ServerProcess::spawn(0, port, &[]).expect("server starts");
+    let srv = lone_server(&[]);
+    let port = srv.port;
     for mode in ["1", "2"] {
         let o = client_bin(&["127.0.0.1", &port.to_string(), "3", "50", mode]);
         assert!(o.status.success(), "{o:?}");

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{client, wait_until, DEADLINE};
 use factory::server::{PeerConfig, Server, ServerConfig};
@@ -25,11 +25,30 @@ fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
     buf
 }
 
+/// The next connection to `listener`, or a panic once `limit` passes
+/// without one: a primary that never connects fails the test instead of
+/// hanging it.
+fn accept_within(listener: &TcpListener, limit: Duration) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).unwrap();
+                return s;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+    panic!("no connection within {limit:?}");
+}
+
 /// Accepts connections like an original server: reads the 8-byte tag and
 /// closes anything but `PFA` (our primary tries its native tag first).
 fn accept_pfa(listener: &TcpListener) -> TcpStream {
     for _ in 0..20 {
-        let (mut s, _) = listener.accept().unwrap();
+        let mut s = accept_within(listener, DEADLINE);
         s.set_read_timeout(Some(DEADLINE)).unwrap();
         let tag = read_n(&mut s, 8);
         if tag == hex("50 46 41 00 00 00 00 00") {
