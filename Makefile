@@ -36,9 +36,13 @@ endef
 
 all: build
 
+# libfactory.so's run-time name (its SONAME, libfactory.so.0: build.rs) is
+# linked beside it, so that programs linked in the tree against
+# target/release find it there.
 build:
 	$(CARGO) build --release --locked
 	cp $(RELEASE)/server $(RELEASE)/client .
+	ln -sf libfactory.so $(RELEASE)/$(SONAME)
 
 test: lint rust-test fuzz-check c-test
 
@@ -76,6 +80,10 @@ BINDIR := $(PREFIX)/bin
 LIBDIR := $(PREFIX)/lib
 INCLUDEDIR := $(PREFIX)/include
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# libfactory.so.0.1.0 is installed with the links libfactory.so.0 (the
+# SONAME, what programs load) and libfactory.so (what -lfactory finds).
+SONAME := libfactory.so.$(firstword $(subst ., ,$(VERSION)))
+REALNAME := libfactory.so.$(VERSION)
 CBUILD := target/c
 # From `cargo rustc --release --lib -- --print native-static-libs` (Linux).
 FACTORY_NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl
@@ -97,6 +105,8 @@ CXX_PROGRAMS := load embedded
 STANDALONE_PROGRAMS := cluster test_api embedded
 C_EXAMPLE_BINS := $(foreach p,$(C_PROGRAMS) $(CXX_PROGRAMS),$(CBUILD)/$(p)-shared $(CBUILD)/$(p)-static)
 LIBFACTORY := $(RELEASE)/libfactory.so $(RELEASE)/libfactory.a
+# What the example programs are built from and (shared) run against.
+LIBFACTORY_DEPS := $(LIBFACTORY) include/factory.h $(RELEASE)/$(SONAME)
 
 .PHONY: c-test header-check c-examples c-run c-valgrind install-check install uninstall
 
@@ -115,24 +125,26 @@ header-check: build
 	  echo "header-check: include/factory.h differs from the committed one: review and commit it" >&2; exit 1; }; \
 	echo "header-check: include/factory.h is up to date"
 
-# Made by `make build`; this rule only names them for the ones below.
+# Made by `make build`; these rules only name them for the ones below.
 $(LIBFACTORY) include/factory.h:
 	$(CARGO) build --release --locked
+$(RELEASE)/$(SONAME): $(RELEASE)/libfactory.so
+	ln -sf libfactory.so $@
 
 c-examples: $(C_EXAMPLE_BINS)
 
 # Each program twice: name-shared (C99 or C++11, libfactory.so) and
 # name-static (C99 or C++17, libfactory.a).
-$(CBUILD)/cluster-%: examples/cluster.c $(LIBFACTORY) include/factory.h
+$(CBUILD)/cluster-%: examples/cluster.c $(LIBFACTORY_DEPS)
 	@mkdir -p $(CBUILD)
 	$(CC) $(C_FLAGS) examples/cluster.c -o $@ $(LINK_$*)
-$(CBUILD)/test_api-%: tests/c/test_api.c $(LIBFACTORY) include/factory.h
+$(CBUILD)/test_api-%: tests/c/test_api.c $(LIBFACTORY_DEPS)
 	@mkdir -p $(CBUILD)
 	$(CC) $(C_FLAGS) -pthread tests/c/test_api.c -o $@ $(LINK_$*)
-$(CBUILD)/load-%: examples/load.cpp $(LIBFACTORY) include/factory.h $(CPP_HEADERS)
+$(CBUILD)/load-%: examples/load.cpp $(LIBFACTORY_DEPS) $(CPP_HEADERS)
 	@mkdir -p $(CBUILD)
 	$(CXX) $(CXX_STD_$*) $(CXX_FLAGS) examples/load.cpp -o $@ $(LINK_$*)
-$(CBUILD)/embedded-%: examples/embedded.cpp $(LIBFACTORY) include/factory.h $(CPP_HEADERS)
+$(CBUILD)/embedded-%: examples/embedded.cpp $(LIBFACTORY_DEPS) $(CPP_HEADERS)
 	@mkdir -p $(CBUILD)
 	$(CXX) $(CXX_STD_$*) $(CXX_FLAGS) examples/embedded.cpp -o $@ $(LINK_$*)
 
@@ -166,34 +178,63 @@ c-valgrind: build
 	  sh tests/c/run-load.sh $(RELEASE)/server $$wrap; \
 	done
 
-# Installs into a temporary PREFIX (and a DESTDIR staging), compiles a C and
-# a C++ program through pkg-config, runs them, and uninstalls again.
+# The installed library used as the README tells users to, in a temporary
+# PREFIX: the files installed (exactly), the SONAME, pkg-config finding the
+# .pc through PKG_CONFIG_PATH, a C and a C++ program compiled with
+# `$$(pkg-config --cflags --libs libfactory)` and run, once with
+# LD_LIBRARY_PATH set to the .pc's libdir and once linked with an rpath to
+# it; the C++ drop-in headers through the .pc's dropindir. Then a DESTDIR
+# staging (the .pc must name the final PREFIX), and uninstall, which must
+# leave nothing, not even an empty directory.
+INSTALLED_FILES := bin/client bin/server include/factory.h \
+	$(addprefix include/factory/,$(notdir $(CPP_HEADERS))) \
+	lib/libfactory.a lib/libfactory.so lib/$(SONAME) lib/$(REALNAME) lib/pkgconfig/libfactory.pc
 install-check: build
-	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	$(MAKE) --no-print-directory install PREFIX=$$tmp/usr DESTDIR= >/dev/null; \
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; prefix=$$tmp/usr; \
+	$(MAKE) --no-print-directory install PREFIX=$$prefix DESTDIR= >/dev/null; \
+	(cd $$prefix && find . ! -type d | sed 's|^\./||' | LC_ALL=C sort) >$$tmp/installed; \
+	printf '%s\n' $(INSTALLED_FILES) | LC_ALL=C sort >$$tmp/expected; \
+	diff -u $$tmp/expected $$tmp/installed || { echo "install-check: make install installed other files than these" >&2; exit 1; }; \
+	[ "$$(readlink $$prefix/lib/libfactory.so)" = $(REALNAME) ] && [ "$$(readlink $$prefix/lib/$(SONAME))" = $(REALNAME) ] \
+	  || { echo "install-check: libfactory.so and $(SONAME) must be links to $(REALNAME)" >&2; exit 1; }; \
+	( $(call need,pkg-config,pkg-config); $(call need,$(CC),cc); $(call need,$(CXX),cc); $(call need,readelf,cc); \
+	readelf -d $$prefix/lib/$(REALNAME) | grep -q 'SONAME.*\[$(SONAME)\]' \
+	  || { echo "install-check: $(REALNAME) has no SONAME $(SONAME)" >&2; exit 1; }; \
+	PKG_CONFIG_PATH=$$prefix/lib/pkgconfig; export PKG_CONFIG_PATH; \
+	[ "$$(pkg-config --modversion libfactory)" = $(VERSION) ]; \
+	libdir=$$(pkg-config --variable=libdir libfactory); [ "$$libdir" = $$prefix/lib ]; \
+	echo "== cc app.c \$$(pkg-config --cflags --libs libfactory); LD_LIBRARY_PATH=\$$(pkg-config --variable=libdir libfactory) ./app"; \
+	$(CC) -std=c99 $(C_WARN) tests/c/pkg_config_app.c -o $$tmp/app-c $$(pkg-config --cflags --libs libfactory); \
+	readelf -d $$tmp/app-c | grep -q 'NEEDED.*\[$(SONAME)\]' \
+	  || { echo "install-check: the program does not load libfactory by its SONAME" >&2; exit 1; }; \
+	LD_LIBRARY_PATH=$$libdir $$tmp/app-c; \
+	echo "== cc app.c \$$(pkg-config --cflags --libs libfactory) -Wl,-rpath,\$$(pkg-config --variable=libdir libfactory); ./app"; \
+	$(CC) -std=c99 $(C_WARN) tests/c/pkg_config_app.c -o $$tmp/app-rpath $$(pkg-config --cflags --libs libfactory) -Wl,-rpath,$$libdir; \
+	env -u LD_LIBRARY_PATH $$tmp/app-rpath; \
+	echo "== c++ app.cpp \$$(pkg-config --cflags --libs libfactory)"; \
+	$(CXX) -std=c++11 $(C_WARN) tests/c/pkg_config_app.cpp -o $$tmp/app-cxx $$(pkg-config --cflags --libs libfactory); \
+	LD_LIBRARY_PATH=$$libdir $$tmp/app-cxx; \
+	echo "== c++ load.cpp -I\$$(pkg-config --variable=dropindir libfactory)"; \
+	$(CXX) -std=c++11 $(C_WARN) -pthread -I$$(pkg-config --variable=dropindir libfactory) examples/load.cpp \
+	  -o $$tmp/load $$(pkg-config --cflags --libs libfactory) ); \
 	$(MAKE) --no-print-directory install PREFIX=/opt/factory DESTDIR=$$tmp/stage >/dev/null; \
-	grep -qx 'prefix=/opt/factory' $$tmp/stage/opt/factory/lib/pkgconfig/libfactory.pc; \
-	( $(call need,pkg-config,pkg-config); $(call need,$(CC),cc); $(call need,$(CXX),cc); \
-	  PKG_CONFIG_PATH=$$tmp/usr/lib/pkgconfig; export PKG_CONFIG_PATH; \
-	  echo "== cc app.c \$$(pkg-config --cflags --libs libfactory)"; \
-	  $(CC) -std=c99 $(C_WARN) tests/c/pkg_config_app.c -o $$tmp/app-c $$(pkg-config --cflags --libs libfactory); \
-	  LD_LIBRARY_PATH=$$tmp/usr/lib $$tmp/app-c; \
-	  echo "== c++ app.cpp \$$(pkg-config --cflags --libs libfactory)"; \
-	  $(CXX) -std=c++11 $(C_WARN) tests/c/pkg_config_app.cpp -o $$tmp/app-cxx $$(pkg-config --cflags --libs libfactory); \
-	  LD_LIBRARY_PATH=$$tmp/usr/lib $$tmp/app-cxx; \
-	  echo "== c++ load.cpp -I\$$(pkg-config --variable=dropindir libfactory)"; \
-	  $(CXX) -std=c++11 $(C_WARN) -pthread -I$$(pkg-config --variable=dropindir libfactory) examples/load.cpp \
-	    -o $$tmp/load $$(pkg-config --cflags --libs libfactory) ); \
-	$(MAKE) --no-print-directory uninstall PREFIX=$$tmp/usr DESTDIR= >/dev/null; \
+	grep -qx 'prefix=/opt/factory' $$tmp/stage/opt/factory/lib/pkgconfig/libfactory.pc \
+	  || { echo "install-check: the staged .pc does not name PREFIX=/opt/factory" >&2; exit 1; }; \
+	$(MAKE) --no-print-directory uninstall PREFIX=$$prefix DESTDIR= >/dev/null; \
 	$(MAKE) --no-print-directory uninstall PREFIX=/opt/factory DESTDIR=$$tmp/stage >/dev/null; \
-	left=$$(find $$tmp/usr $$tmp/stage -type f); \
-	if [ -n "$$left" ]; then echo "install-check: uninstall left $$left" >&2; exit 1; fi; \
-	echo "install-check: install, pkg-config and uninstall ok"
+	left=$$(find $$tmp/usr $$tmp/stage/opt -mindepth 1 2>/dev/null || true); \
+	[ -z "$$left" ] && [ ! -e $$tmp/usr ] || { echo "install-check: uninstall left behind:" $$tmp/usr $$left >&2; exit 1; }; \
+	echo "install-check: install, SONAME, pkg-config compile and run, uninstall ok"
 
+# DESTDIR stages an install for packaging: files go under DESTDIR, the .pc
+# names PREFIX. Nothing runs ldconfig: after installing into a directory
+# the dynamic linker searches (/usr/local/lib), run `ldconfig` as root.
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/factory
 	install -m 755 $(RELEASE)/server $(RELEASE)/client $(DESTDIR)$(BINDIR)/
-	install -m 755 $(RELEASE)/libfactory.so $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(RELEASE)/libfactory.so $(DESTDIR)$(LIBDIR)/$(REALNAME)
+	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/libfactory.so
 	install -m 644 $(RELEASE)/libfactory.a $(DESTDIR)$(LIBDIR)/
 	install -m 644 include/factory.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(CPP_HEADERS) $(DESTDIR)$(INCLUDEDIR)/factory/
@@ -201,12 +242,18 @@ install: build
 	  -e 's|@LIBS_PRIVATE@|$(FACTORY_NATIVE_LIBS)|' libfactory.pc.in \
 	  > $(DESTDIR)$(LIBDIR)/pkgconfig/libfactory.pc
 
+# Removes what install installed, then every directory install may have
+# made that is now empty, PREFIX included (rmdir leaves a directory that
+# holds anything else alone).
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/server $(DESTDIR)$(BINDIR)/client
-	rm -f $(DESTDIR)$(LIBDIR)/libfactory.so $(DESTDIR)$(LIBDIR)/libfactory.a
-	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/libfactory.pc $(DESTDIR)$(INCLUDEDIR)/factory.h
+	rm -f $(DESTDIR)$(LIBDIR)/libfactory.so $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(REALNAME)
+	rm -f $(DESTDIR)$(LIBDIR)/libfactory.a $(DESTDIR)$(LIBDIR)/pkgconfig/libfactory.pc
+	rm -f $(DESTDIR)$(INCLUDEDIR)/factory.h
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/factory/,$(notdir $(CPP_HEADERS)))
-	-rmdir $(DESTDIR)$(INCLUDEDIR)/factory 2>/dev/null
+	@for d in $(INCLUDEDIR)/factory $(INCLUDEDIR) $(LIBDIR)/pkgconfig $(LIBDIR) $(BINDIR) $(PREFIX); do \
+	  if [ -d "$(DESTDIR)$$d" ] && rmdir "$(DESTDIR)$$d" 2>/dev/null; then echo "rmdir $(DESTDIR)$$d"; fi; \
+	done
 
 # --- benchmarks ------------------------------------------------------------
 #
