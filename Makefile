@@ -44,7 +44,7 @@ build:
 	cp $(RELEASE)/server $(RELEASE)/client .
 	ln -sf libfactory.so $(RELEASE)/$(SONAME)
 
-test: lint rust-test fuzz-check c-test
+test: lint rust-test fuzz-check c-test unit-check
 
 lint:
 	$(CARGO) fmt --check
@@ -254,6 +254,31 @@ uninstall:
 	@for d in $(INCLUDEDIR)/factory $(INCLUDEDIR) $(LIBDIR)/pkgconfig $(LIBDIR) $(BINDIR) $(PREFIX); do \
 	  if [ -d "$(DESTDIR)$$d" ] && rmdir "$(DESTDIR)$$d" 2>/dev/null; then echo "rmdir $(DESTDIR)$$d"; fi; \
 	done
+
+# --- contrib: the systemd unit ----------------------------------------------
+#
+#   make unit-check   systemd-analyze verify of contrib/factory-server@.service,
+#                     its ExecStart pointed at the built server (verify checks
+#                     that the program exists); any message fails, as verify
+#                     exits 0 on unknown keys and bad values
+
+UNITS := contrib/factory-server@.service
+SYSTEMD_ANALYZE ?= systemd-analyze
+
+.PHONY: unit-check
+
+unit-check: build
+	@set -e; $(call need,$(SYSTEMD_ANALYZE),systemd-analyze); \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	for unit in $(UNITS); do \
+	  name=$$(basename $$unit); \
+	  sed 's|/usr/local/bin/|$(abspath $(RELEASE))/|g' $$unit >$$tmp/$$name; \
+	  case $$name in *@.service) check=$${name%@.service}@check.service;; *) check=$$name;; esac; \
+	  echo "== systemd-analyze verify $$unit (as $$check)"; \
+	  if ! $(SYSTEMD_ANALYZE) verify --man=no $$tmp/$$check >$$tmp/out 2>&1 || [ -s $$tmp/out ]; then \
+	    cat $$tmp/out >&2; echo "unit-check: $$unit does not verify cleanly" >&2; exit 1; fi; \
+	done; \
+	echo "unit-check: $(UNITS) verified"
 
 # --- benchmarks ------------------------------------------------------------
 #
