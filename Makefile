@@ -44,7 +44,7 @@ build:
 	cp $(RELEASE)/server $(RELEASE)/client .
 	ln -sf libfactory.so $(RELEASE)/$(SONAME)
 
-test: lint rust-test fuzz-check c-test unit-check
+test: lint rust-test fuzz-check c-test unit-check python-test
 
 lint:
 	$(CARGO) fmt --check
@@ -217,6 +217,13 @@ install-check: build
 	echo "== c++ load.cpp -I\$$(pkg-config --variable=dropindir libfactory)"; \
 	$(CXX) -std=c++11 $(C_WARN) -pthread -I$$(pkg-config --variable=dropindir libfactory) examples/load.cpp \
 	  -o $$tmp/load $$(pkg-config --cflags --libs libfactory) ); \
+	( $(call need,$(PYTHON),python3); \
+	  echo "== python3 bindings/python/factory.py with the installed libfactory.so.0 (LD_LIBRARY_PATH)"; \
+	  mkdir $$tmp/py; cp bindings/python/factory.py $$tmp/py/; \
+	  cd $$tmp/py && env -u FACTORY_LIB LD_LIBRARY_PATH=$$prefix/lib $(PYTHON) -c \
+	    'import factory, sys; v = factory.version(); maps = open("/proc/self/maps").read(); \
+	    sys.exit(0 if v == sys.argv[1] and sys.argv[2] in maps else "factory.py did not load " + sys.argv[2])' \
+	    $(VERSION) $$prefix/lib/$(REALNAME) ); \
 	$(MAKE) --no-print-directory install PREFIX=/opt/factory DESTDIR=$$tmp/stage >/dev/null; \
 	grep -qx 'prefix=/opt/factory' $$tmp/stage/opt/factory/lib/pkgconfig/libfactory.pc \
 	  || { echo "install-check: the staged .pc does not name PREFIX=/opt/factory" >&2; exit 1; }; \
@@ -254,6 +261,17 @@ uninstall:
 	@for d in $(INCLUDEDIR)/factory $(INCLUDEDIR) $(LIBDIR)/pkgconfig $(LIBDIR) $(BINDIR) $(PREFIX); do \
 	  if [ -d "$(DESTDIR)$$d" ] && rmdir "$(DESTDIR)$$d" 2>/dev/null; then echo "rmdir $(DESTDIR)$$d"; fi; \
 	done
+
+# --- Python: bindings/python/factory.py (ctypes) ------------------------------
+#
+#   make python-test  tests/python (unittest) against target/release/libfactory.so;
+#                     install-check also loads the module with the installed library
+
+.PHONY: python-test
+
+python-test: build
+	@set -e; $(call need,$(PYTHON),python3); \
+	FACTORY_LIB=$(abspath $(RELEASE))/libfactory.so $(PYTHON) -m unittest discover -s tests/python -v
 
 # --- contrib: the systemd unit ----------------------------------------------
 #
