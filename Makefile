@@ -2,7 +2,13 @@
 #
 #   make            release build; leaves ./server and ./client (as the
 #                   original's make did) and the libfactory libraries
-#   make test       every test: formatting, lints, Rust tests, C/C++ examples
+#   make test       every test: formatting, lints, Rust tests (plain
+#                   `cargo test`), the fuzz crate type-checked, the C/C++
+#                   programs (also under valgrind), the install through
+#                   pkg-config, the systemd unit, the Python module; needs
+#                   valgrind, pkg-config and systemd-analyze besides the
+#                   compilers and python3 (.ci/run installs them), or
+#                   FACTORY_SKIP naming what is missing (below)
 #   make demo       a three-server cluster on free loopback ports, written to,
 #                   scanned and compared, then stopped
 #   make clean
@@ -341,7 +347,7 @@ loadbench:
 # build script takes CUSTOM_LIBFUZZER_PATH instead, an empty archive that
 # nothing links, as a check does not link. --locked: fuzz/Cargo.lock must
 # list the main crate's dependencies too; after adding one to Cargo.toml,
-# run `cd fuzz && cargo update -p factory`.
+# run `cd fuzz && cargo check` once (it adds what is missing) and commit it.
 
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := v1_frames tag entry native_frame native_stream client_session v1_replica durable_log
@@ -361,4 +367,6 @@ fuzz:
 fuzz-check:
 	@mkdir -p $(FUZZ_CHECK_DIR) && { [ -e $(FUZZ_CHECK_DIR)/libnone.a ] || : >$(FUZZ_CHECK_DIR)/libnone.a; }
 	cd fuzz && CARGO_TARGET_DIR=$(FUZZ_CHECK_DIR) CUSTOM_LIBFUZZER_PATH=$(FUZZ_CHECK_DIR)/libnone.a \
-	  CUSTOM_LIBFUZZER_STD_CXX=none $(CARGO) check --locked --bins
+	  CUSTOM_LIBFUZZER_STD_CXX=none $(CARGO) check --locked --bins || { \
+	  echo "fuzz-check failed; if cargo says fuzz/Cargo.lock needs updating (a dependency was added" >&2; \
+	  echo "to Cargo.toml), run \`cd fuzz && cargo check\` once and commit fuzz/Cargo.lock" >&2; exit 1; }
