@@ -105,10 +105,11 @@ VALGRIND_FLAGS := -q --leak-check=full --error-exitcode=1
 CPP_HEADERS := bindings/cpp/factory.hpp bindings/cpp/Messages.h \
 	bindings/cpp/ClientStub.h bindings/cpp/ClientSocket.h
 
-C_PROGRAMS := cluster test_api
+C_PROGRAMS := cluster test_api pipelined_disconnect
 CXX_PROGRAMS := load embedded
-# The programs that run on their own; load runs against a server (run-load.sh).
-STANDALONE_PROGRAMS := cluster test_api embedded
+# The programs that run on their own; load runs against a server
+# (run-load.sh). pipelined_disconnect is also built and run by tests/limits.rs.
+STANDALONE_PROGRAMS := cluster test_api pipelined_disconnect embedded
 C_EXAMPLE_BINS := $(foreach p,$(C_PROGRAMS) $(CXX_PROGRAMS),$(CBUILD)/$(p)-shared $(CBUILD)/$(p)-static)
 LIBFACTORY := $(RELEASE)/libfactory.so $(RELEASE)/libfactory.a
 # What the example programs are built from and (shared) run against.
@@ -147,6 +148,9 @@ $(CBUILD)/cluster-%: examples/cluster.c $(LIBFACTORY_DEPS)
 $(CBUILD)/test_api-%: tests/c/test_api.c $(LIBFACTORY_DEPS)
 	@mkdir -p $(CBUILD)
 	$(CC) $(C_FLAGS) -pthread tests/c/test_api.c -o $@ $(LINK_$*)
+$(CBUILD)/pipelined_disconnect-%: tests/hostile_c/pipelined_disconnect.c $(LIBFACTORY_DEPS)
+	@mkdir -p $(CBUILD)
+	$(CC) $(C_FLAGS) -pthread tests/hostile_c/pipelined_disconnect.c -o $@ $(LINK_$*)
 $(CBUILD)/load-%: examples/load.cpp $(LIBFACTORY_DEPS) $(CPP_HEADERS)
 	@mkdir -p $(CBUILD)
 	$(CXX) $(CXX_STD_$*) $(CXX_FLAGS) examples/load.cpp -o $@ $(LINK_$*)
