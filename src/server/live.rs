@@ -274,7 +274,7 @@ const ACK_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 fn await_acks_briefly(held: &mut [MutexGuard<'_, Option<Live>>]) {
     yield_until(ACK_SPIN, || {
         held.iter()
-            .all(|guard| guard.as_ref().map_or(true, Live::readable))
+            .all(|guard| guard.as_ref().is_none_or(Live::readable))
     });
 }
 
