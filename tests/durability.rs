@@ -95,7 +95,10 @@ fn a_server_with_a_torn_snapshot_starts_from_the_previous_generation() {
         for order in batch * 50..(batch + 1) * 50 {
             c.order(1, order).unwrap();
         }
-        assert!(server.wait_for_line("durable log compacted"), "install {batch}");
+        assert!(
+            server.wait_for_line("durable log compacted"),
+            "install {batch}"
+        );
     }
     c.close();
     server.kill();
