@@ -82,6 +82,11 @@ typedef enum factory_status {
    * The server did not answer within the client's timeout.
    */
   FACTORY_ERR_TIMEOUT = 9,
+  /**
+   * No server of a cluster client's list served the request before its
+   * deadline (each was down, refused, timed out or closed the session).
+   */
+  FACTORY_ERR_UNAVAILABLE = 10,
 } factory_status;
 
 /**

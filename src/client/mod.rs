@@ -4,11 +4,14 @@
 //! cluster status request; and [`load`], the multi-threaded load generator
 //! behind the `client` binary (the original's `ClientThread`).
 
+pub mod cluster;
 pub mod connect;
 pub mod load;
+pub mod output;
 mod stats;
 pub mod status;
 
+pub use cluster::{Cluster, ClusterOptions};
 pub use stats::{Percentiles, Stats, StatsLine};
 
 use std::fmt;
