@@ -99,8 +99,16 @@ impl Cluster {
     /// could be reached in time.
     pub fn connect(servers: Vec<String>, options: ClusterOptions) -> Result<Cluster, ClientError> {
         let mut cluster = Cluster::new(servers, options)?;
-        cluster.call(|_| Ok(()))?;
+        cluster.connect_now()?;
         Ok(cluster)
+    }
+
+    /// Opens a session now (rather than on first use), within the deadline.
+    ///
+    /// # Errors
+    /// [`ClientError::Unavailable`] when no server could be reached in time.
+    pub fn connect_now(&mut self) -> Result<(), ClientError> {
+        self.call(|_| Ok(()))
     }
 
     /// Places order `order_number` for `customer_id`, on whichever server
