@@ -228,3 +228,46 @@ fn a_closed_stdout_or_stderr_ends_quietly() {
     let o = with_closed("stdout", &["127.0.0.1", &port, "1", "5", "1", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
 }
+
+#[test]
+fn a_load_run_started_before_its_server_retries_the_refused_connects() {
+    // Issue 17 point 1, client side: a refused connect is retried with
+    // backoff (for up to 3 s), so customers that connect while the server
+    // is still coming up are served rather than counted as failed.
+    for _ in 0..5 {
+        let port = free_port();
+        let mut load = Command::new(env!("CARGO_BIN_EXE_client"))
+            .args(["127.0.0.1", &port.to_string(), "8", "20", "1", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its customer threads exist (each connects first thing, and is
+        // refused: nothing listens yet) before the server starts.
+        let tasks = format!("/proc/{}/task", load.id());
+        let started = common::wait_until(|| {
+            std::fs::read_dir(&tasks).is_ok_and(|d| d.count() > 8)
+                || !matches!(load.try_wait(), Ok(None))
+        });
+        assert!(started, "the client's customer threads never started");
+        let server = match common::ServerProcess::spawn(0, port, &[]) {
+            Ok(server) => server,
+            Err(common::SpawnError::PortInUse) => {
+                let _ = load.wait_with_output();
+                continue;
+            }
+            Err(e) => panic!("server did not start: {e:?}"),
+        };
+        let o = load.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        let stats = json(&stdout(&o));
+        assert_eq!(
+            (stats["requests"].as_u64(), stats["failed"].as_u64()),
+            (Some(160), Some(0))
+        );
+        drop(server);
+        return;
+    }
+    panic!("no free port for the server");
+}
