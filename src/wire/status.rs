@@ -462,3 +462,109 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::FileFailurePersistence;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 512,
+            failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+                "proptest-regressions/wire_status.txt",
+            ))),
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn any_report() -> impl Strategy<Value = StatusReport> {
+        let role = prop_oneof![
+            Just(Role::Unknown),
+            Just(Role::Primary),
+            Just(Role::Backup),
+            Just(Role::Candidate),
+            Just(Role::Witness)
+        ];
+        let lease = prop_oneof![Just(Lease::None), Just(Lease::Held), Just(Lease::Honoured)];
+        let peer = (any::<i32>(), any::<i32>(), any::<bool>(), any::<bool>()).prop_map(
+            |(id, matched, live, v1)| PeerLag {
+                id,
+                matched,
+                live,
+                v1,
+            },
+        );
+        (
+            (
+                any::<i32>(),
+                role,
+                any::<u64>(),
+                any::<i32>(),
+                lease,
+                any::<u32>(),
+            ),
+            (
+                any::<bool>(),
+                prop::collection::vec(any::<i32>(), 0..=MAX_MEMBERS),
+            ),
+            (
+                any::<i32>(),
+                any::<i32>(),
+                prop::collection::vec(peer, 0..=MAX_MEMBERS),
+            ),
+            (any::<u32>(), any::<u64>()),
+        )
+            .prop_map(|(a, b, c, d)| StatusReport {
+                factory_id: a.0,
+                role: a.1,
+                epoch: a.2,
+                primary_id: a.3,
+                lease: a.4,
+                lease_ms: a.5,
+                trusted: b.0,
+                in_sync: b.1,
+                last_index: c.0,
+                commit_index: c.1,
+                peers: c.2,
+                clients: d.0,
+                uptime_ms: d.1,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn every_report_round_trips(report in any_report()) {
+            let mut out = Vec::new();
+            report.encode(&mut out);
+            let len = check_status_length([out[0], out[1], out[2], out[3]]).unwrap();
+            prop_assert_eq!(len, out.len() - 4);
+            prop_assert_eq!(StatusReport::decode(&out[4..]), Ok(report));
+        }
+
+        #[test]
+        fn mutated_reports_never_panic_and_decode_to_what_they_re_encode_to(
+            report in any_report(),
+            edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+        ) {
+            let mut out = Vec::new();
+            report.encode(&mut out);
+            let mut body = out[4..].to_vec();
+            for (at, v) in edits {
+                let at = at % body.len();
+                body[at] = v;
+            }
+            body.truncate(MIN_STATUS_LEN.saturating_sub(8) + cut % (body.len() + 9));
+            if let Ok(decoded) = StatusReport::decode(&body) {
+                let mut again = Vec::new();
+                decoded.encode(&mut again);
+                prop_assert!(again.len() - 4 <= body.len());
+                prop_assert_eq!(StatusReport::decode(&again[4..]), Ok(decoded));
+            }
+        }
+    }
+}
