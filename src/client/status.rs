@@ -122,25 +122,27 @@ fn read_some(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, String> {
 }
 
 /// Asks every server of `addresses` at once; the answers come back in the
-/// order of `addresses`.
+/// order of `addresses`. Should a thread not start (thousands of cluster
+/// clients connecting together), that server is asked from this thread.
 pub fn fetch_all(addresses: &[String], timeout: Duration) -> Vec<ServerStatus> {
     thread::scope(|scope| {
         let handles: Vec<_> = addresses
             .iter()
             .map(|a| {
-                thread::Builder::new()
+                let handle = thread::Builder::new()
                     .name("status".into())
                     .stack_size(64 * 1024)
-                    .spawn_scoped(scope, move || fetch(a, timeout))
+                    .spawn_scoped(scope, move || fetch(a, timeout));
+                (a, handle)
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| match h {
+            .map(|(a, h)| match h {
                 Ok(handle) => handle
                     .join()
                     .unwrap_or_else(|_| ServerStatus::Invalid("status thread failed".into())),
-                Err(e) => ServerStatus::Unreachable(format!("cannot start a thread: {e}")),
+                Err(_) => fetch(a, timeout),
             })
             .collect()
     })
