@@ -65,11 +65,13 @@ options:
   --status LIST   print the status of the servers in LIST and exit
   --timeout SECS  give up on a server that does not answer within SECS
                   seconds (default 30; 0 waits forever); with --servers,
-                  the deadline of each request, retries included
+                  the deadline of each request, retries included; with
+                  --status, each server's (default 5)
   --percentiles   end the stats line with p50 and p99 latency (us)
   --human         print the stats line with labels and units
-  --json          print JSON: the stats line as one object, a scan as one
-                  object per line, the status table as one object
+  --json          print JSON: the stats line as one object, each record
+                  (scan, order, read) as one object per line, the status
+                  table as one object
   -h, --help      print this help and exit
   -V, --version   print the version and exit
 ";
