@@ -90,7 +90,8 @@ fn status_of_a_three_server_cluster_read_from_json() {
     assert_eq!(primary["id"], 1);
     assert_eq!(primary["address"], format!("127.0.0.1:{}", ports[1]));
     assert_eq!(primary["lease"], "none");
-    assert_eq!(primary["clients"], 1, "our open session");
+    // Our open session (backups may hold forwarding sessions too).
+    assert!(primary["clients"].as_u64().unwrap() >= 1, "{last}");
     assert!(primary["commit_index"].as_i64().unwrap() >= 4, "{last}");
     for r in rows {
         assert_eq!(r["state"], "ok");
