@@ -178,7 +178,7 @@ fn g1_g7_client_servers_rides_through_a_primary_sigkill() {
     let mut cluster = ProcessCluster::start(3);
     let list = addresses(&cluster.ports());
     const CUSTOMERS: i32 = 4;
-    const ORDERS: i32 = 20_000;
+    const ORDERS: i32 = 10_000;
     let mut load = Command::new(env!("CARGO_BIN_EXE_client"))
         .args(["--servers", &list.join(","), "--json", "--timeout", "20"])
         .args([CUSTOMERS.to_string(), ORDERS.to_string(), "1".to_string()])
