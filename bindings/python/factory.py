@@ -71,6 +71,7 @@ class Status(enum.IntEnum):
     ADDRESS_IN_USE = 7
     PANIC = 8
     TIMEOUT = 9
+    UNAVAILABLE = 10
 
 
 # --- errors ------------------------------------------------------------------
@@ -126,7 +127,13 @@ class FactoryTimeoutError(FactoryError, TimeoutError):
     is unusable."""
 
 
+class UnavailableError(FactoryError, ConnectionError):
+    """No server of a cluster client's list served the request before its
+    deadline."""
+
+
 _ERRORS = {
+    Status.UNAVAILABLE: UnavailableError,
     Status.INVALID_ARGUMENT: InvalidArgumentError,
     Status.NULL_POINTER: NullPointerError,
     Status.CONNECT: ConnectError,
@@ -189,6 +196,13 @@ _SIGNATURES = {
     "factory_client_read": (
         _status, [_p, ctypes.c_int32, ctypes.POINTER(_CustomerRecord)]),
     "factory_client_close": (None, [_p]),
+    "factory_cluster_connect": (
+        _status, [ctypes.POINTER(_str), ctypes.c_size_t, ctypes.c_uint32, ctypes.POINTER(_p)]),
+    "factory_cluster_order": (
+        _status, [_p, ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(_RobotInfo)]),
+    "factory_cluster_read": (
+        _status, [_p, ctypes.c_int32, ctypes.POINTER(_CustomerRecord)]),
+    "factory_cluster_close": (None, [_p]),
     "factory_server_config_new": (_p, [ctypes.c_uint16, ctypes.c_int32]),
     "factory_server_config_set_bind": (_status, [_p, _str]),
     "factory_server_config_add_peer": (
@@ -353,15 +367,87 @@ class Client:
 
 
 # --- a cluster client --------------------------------------------------------
-#
-# libfactory has no cluster client yet (one that is given every server of a
-# cluster, finds the primary, and retries elsewhere when a server goes
-# away). When the C API gains it, its class goes here, beside Client and
-# with the same order/write/read/close methods and errors, its functions
-# in _SIGNATURES, and its tests in tests/python/test_factory.py.
 
 
-# --- an embedded server ------------------------------------------------------
+class Cluster:
+    """A client of a whole cluster (``factory_cluster``).
+
+    ``servers`` is a list of ``"host:port"`` strings. The client finds the
+    primary through the servers' status, sends every call there, and when
+    that server fails, times out or closes the session it sends the call
+    again to the next server, with backoff, until ``deadline`` seconds have
+    passed since the call began (default 30; ``None`` also means the
+    default). Resending is safe: an order sets the customer's last order, so
+    the same order sent twice leaves the same record. Raises
+    ``UnavailableError`` when no server served a call in time. A context
+    manager; closed when collected.
+    """
+
+    def __init__(self, servers, deadline=DEFAULT_TIMEOUT):
+        lib = library()
+        if isinstance(servers, str):
+            raise TypeError("servers must be a list of 'host:port' strings, not one str")
+        encoded = [_host(s) for s in servers]
+        array = (_str * max(1, len(encoded)))(*encoded)
+        self._lock = threading.Lock()
+        self._handle = None
+        out = _p()
+        ms = 0 if deadline is None else _timeout_ms(deadline)
+        code = lib.factory_cluster_connect(array, len(encoded), ms, ctypes.byref(out))
+        _check(code, "factory_cluster_connect")
+        self._handle = out.value
+
+    def _live(self):
+        if self._handle is None:
+            raise ValueError("the cluster client is closed")
+        return self._handle
+
+    def order(self, customer_id, order_number):
+        """Places the order on the cluster; returns the ``RobotInfo`` reply
+        once a server has committed it."""
+        out = _RobotInfo()
+        with self._lock:
+            code = library().factory_cluster_order(
+                self._live(), customer_id, order_number, ctypes.byref(out))
+        _check(code, "factory_cluster_order")
+        return RobotInfo(out.customer_id, out.order_number, out.request_type,
+                         out.engineer_id, out.admin_id)
+
+    write = order
+
+    def read(self, customer_id):
+        """The committed ``CustomerRecord`` of ``customer_id``, from the
+        server the client uses (the primary when it could be found)."""
+        out = _CustomerRecord()
+        with self._lock:
+            code = library().factory_cluster_read(
+                self._live(), customer_id, ctypes.byref(out))
+        _check(code, "factory_cluster_read")
+        return CustomerRecord(out.customer_id, out.last_order)
+
+    def close(self):
+        """Closes the session and frees the client; closing twice is a no-op."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            library().factory_cluster_close(handle)
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_handle", None) is not None and _lib is not None:
+            self.close()
+
+
+# --- an embedded server -----------------------------------------------------
 
 
 class Server:

@@ -66,6 +66,7 @@ class Library(unittest.TestCase):
             S.ADDRESS_IN_USE: (factory.AddressInUseError, OSError),
             S.PANIC: (factory.PanicError, factory.FactoryError),
             S.TIMEOUT: (factory.FactoryTimeoutError, TimeoutError),
+            S.UNAVAILABLE: (factory.UnavailableError, ConnectionError),
         }
         self.assertEqual(set(want), set(S) - {S.OK})
         factory._check(0, "factory_call")
@@ -214,6 +215,42 @@ class Cluster(unittest.TestCase):
                            lambda: backup.last_order(customer) == 10 + customer)
             with factory.Client(LOOPBACK, backup.port, timeout=DEADLINE) as c:
                 self.assertEqual(c.read(2).last_order, 12)
+
+
+class ClusterClient(unittest.TestCase):
+    def test_orders_ride_through_the_primary_stopping(self):
+        primary, backup = server(0), server(1)
+        try:
+            primary.add_peer(1, LOOPBACK, backup.port)
+            backup.add_peer(0, LOOPBACK, primary.port)
+            addresses = ["%s:%d" % (LOOPBACK, s.port) for s in (primary, backup)]
+            with factory.Cluster(addresses, deadline=DEADLINE) as cluster:
+                for order in range(5):
+                    self.assertEqual(cluster.order(7, order).order_number, order)
+                primary.stop()
+                # Every order after the stop is acknowledged, by the backup
+                # once it has taken over; none may fail.
+                for order in range(5, 10):
+                    self.assertEqual(cluster.order(7, order).order_number, order)
+                self.assertEqual(cluster.read(7), factory.CustomerRecord(7, 9))
+            self.assertEqual(backup.last_order(7), 9)
+        finally:
+            primary.stop()
+            backup.stop()
+
+    def test_no_server_answering_is_unavailable(self):
+        closed = socket.socket()
+        closed.bind((LOOPBACK, 0))
+        address = "%s:%d" % (LOOPBACK, closed.getsockname()[1])
+        closed.close()
+        with self.assertRaises(factory.UnavailableError):
+            factory.Cluster([address], deadline=1)
+
+    def test_a_bad_address_is_an_invalid_argument(self):
+        with self.assertRaises(factory.InvalidArgumentError):
+            factory.Cluster(["no-port-here"])
+        with self.assertRaises(TypeError):
+            factory.Cluster("%s:1" % LOOPBACK)
 
 
 if __name__ == "__main__":
