@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    factory::logging::init_from_env();
+    factory::logging::init_from_env("server");
     match Server::start(config(args)) {
         Ok(_server) => loop {
             // The server runs on its own threads until the process is killed.

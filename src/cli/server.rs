@@ -64,8 +64,11 @@ limits (against slow, silent or hostile peers):
   -V, --version
                print the version and exit
 
-Logging goes to stderr; RUST_LOG=error|warn|info|debug|trace|off sets the
-level (default info).
+Logging goes to stderr, one line per event with an RFC 3339 UTC time.
+RUST_LOG sets what is logged, in env_logger's syntax: a level (error, warn,
+info (the default), debug, trace, off), module filters such as
+factory::server=debug, or both (warn,factory::server::term=debug). A
+directive that is not valid is ignored with one warning line.
 
 example (a three-server cluster on one host):
   server 5000 0 2 1 127.0.0.1 5001 2 127.0.0.1 5002

@@ -156,12 +156,12 @@ pub(crate) fn recover(
     let committed = replica.commit_through(found.committed_index);
     records.apply(committed);
     log::info!(
-        "factory {id}: recovered {} from {}: snapshot through {snapshot_end}, {} entries, committed through {}, epoch {}",
+        "factory {id}: recovered {} from {}: snapshot through index {snapshot_end}, {} entries after it, committed through index {}, epoch {}",
         if found.truncated_tail.is_some() { "(torn tail truncated)" } else { "cleanly" },
         dir.display(),
         found.entries.len(),
         replica.committed_index(),
-        found.epoch
+        crate::logging::epoch(found.epoch)
     );
     Ok(Recovered {
         replica,

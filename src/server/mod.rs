@@ -198,6 +198,16 @@ impl Shared {
             .clone()
     }
 
+    /// `server ID at HOST:PORT`, the peer's configured listening address
+    /// (a connection's source port says nothing to an operator), or
+    /// `server ID` for a server not among the peers.
+    pub(crate) fn peer_name(&self, id: i32) -> String {
+        match self.peer_list().iter().find(|p| p.id == id) {
+            Some(p) => format!("server {id} at {}", p.addr()),
+            None => format!("server {id}"),
+        }
+    }
+
     pub(crate) fn stopping(&self) -> bool {
         self.registry.is_closed()
     }
@@ -210,7 +220,10 @@ impl Shared {
     /// is then only as durable as the process).
     pub(crate) fn persist_epoch(&self, epoch: Epoch) {
         if let Err(e) = self.durable.set_epoch(epoch) {
-            log::error!("cannot record epoch {epoch}: {e}");
+            log::error!(
+                "cannot record epoch {} on disk: {e}",
+                crate::logging::epoch(epoch)
+            );
         }
     }
 
@@ -223,9 +236,15 @@ impl Shared {
                 self.persist_epoch(epoch);
             }
             if replica.is_primary() {
+                let by = if primary == crate::state::NO_PRIMARY {
+                    "another server".to_string()
+                } else {
+                    format!("server {primary}")
+                };
                 log::info!(
-                    "factory {} steps down: epoch {epoch} is newer",
-                    self.factory_id
+                    "factory {} steps down: {by} took over in epoch {}",
+                    self.factory_id,
+                    crate::logging::epoch(epoch)
                 );
                 replica.follow(primary);
             }

@@ -321,7 +321,7 @@ fn catch_up(
         }
     });
     log::debug!(
-        "peer {}: catch-up plan sent in {:?}",
+        "peer {}: told where to resume replicating, {:?} after it connected",
         peer.id,
         started.elapsed()
     );

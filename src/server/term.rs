@@ -100,7 +100,7 @@ impl Term {
             }
             Decision::Unsafe(missing) => {
                 let why = format!(
-                    "in-sync members {missing:?} are unreachable and no reachable server is known to hold every acknowledged write (start with --force-primary to override)"
+                    "in-sync members {missing:?} cannot be reached and no reachable server is known to hold every acknowledged write (start with --force-primary to override)"
                 );
                 log::warn!("factory {} refuses writes: {why}", shared.factory_id);
                 Err(WriteError::Unsafe(why))
@@ -129,10 +129,9 @@ impl Term {
             );
         }
         log::info!(
-            "factory {} became primary in epoch {epoch} ({}:{}) with in-sync set {:?}",
+            "factory {} became primary in epoch {} with in-sync set {:?}",
             shared.factory_id,
-            epoch >> 16,
-            epoch & 0xffff,
+            crate::logging::epoch(epoch),
             in_sync.ids()
         );
         self.start(shared, epoch, in_sync);
@@ -223,9 +222,9 @@ impl Term {
         }
         self.slots.clear();
         log::info!(
-            "factory {}: primary term {} ended",
+            "factory {} is no longer primary (epoch {} ended)",
             shared.factory_id,
-            self.epoch
+            crate::logging::epoch(self.epoch)
         );
         self.epoch = 0;
     }

@@ -1,0 +1,225 @@
+//! The server binary as an operator runs it: `RUST_LOG` filters and
+//! timestamps.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{free_port, DEADLINE, IO_TIMEOUT};
+use factory::client::Client;
+
+/// A `server` process with its stderr collected line by line.
+struct Proc {
+    port: u16,
+    child: Child,
+    lines: Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Proc {
+    /// `server PORT 0 0 --bind 127.0.0.1 EXTRA...` with `RUST_LOG=rust_log`,
+    /// on a free port (retried if another test took it first); waits for
+    /// `ready` in its log, or without one until it accepts connections.
+    fn start(rust_log: &str, extra: &[&str], ready: Option<&str>) -> Proc {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut p = Proc::spawn(port, rust_log, extra);
+            let up = match ready {
+                Some(line) => p.wait_for_line(line),
+                None => {
+                    common::wait_until(|| {
+                        TcpStream::connect(("127.0.0.1", port)).is_ok()
+                            || matches!(p.child.try_wait(), Ok(Some(_)))
+                    }) && matches!(p.child.try_wait(), Ok(None))
+                }
+            };
+            if up {
+                return p;
+            }
+            let exited = p.wait_exit(Duration::from_secs(1)).is_some();
+            if !(exited && p.log_text().contains("already in use")) {
+                panic!("server did not start: {}", p.log_text());
+            }
+        }
+        panic!("no free port for a server");
+    }
+
+    fn spawn(port: u16, rust_log: &str, extra: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+            .args([&port.to_string(), "0", "0", "--bind", "127.0.0.1"])
+            .args(extra)
+            .env("RUST_LOG", rust_log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log2 = Arc::clone(&log);
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log2.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        Proc {
+            port,
+            child,
+            lines,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits for a new stderr line containing `needle`; false at the
+    /// deadline or when stderr closes first.
+    fn wait_for_line(&self, needle: &str) -> bool {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn log_text(&self) -> String {
+        self.log_lines().join("\n")
+    }
+
+    /// The exit status, once the process ended within `limit`; its stderr
+    /// has then been read to the end.
+    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+fn connect(port: u16) -> Client {
+    Client::connect("127.0.0.1", port, IO_TIMEOUT).expect("connect")
+}
+
+/// Today's date as `YYYY-MM-DD` in UTC (civil-from-days, proleptic Gregorian).
+fn utc_date(unix_secs: u64) -> String {
+    let z = (unix_secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// True for `YYYY-MM-DDTHH:MM:SS.mmmZ` followed by a space.
+fn starts_with_rfc3339_utc(line: &str) -> bool {
+    let b = line.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    b.len() > 25
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..23)
+        && &b[23..25] == b"Z "
+}
+
+#[test]
+fn log_lines_carry_an_rfc3339_utc_time() {
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let server = Proc::start("info", &[], Some("listening on"));
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let lines = server.log_lines();
+    let line = lines.iter().find(|l| l.contains("listening on")).unwrap();
+    assert!(starts_with_rfc3339_utc(line), "{line}");
+    let dates = [utc_date(before), utc_date(after)];
+    assert!(
+        dates.iter().any(|d| line.starts_with(d.as_str())),
+        "{line} vs {dates:?}"
+    );
+    assert!(line.contains(" INFO  factory::server: "), "{line}");
+}
+
+#[test]
+fn rust_log_takes_module_filters() {
+    // Only the session module, at debug: the accept path's info line
+    // ("listening on", module factory::server) is filtered out.
+    let server = Proc::start("factory::server::session=debug", &[], None);
+    let mut c = connect(server.port);
+    c.read(1).expect("read");
+    c.close();
+    assert!(server.wait_for_line("ended its session"));
+    let lines = server.log_lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(" factory::server::session: ")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains(" DEBUG ")), "{lines:?}");
+}
+
+#[test]
+fn an_invalid_rust_log_is_reported_once() {
+    let server = Proc::start("bogus,factory=loud", &[], Some("listening on"));
+    let lines = server.log_lines();
+    let warnings: Vec<_> = lines.iter().filter(|l| l.contains("RUST_LOG")).collect();
+    assert_eq!(warnings.len(), 1, "{lines:?}");
+    assert!(warnings[0].starts_with("server: warning: "), "{lines:?}");
+    assert!(warnings[0].contains("'bogus' names no module"), "{lines:?}");
+    assert!(warnings[0].contains("'loud' is not"), "{lines:?}");
+    assert!(warnings[0].ends_with("logging at info"), "{lines:?}");
+}
