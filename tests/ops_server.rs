@@ -1,5 +1,5 @@
 //! The server binary as an operator runs it: `RUST_LOG` filters and
-//! timestamps.
+//! timestamps, a graceful stop on SIGTERM and SIGINT.
 
 mod common;
 
@@ -100,6 +100,14 @@ impl Proc {
 
     fn log_text(&self) -> String {
         self.log_lines().join("\n")
+    }
+
+    /// Sends `signal` (a number) with kill(1).
+    fn signal(&self, signal: i32) {
+        let pid = self.child.id().to_string();
+        let name = format!("-{signal}");
+        let status = Command::new("kill").args([&name, &pid]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {name} {pid}");
     }
 
     /// The exit status, once the process ended within `limit`; its stderr
@@ -222,4 +230,71 @@ fn an_invalid_rust_log_is_reported_once() {
     assert!(warnings[0].contains("'bogus' names no module"), "{lines:?}");
     assert!(warnings[0].contains("'loud' is not"), "{lines:?}");
     assert!(warnings[0].ends_with("logging at info"), "{lines:?}");
+}
+
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
+/// Writes fresh customers one after another until the connection fails,
+/// recording each acknowledged write.
+fn write_until_refused(port: u16, acked: &Mutex<Vec<(i32, i32)>>) {
+    let Ok(mut c) = Client::connect("127.0.0.1", port, IO_TIMEOUT) else {
+        return;
+    };
+    for customer in 0..1_000_000 {
+        let order = customer * 7 + 1;
+        match c.order(customer, order) {
+            Ok(_) => acked.lock().unwrap().push((customer, order)),
+            Err(_) => return,
+        }
+    }
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    let extra = ["--data-dir", data_dir, "--fsync", "never"];
+    let mut server = Proc::start("info", &extra, Some("listening on"));
+    let port = server.port;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let writer = {
+        let acked = Arc::clone(&acked);
+        thread::spawn(move || write_until_refused(port, &acked))
+    };
+    assert!(common::wait_until(|| acked.lock().unwrap().len() >= 300));
+    // SIGTERM while writes are in flight.
+    server.signal(SIGTERM);
+    let status = server.wait_exit(DEADLINE).expect("server exits");
+    writer.join().expect("writer");
+    assert_eq!(status.code(), Some(0), "{}", server.log_text());
+    let log = server.log_text();
+    assert_eq!(log.matches("stopped on SIGTERM").count(), 1, "{log}");
+    assert!(!log.contains("NOT flushed"), "{log}");
+    drop(server);
+
+    let acked = acked.lock().unwrap().clone();
+    let restarted = Proc::start("info", &extra, Some("listening on"));
+    let log = restarted.log_text();
+    assert!(log.contains("recovered cleanly"), "{log}");
+    assert!(!log.contains("torn"), "{log}");
+    let mut c = connect(restarted.port);
+    for (customer, order) in &acked {
+        let got = c.read(*customer).expect("read").last_order;
+        assert_eq!(got, *order, "customer {customer} of {} acked", acked.len());
+    }
+    c.close();
+}
+
+#[test]
+fn sigint_stops_gracefully_too() {
+    let mut server = Proc::start("info", &[], Some("listening on"));
+    let mut c = connect(server.port);
+    c.order(1, 2).expect("write");
+    server.signal(SIGINT);
+    let status = server.wait_exit(DEADLINE).expect("server exits");
+    assert_eq!(status.code(), Some(0), "{}", server.log_text());
+    assert!(server.log_text().contains("stopped on SIGINT"));
+    // The session was closed, not left hanging.
+    assert!(c.read(1).is_err());
 }

@@ -1,7 +1,12 @@
-//! `server PORT FACTORY_ID NUM_PEERS [PEER_ID PEER_IP PEER_PORT]...`
+//! `server PORT FACTORY_ID NUM_PEERS [PEER_ID PEER_IP PEER_PORT]...`: parses
+//! the command line, starts a [`Server`] and stops it gracefully on SIGTERM
+//! or SIGINT (exit 0).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use factory::cli::{self, Command, ServerArgs};
 use factory::server::{Server, ServerConfig};
@@ -24,11 +29,26 @@ fn main() -> ExitCode {
         }
     };
     factory::logging::init_from_env("server");
+    // Registered before the server starts, so that a signal during
+    // recovery also stops it gracefully once it is up.
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("server: cannot handle SIGTERM and SIGINT: {e}");
+            return ExitCode::from(1);
+        }
+    };
     match Server::start(config(args)) {
-        Ok(_server) => loop {
-            // The server runs on its own threads until the process is killed.
-            std::thread::park();
-        },
+        Ok(server) => {
+            // The server runs on its own threads; this one waits for a
+            // stop signal (signal-hook's self-pipe: no async runtime).
+            let name = match signals.forever().next() {
+                Some(SIGINT) => "SIGINT",
+                _ => "SIGTERM",
+            };
+            server.stop_because(&format!("on {name}"));
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("server: {e}");
             ExitCode::from(1)

@@ -365,10 +365,15 @@ impl Server {
     /// Stops the server: closes the listener and every connection, fails
     /// writes still waiting, and returns once every thread has ended.
     pub fn stop(mut self) {
-        self.shutdown();
+        self.shutdown("");
     }
 
-    fn shutdown(&mut self) {
+    /// As [`Server::stop`], naming why in the log line (`"on SIGTERM"`).
+    pub fn stop_because(mut self, cause: &str) {
+        self.shutdown(cause);
+    }
+
+    fn shutdown(&mut self, cause: &str) {
         self.shared.registry.close_all();
         self.shared.admin_queue.close();
         self.shared.repl.notify();
@@ -379,14 +384,29 @@ impl Server {
         if let Some(t) = self.admin_thread.take() {
             let _ = t.join();
         }
-        log::info!("factory {} stopped", self.shared.factory_id);
+        let flushed = match self.shared.durable.close() {
+            Ok(()) => "",
+            Err(e) => {
+                log::error!("cannot flush the data directory: {e}");
+                ", the data directory NOT flushed"
+            }
+        };
+        let cause = if cause.is_empty() {
+            String::new()
+        } else {
+            format!(" {cause}")
+        };
+        log::info!(
+            "factory {} stopped{cause}: no longer listening, requests in flight answered or refused{flushed}",
+            self.shared.factory_id
+        );
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         if self.accept_thread.is_some() {
-            self.shutdown();
+            self.shutdown("");
         }
     }
 }
