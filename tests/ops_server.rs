@@ -1,5 +1,6 @@
 //! The server binary as an operator runs it: `RUST_LOG` filters and
-//! timestamps, a graceful stop on SIGTERM and SIGINT.
+//! timestamps, a graceful stop on SIGTERM and SIGINT, a closed stdout or
+//! stderr, a peer host that does not resolve.
 
 mod common;
 
@@ -52,8 +53,15 @@ impl Proc {
     }
 
     fn spawn(port: u16, rust_log: &str, extra: &[&str]) -> Proc {
+        let (peers, extra) = match extra.first() {
+            Some(&"--peers") => (extra[1..4].to_vec(), &extra[4..]),
+            _ => (Vec::new(), extra),
+        };
+        let num_peers = (peers.len() / 3).to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-            .args([&port.to_string(), "0", "0", "--bind", "127.0.0.1"])
+            .args([&port.to_string(), "0", &num_peers])
+            .args(&peers)
+            .args(["--bind", "127.0.0.1"])
             .args(extra)
             .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
@@ -297,4 +305,65 @@ fn sigint_stops_gracefully_too() {
     assert!(server.log_text().contains("stopped on SIGINT"));
     // The session was closed, not left hanging.
     assert!(c.read(1).is_err());
+}
+
+/// The write end of a pipe whose read end is already closed: writing to
+/// it fails with EPIPE at once (a `true` child held the read end).
+fn broken_pipe() -> Stdio {
+    let mut reader = Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn true");
+    let writer = reader.stdin.take().expect("stdin");
+    reader.wait().expect("true exits");
+    Stdio::from(writer)
+}
+
+#[test]
+fn a_closed_stdout_or_stderr_is_no_panic() {
+    for arg in ["--help", "--version"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_server"))
+            .arg(arg)
+            .stdout(broken_pipe())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run server");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{arg}: {err}");
+        assert!(err.is_empty(), "{arg}: {err}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_server"))
+        .arg("0")
+        .stdout(Stdio::null())
+        .stderr(broken_pipe())
+        .output()
+        .expect("run server");
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+}
+
+#[test]
+fn an_unresolvable_peer_is_a_warning_and_is_retried() {
+    let peer = free_port().to_string();
+    let extra = ["--peers", "1", "nowhere.invalid", &peer, "--force-primary"];
+    let rust_log = "info,factory::server::replicator=debug";
+    let server = Proc::start(rust_log, &extra, Some("listening on"));
+    let warning = server
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("does not resolve"))
+        .expect("a warning at start");
+    assert!(warning.contains(" WARN "), "{warning}");
+    assert!(
+        warning.contains("peer id 1: host 'nowhere.invalid'"),
+        "{warning}"
+    );
+    // Forced to lead, it replicates to the peer: the replicator resolves
+    // the name again on every attempt.
+    let mut c = connect(server.port);
+    c.order(1, 1).expect("a forced primary takes writes");
+    let lost = format!("lost peer 1 at nowhere.invalid:{peer}");
+    assert!(server.wait_for_line(&lost), "{}", server.log_text());
+    let again = format!("peer 1 at nowhere.invalid:{peer} still unreachable");
+    assert!(server.wait_for_line(&again), "{}", server.log_text());
+    c.close();
 }

@@ -2,31 +2,28 @@
 //! the command line, starts a [`Server`] and stops it gracefully on SIGTERM
 //! or SIGINT (exit 0).
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use factory::cli::{self, Command, ServerArgs};
-use factory::server::{Server, ServerConfig};
+use factory::server::{PeerConfig, Server, ServerConfig};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args = match cli::parse_server(&args) {
         Ok(Command::Run(args)) => args,
         Ok(Command::Help) => {
-            print!("{}", cli::SERVER_USAGE);
+            cli::print_out(cli::SERVER_USAGE);
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("server (factory) {}", factory::VERSION);
+            cli::print_out(&format!("server (factory) {}\n", factory::VERSION));
             return ExitCode::SUCCESS;
         }
-        Err(e) => {
-            eprintln!("server: {e}\n\n{}", cli::SERVER_USAGE);
-            return ExitCode::from(2);
-        }
+        Err(e) => return cli::usage_failure("server", &e),
     };
     factory::logging::init_from_env("server");
     // Registered before the server starts, so that a signal during
@@ -34,10 +31,11 @@ fn main() -> ExitCode {
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("server: cannot handle SIGTERM and SIGINT: {e}");
+            cli::print_err(&format!("server: cannot handle SIGTERM and SIGINT: {e}"));
             return ExitCode::from(1);
         }
     };
+    warn_unresolved_peers(&args.peers);
     match Server::start(config(args)) {
         Ok(server) => {
             // The server runs on its own threads; this one waits for a
@@ -50,8 +48,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("server: {e}");
+            cli::print_err(&format!("server: {e}"));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// A peer whose host name does not resolve now may resolve later (DNS
+/// not ready yet, a host still being set up): say so, and let the
+/// replicator's reconnect loop, which resolves on every attempt, retry it.
+fn warn_unresolved_peers(peers: &[PeerConfig]) {
+    for peer in peers {
+        if let Err(e) = (peer.host.as_str(), peer.port).to_socket_addrs() {
+            log::warn!(
+                "peer id {}: host '{}' does not resolve ({e}); it will be retried",
+                peer.id,
+                peer.host
+            );
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{host, number, port, split_args, usage_error, Command, UsageError};
+use super::{host, number, ordinal, port, split_args, usage_error, Command, UsageError};
 use crate::server::PeerConfig;
 
 /// Usage text of the server.
@@ -203,20 +203,22 @@ fn seconds(name: &str, value: &str) -> Result<Duration, UsageError> {
 fn parse_peers(rest: &[String], own_id: i32) -> Result<Vec<PeerConfig>, UsageError> {
     let mut peers: Vec<PeerConfig> = Vec::new();
     for (i, chunk) in rest.chunks(3).enumerate() {
-        let n = i + 1;
-        let id = number(&format!("PEER_ID of peer {n}"), &chunk[0], 0, i32::MAX)?;
+        let nth = format!("the {} peer triple", ordinal(i + 1));
+        let id = number(&format!("PEER_ID of {nth}"), &chunk[0], 0, i32::MAX)?;
         if id == own_id {
             return Err(usage_error(format!(
-                "peer {n} has id {id}, the same as FACTORY_ID"
+                "{nth} has peer id {id}, which is this server's FACTORY_ID"
             )));
         }
         if peers.iter().any(|p| p.id == id) {
-            return Err(usage_error(format!("peer id {id} is given twice")));
+            return Err(usage_error(format!(
+                "peer id {id} is given twice ({nth} repeats it)"
+            )));
         }
         peers.push(PeerConfig {
             id,
-            host: host(&format!("PEER_IP of peer {n}"), &chunk[1])?,
-            port: port(&format!("PEER_PORT of peer {n}"), &chunk[2])?,
+            host: host(&format!("PEER_IP of {nth} (peer id {id})"), &chunk[1])?,
+            port: port(&format!("PEER_PORT of {nth} (peer id {id})"), &chunk[2])?,
         });
     }
     Ok(peers)
@@ -330,9 +332,17 @@ mod tests {
         assert!(server_err("5000 -1 0").contains("FACTORY_ID"));
         assert!(server_err("5000 0 -2").contains("NUM_PEERS"));
         assert!(server_err("5000 0 1 1 h").contains("expected 3 peer arguments"));
-        assert!(server_err("5000 0 1 0 h 1").contains("same as FACTORY_ID"));
-        assert!(server_err("5000 0 2 1 h 1 1 h 2").contains("given twice"));
-        assert!(server_err("5000 0 1 1 h 0").contains("PEER_PORT of peer 1"));
+        assert_eq!(
+            server_err("5000 0 1 0 h 1"),
+            "the 1st peer triple has peer id 0, which is this server's FACTORY_ID"
+        );
+        assert_eq!(
+            server_err("5000 0 2 1 h 1 1 h 2"),
+            "peer id 1 is given twice (the 2nd peer triple repeats it)"
+        );
+        assert!(server_err("5000 0 2 1 h 1 2 h 0")
+            .starts_with("PEER_PORT of the 2nd peer triple (peer id 2) must be between 1"));
+        assert!(server_err("5000 0 1 x h 1").contains("PEER_ID of the 1st peer triple"));
         assert!(server_err("5000 0 0 --bind nowhere").contains("--bind"));
         assert!(server_err("5000 0 0 --frob").contains("unknown option '--frob'"));
     }
