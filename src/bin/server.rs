@@ -78,6 +78,7 @@ fn config(args: ServerArgs) -> ServerConfig {
         force_primary: args.force_primary,
         log_retain: args.log_retain,
         limits: args.limits,
+        metrics: args.metrics,
         ..ServerConfig::new(args.port, args.factory_id)
     }
 }

@@ -42,6 +42,9 @@ options:
   --log-retain N
                committed entries kept for catching up a backup by log suffix;
                one further behind gets a snapshot (default 100000)
+  --metrics ADDR
+               serve Prometheus metrics on http://ADDR/metrics (for example
+               127.0.0.1:9100; port 0 picks a free one, logged at start)
 
 limits (against slow, silent or hostile peers):
   --max-connections N
@@ -97,6 +100,8 @@ pub struct ServerArgs {
     pub log_retain: usize,
     /// `--max-connections` and the timeouts.
     pub limits: crate::server::Limits,
+    /// `--metrics`.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Parses the server's arguments (without the program name).
@@ -113,6 +118,7 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         "--client-write-timeout",
         "--peer-timeout",
         "--handshake-timeout",
+        "--metrics",
     ];
     let (pos, options) = match split_args(args, &valued, &["--force-primary"])? {
         Command::Run(split) => split,
@@ -147,6 +153,7 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         force_primary: false,
         log_retain: crate::server::DEFAULT_LOG_RETAIN,
         limits: crate::server::Limits::default(),
+        metrics: None,
     };
     let mut fsync_given = false;
     for (name, value) in options {
@@ -176,6 +183,13 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
                 parsed.limits.client_write_timeout = seconds("--client-write-timeout", &value)?
             }
             "--peer-timeout" => parsed.limits.peer_timeout = seconds("--peer-timeout", &value)?,
+            "--metrics" => {
+                parsed.metrics = Some(value.parse().map_err(|_| {
+                    usage_error(format!(
+                        "--metrics must be an IP address and port such as 127.0.0.1:9100, got '{value}'"
+                    ))
+                })?)
+            }
             "--handshake-timeout" => {
                 parsed.limits.handshake_timeout = seconds("--handshake-timeout", &value)?
             }
@@ -344,6 +358,11 @@ mod tests {
             .starts_with("PEER_PORT of the 2nd peer triple (peer id 2) must be between 1"));
         assert!(server_err("5000 0 1 x h 1").contains("PEER_ID of the 1st peer triple"));
         assert!(server_err("5000 0 0 --bind nowhere").contains("--bind"));
+        assert!(server_err("5000 0 0 --metrics 9100").contains("--metrics must be"));
+        let Command::Run(a) = parse_server(&args("5000 0 0 --metrics [::1]:9100")).unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.metrics, Some("[::1]:9100".parse().unwrap()));
         assert!(server_err("5000 0 0 --frob").contains("unknown option '--frob'"));
     }
 }

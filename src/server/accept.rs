@@ -8,6 +8,7 @@
 //! the handshake timeout, counted from the accept, however slowly its bytes
 //! trickle in.
 
+use super::metrics::Fault;
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,6 +56,7 @@ fn run(shared: Arc<Shared>, listener: TcpListener) {
                 // Only this thread adds connections, so the count cannot
                 // pass the limit between this check and the spawn.
                 if live.load(Ordering::Acquire) >= shared.limits.max_connections {
+                    shared.metrics.error(Fault::ConnectionLimit);
                     refusals.refuse(stream, shared.limits.max_connections);
                     continue;
                 }
@@ -162,6 +164,8 @@ fn serve(shared: &Shared, mut stream: TcpStream, engineer_id: i32) {
     let Some(_registered) = shared.registry.register(&stream) else {
         return;
     };
+    shared.metrics.accepted.inc();
+    let _open = shared.metrics.connections.hold();
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + shared.limits.handshake_timeout;
     match read_tag(&mut stream, deadline) {
@@ -169,9 +173,12 @@ fn serve(shared: &Shared, mut stream: TcpStream, engineer_id: i32) {
             Some(Tag::Client) => session::run(shared, stream, peer, engineer_id),
             Some(Tag::Pfa) => backup::run(shared, stream, peer),
             Some(Tag::Native) => follower::run(shared, stream, peer),
-            None => log::warn!(
-                "{peer}: unknown handshake tag {raw:02x?}, expected CLIENT, PFA or FREP; closing"
-            ),
+            None => {
+                shared.metrics.error(Fault::Handshake);
+                log::warn!(
+                    "{peer}: unknown handshake tag {raw:02x?}, expected CLIENT, PFA or FREP; closing"
+                )
+            }
         },
         Err(e) => log_handshake_failure(shared, peer, &e),
     }
@@ -204,6 +211,9 @@ fn read_tag(stream: &mut TcpStream, deadline: Instant) -> Result<[u8; HANDSHAKE_
 }
 
 fn log_handshake_failure(shared: &Shared, peer: SocketAddr, e: &ConnError) {
+    if matches!(e, ConnError::Timeout | ConnError::Truncated { .. }) {
+        shared.metrics.error(Fault::Handshake);
+    }
     match e {
         ConnError::Timeout => log::warn!(
             "{peer}: no handshake within {:?}; closing",

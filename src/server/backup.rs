@@ -51,6 +51,11 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
                 .to_string()
         },
     );
+    if matches!(end, StreamEnd::Stalled { .. } | StreamEnd::Refused(_)) {
+        shared
+            .metrics
+            .error(super::metrics::Fault::ReplicationStream);
+    }
     match end {
         StreamEnd::Conn(ConnError::Closed) => {
             log::info!("lost primary {who}: stream closed")

@@ -120,8 +120,16 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
             log::debug!("native connection from {peer} ended")
         }
         Err(End::Conn(e)) => log::info!("native connection from {peer}: {e}"),
-        Err(End::Frame(e)) => log::warn!("native connection from {peer}: {e}; closing"),
+        Err(End::Frame(e)) => {
+            shared
+                .metrics
+                .error(super::metrics::Fault::ReplicationStream);
+            log::warn!("native connection from {peer}: {e}; closing")
+        }
         Err(End::Refused(code, why)) => {
+            shared
+                .metrics
+                .error(super::metrics::Fault::ReplicationStream);
             log::warn!("refused native connection from {peer} ({code:?}): {why}; closing")
         }
     }

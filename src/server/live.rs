@@ -282,6 +282,7 @@ fn await_acks_briefly(held: &mut [MutexGuard<'_, Option<Live>>]) {
 fn fail(shared: &Shared, guard: &mut MutexGuard<'_, Option<Live>>, e: &PeerError) {
     if let Some(live) = guard.take() {
         let _ = live.reader.get_ref().shutdown(std::net::Shutdown::Both);
+        shared.metrics.error(super::metrics::Fault::PeerLost);
         log::warn!(
             "lost peer {}: {e}",
             shared.peer_name(live.peer).trim_start_matches("server ")

@@ -24,6 +24,7 @@ mod error;
 mod follower;
 mod forward;
 mod live;
+mod metrics;
 mod progress;
 mod registry;
 mod replicator;
@@ -165,6 +166,8 @@ pub(crate) struct Shared {
     /// a thread that waits for another without sleeping does not stop the
     /// very thread it waits for.
     pub(crate) spare_cpu: bool,
+    /// Counters and histograms for `--metrics`.
+    pub(crate) metrics: metrics::Metrics,
 }
 
 impl Shared {
@@ -236,6 +239,7 @@ impl Shared {
                 self.persist_epoch(epoch);
             }
             if replica.is_primary() {
+                self.metrics.step_downs.inc();
                 let by = if primary == crate::state::NO_PRIMARY {
                     "another server".to_string()
                 } else {
@@ -260,6 +264,7 @@ pub struct Server {
     local_addr: SocketAddr,
     accept_thread: Option<JoinHandle<()>>,
     admin_thread: Option<JoinHandle<()>>,
+    metrics: Option<metrics::Endpoint>,
 }
 
 impl Server {
@@ -293,6 +298,7 @@ impl Server {
             log_retain: config.log_retain,
             followed_v1: AtomicBool::new(false),
             spare_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            metrics: metrics::Metrics::default(),
         });
         if config.force_primary {
             log::warn!(
@@ -303,6 +309,10 @@ impl Server {
         // Logged before any connection is served, so that this line comes
         // first (tools wait for it, then for what follows).
         log::info!("factory {} listening on {local_addr}", shared.factory_id);
+        let metrics = match config.metrics {
+            Some(addr) => Some(metrics::Endpoint::start(Arc::clone(&shared), addr)?),
+            None => None,
+        };
         let admin_thread = admin::spawn(Arc::clone(&shared))?;
         let accept_thread = match accept::spawn(Arc::clone(&shared), listener) {
             Ok(t) => t,
@@ -317,12 +327,18 @@ impl Server {
             local_addr,
             accept_thread: Some(accept_thread),
             admin_thread: Some(admin_thread),
+            metrics,
         })
     }
 
     /// The address the server listens on (with the real port if 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `GET /metrics` is served (with the real port if 0 was asked).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(metrics::Endpoint::addr)
     }
 
     /// This server's factory id.
@@ -383,6 +399,9 @@ impl Server {
         }
         if let Some(t) = self.admin_thread.take() {
             let _ = t.join();
+        }
+        if let Some(endpoint) = self.metrics.as_mut() {
+            endpoint.stop();
         }
         let flushed = match self.shared.durable.close() {
             Ok(()) => "",

@@ -195,6 +195,9 @@ fn report_down(
         state.settled = true;
         was_live
     });
+    if was_live {
+        shared.metrics.error(super::metrics::Fault::PeerLost);
+    }
     if was_live || down_since.is_none() {
         log::warn!(
             "lost peer {} at {}: {e}; retrying with backoff",

@@ -4,6 +4,7 @@
 //! set (dropping a peer whose link failed, adding one that caught up), each
 //! change being an entry of the replicated log.
 
+use super::metrics::{Election, Fault};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -82,7 +83,15 @@ impl Term {
             }
         };
         let force = shared.force_primary || shared.followed_v1();
-        match decide_takeover(&me, &outcomes, force) {
+        let decision = decide_takeover(&me, &outcomes, force);
+        shared.metrics.election(match decision {
+            Decision::Lead(_) => Election::Won,
+            Decision::Follow(_) => Election::Followed,
+            Decision::Defer(_) => Election::Deferred,
+            Decision::StandBack(_) => Election::StoodBack,
+            Decision::Unsafe(_) => Election::Refused,
+        });
+        match decision {
             Decision::Lead(in_sync) => self.lead(shared, epoch, in_sync, force && !me.trusted),
             Decision::Follow(p) => Err(WriteError::NotPrimary(p)),
             Decision::Defer(p) => {
@@ -238,7 +247,16 @@ impl Term {
         entries: &mut [Entry],
     ) -> Result<(), WriteError> {
         let last = self.append_and_send(shared, entries)?;
-        self.wait_committed(shared, last)
+        if self.slots.is_empty() {
+            return self.wait_committed(shared, last);
+        }
+        let started = std::time::Instant::now();
+        let result = self.wait_committed(shared, last);
+        shared
+            .metrics
+            .replication_wait
+            .observe_duration(started.elapsed());
+        result
     }
 
     /// Appends `entries` and sends them to every caught-up backup at once.
@@ -282,10 +300,10 @@ impl Term {
             self.in_sync = set;
         }
         shared.repl.update(|p| p.last_index = last);
-        shared
-            .durable
-            .append(first, stamped)
-            .map_err(|e| WriteError::Storage(e.to_string()))?;
+        shared.durable.append(first, stamped).map_err(|e| {
+            shared.metrics.error(Fault::Storage);
+            WriteError::Storage(e.to_string())
+        })?;
         Ok(last)
     }
 
