@@ -44,12 +44,7 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     // what an operator knows it by, not the stream's source port.
     let who = primary.map_or_else(
         || format!("(unknown id) connected from {peer}"),
-        |id: i32| {
-            shared
-                .peer_name(id)
-                .trim_start_matches("server ")
-                .to_string()
-        },
+        |id: i32| shared.peer_called(id, peer),
     );
     if matches!(end, StreamEnd::Stalled { .. } | StreamEnd::Refused(_)) {
         shared
@@ -91,9 +86,10 @@ fn follow(shared: &Shared, stream: &TcpStream, primary: &mut Option<i32>) -> Str
         if *primary != Some(request.primary_id) {
             log::info!(
                 "following primary {} (an original server)",
-                shared
-                    .peer_name(request.primary_id)
-                    .trim_start_matches("server ")
+                stream.peer_addr().map_or_else(
+                    |_| request.primary_id.to_string(),
+                    |from| shared.peer_called(request.primary_id, from)
+                )
             );
             *primary = Some(request.primary_id);
         }

@@ -220,23 +220,14 @@ fn follow(
             last_epoch: replica.last_epoch(),
         }
     };
-    let who = shared.peer_name(primary);
-    log::debug!("primary {primary} connected from {peer}");
-    log::info!(
-        "following primary {} in epoch {}",
-        who.trim_start_matches("server "),
-        epoch_name(epoch)
-    );
+    let who = shared.peer_called(primary, peer);
+    log::info!("following primary {who} in epoch {}", epoch_name(epoch));
     conn.send(NativeFrame::new(epoch, catch_up))?;
     let result = stream(shared, conn, epoch);
     let mut replica = shared.replica();
     if replica.primary_id() == primary && replica.epoch() == epoch {
         replica.on_stream_closed();
-        log::info!(
-            "lost primary {} (epoch {})",
-            who.trim_start_matches("server "),
-            epoch_name(epoch)
-        );
+        log::info!("lost primary {who} (epoch {})", epoch_name(epoch));
     }
     result
 }

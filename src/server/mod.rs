@@ -211,6 +211,15 @@ impl Shared {
         }
     }
 
+    /// `ID at HOST:PORT` for a configured peer, else `ID (connected from
+    /// ADDR)`: a server that connected to us, named for a log line.
+    pub(crate) fn peer_called(&self, id: i32, from: SocketAddr) -> String {
+        match self.peer_list().iter().find(|p| p.id == id) {
+            Some(p) => format!("{id} at {}", p.addr()),
+            None => format!("{id} (connected from {from})"),
+        }
+    }
+
     pub(crate) fn stopping(&self) -> bool {
         self.registry.is_closed()
     }
