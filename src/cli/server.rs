@@ -73,6 +73,10 @@ info (the default), debug, trace, off), module filters such as
 factory::server=debug, or both (warn,factory::server::term=debug). A
 directive that is not valid is ignored with one warning line.
 
+SIGTERM or SIGINT stops the server gracefully: it stops listening, answers
+or refuses the requests in flight, flushes the data directory, logs one
+line and exits 0.
+
 example (a three-server cluster on one host):
   server 5000 0 2 1 127.0.0.1 5001 2 127.0.0.1 5002
   server 5001 1 2 0 127.0.0.1 5000 2 127.0.0.1 5002

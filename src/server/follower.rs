@@ -117,20 +117,20 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     };
     match end {
         Ok(()) | Err(End::Conn(ConnError::Closed)) => {
-            log::debug!("native connection from {peer} ended")
+            log::debug!("replication connection from {peer} ended")
         }
-        Err(End::Conn(e)) => log::info!("native connection from {peer}: {e}"),
+        Err(End::Conn(e)) => log::info!("replication connection from {peer}: {e}"),
         Err(End::Frame(e)) => {
             shared
                 .metrics
                 .error(super::metrics::Fault::ReplicationStream);
-            log::warn!("native connection from {peer}: {e}; closing")
+            log::warn!("replication connection from {peer}: {e}; closing")
         }
         Err(End::Refused(code, why)) => {
             shared
                 .metrics
                 .error(super::metrics::Fault::ReplicationStream);
-            log::warn!("refused native connection from {peer} ({code:?}): {why}; closing")
+            log::warn!("refused replication connection from {peer} ({code:?}): {why}; closing")
         }
     }
 }
