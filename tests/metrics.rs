@@ -328,8 +328,8 @@ fn run_client(port: u16, args: &[&str]) -> std::process::Child {
 #[test]
 fn counters_add_up_to_what_the_client_did() {
     let dir = tempfile::tempdir().unwrap();
+    // The metrics line comes before the listening line spawn waited for.
     let server = metrics_server(dir.path().to_str().unwrap());
-    assert!(server.wait_for_line("metrics on http://"));
     let addr = metrics_addr_from_log(&server.log_text());
 
     // 4 customers x 250 orders, scraped all along.
@@ -472,4 +472,22 @@ fn scraping_in_a_loop_while_writing() {
     done.store(true, Ordering::Relaxed);
     assert!(scraper.join().unwrap() >= 1);
     assert_eq!(scrape(addr).get("factory_writes_total", &[]), 400.0);
+}
+
+#[test]
+fn a_taken_metrics_address_fails_the_start_before_listening() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let port = common::free_port().to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args([&port, "0", "0", "--bind", "127.0.0.1", "--metrics", &addr])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot serve --metrics on {addr}")),
+        "{err}"
+    );
+    assert!(!err.contains("listening on"), "{err}");
 }

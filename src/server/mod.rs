@@ -315,13 +315,15 @@ impl Server {
                 config.factory_id
             );
         }
-        // Logged before any connection is served, so that this line comes
-        // first (tools wait for it, then for what follows).
-        log::info!("factory {} listening on {local_addr}", shared.factory_id);
+        // Before the listening line, so that a server whose --metrics
+        // address is taken never says it listens.
         let metrics = match config.metrics {
             Some(addr) => Some(metrics::Endpoint::start(Arc::clone(&shared), addr)?),
             None => None,
         };
+        // Logged before any connection is served, so that this line comes
+        // first (tools wait for it, then for what follows).
+        log::info!("factory {} listening on {local_addr}", shared.factory_id);
         let admin_thread = admin::spawn(Arc::clone(&shared))?;
         let accept_thread = match accept::spawn(Arc::clone(&shared), listener) {
             Ok(t) => t,

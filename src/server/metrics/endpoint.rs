@@ -19,7 +19,12 @@ pub(crate) struct Endpoint {
 impl Endpoint {
     /// Listens on `addr` and answers scrapes from one thread.
     pub(crate) fn start(shared: Arc<Shared>, addr: SocketAddr) -> Result<Endpoint, ServerError> {
-        let listener = TcpListener::bind(addr).map_err(|e| ServerError::bind(addr, e))?;
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            ServerError::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot serve --metrics on {addr}: {e}"),
+            ))
+        })?;
         let addr = listener.local_addr().map_err(ServerError::Io)?;
         let http = tiny_http::Server::from_listener(listener, None)
             .map_err(|e| ServerError::Io(std::io::Error::other(e.to_string())))?;
@@ -49,6 +54,14 @@ impl Endpoint {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Endpoint {
+    /// A server that fails to start after its endpoint did leaves no
+    /// thread behind.
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
