@@ -367,3 +367,34 @@ fn an_unresolvable_peer_is_a_warning_and_is_retried() {
     assert!(server.wait_for_line(&again), "{}", server.log_text());
     c.close();
 }
+
+/// Peers are named by id and the address they listen on (the source port
+/// of their connection says nothing to an operator); epochs by their
+/// counter.
+#[test]
+fn peers_are_named_by_their_listening_address() {
+    let mut cluster = common::ProcessCluster::start(2);
+    let ports = cluster.ports();
+    let mut c = common::client(ports[0]);
+    c.order(1, 1).expect("write");
+    c.close();
+    let p = cluster.primary().expect("a primary");
+    let b = 1 - p;
+    let primary = &cluster.servers[p];
+    let backup = &cluster.servers[b];
+    let to_backup = format!("replicating to peer {b} at 127.0.0.1:{} from index", ports[b]);
+    assert!(
+        primary.log_text().contains(&to_backup) || primary.wait_for_line(&to_backup),
+        "{}",
+        primary.log_text()
+    );
+    let following = format!("following primary {p} at 127.0.0.1:{} in epoch 1", ports[p]);
+    assert!(
+        backup.log_text().contains(&following) || backup.wait_for_line(&following),
+        "{}",
+        backup.log_text()
+    );
+    assert!(primary
+        .log_text()
+        .contains(&format!("factory {p} became primary in epoch 1 with")));
+}

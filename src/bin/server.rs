@@ -40,10 +40,17 @@ fn main() -> ExitCode {
         Ok(server) => {
             // The server runs on its own threads; this one waits for a
             // stop signal (signal-hook's self-pipe: no async runtime).
-            let name = match signals.forever().next() {
-                Some(SIGINT) => "SIGINT",
-                _ => "SIGTERM",
-            };
+            let name = signal_name(signals.forever().next());
+            // A second signal while the stop waits for something stuck
+            // ends the process at once, as an operator pressing ^C twice
+            // expects.
+            std::thread::spawn(move || {
+                if let Some(again) = signals.forever().next() {
+                    let again = signal_name(Some(again));
+                    log::warn!("{again} during the graceful stop: exiting at once");
+                    std::process::exit(1);
+                }
+            });
             server.stop_because(&format!("on {name}"));
             ExitCode::SUCCESS
         }
@@ -51,6 +58,13 @@ fn main() -> ExitCode {
             cli::print_err(&format!("server: {e}"));
             ExitCode::from(1)
         }
+    }
+}
+
+fn signal_name(signal: Option<i32>) -> &'static str {
+    match signal {
+        Some(SIGINT) => "SIGINT",
+        _ => "SIGTERM",
     }
 }
 

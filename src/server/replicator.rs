@@ -323,6 +323,12 @@ fn catch_up(
             state.settled = true;
         }
     });
+    // At info, so that an operator sees which peers the primary reached.
+    log::info!(
+        "replicating to peer {} at {} from index {next}",
+        peer.id,
+        peer.addr()
+    );
     log::debug!(
         "peer {}: told where to resume replicating, {:?} after it connected",
         peer.id,

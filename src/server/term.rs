@@ -231,7 +231,8 @@ impl Term {
         }
         self.slots.clear();
         log::info!(
-            "factory {} is no longer primary (epoch {} ended)",
+            // Tests read "factory N: primary term E" (tests/common).
+            "factory {}: primary term {} ended; no longer primary",
             shared.factory_id,
             crate::logging::epoch(self.epoch)
         );
