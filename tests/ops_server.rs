@@ -382,7 +382,10 @@ fn peers_are_named_by_their_listening_address() {
     let b = 1 - p;
     let primary = &cluster.servers[p];
     let backup = &cluster.servers[b];
-    let to_backup = format!("replicating to peer {b} at 127.0.0.1:{} from index", ports[b]);
+    let to_backup = format!(
+        "replicating to peer {b} at 127.0.0.1:{} from index",
+        ports[b]
+    );
     assert!(
         primary.log_text().contains(&to_backup) || primary.wait_for_line(&to_backup),
         "{}",
@@ -397,4 +400,64 @@ fn peers_are_named_by_their_listening_address() {
     assert!(primary
         .log_text()
         .contains(&format!("factory {p} became primary in epoch 1 with")));
+}
+
+/// A child process killed (and reaped) when the test ends, pass or fail.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A server on a free port whose stderr is a pipe nobody reads any more;
+/// retried if another test took the port first.
+fn server_with_broken_stderr() -> (Reaped, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Reaped(
+            Command::new(env!("CARGO_BIN_EXE_server"))
+                .args([&port.to_string(), "0", "0", "--bind", "127.0.0.1"])
+                .env("RUST_LOG", "debug")
+                .stdout(Stdio::null())
+                .stderr(broken_pipe())
+                .spawn()
+                .expect("spawn server"),
+        );
+        let exited = |c: &mut Reaped| matches!(c.0.try_wait(), Ok(Some(_)));
+        let up = common::wait_until(|| {
+            TcpStream::connect(("127.0.0.1", port)).is_ok() || exited(&mut child)
+        });
+        if up && !exited(&mut child) {
+            return (child, port);
+        }
+    }
+    panic!("the server did not start");
+}
+
+/// A server whose stderr reader went away keeps serving (log lines are
+/// dropped, not a panic) and still stops cleanly.
+#[test]
+fn a_running_server_survives_a_closed_stderr() {
+    let (mut server, port) = server_with_broken_stderr();
+    let mut c = connect(port);
+    c.order(5, 6).expect("write");
+    assert_eq!(c.read(5).expect("read").last_order, 6);
+    c.close();
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-15", &pid])
+        .status()
+        .is_ok_and(|s| s.success()));
+    let end = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Ok(Some(status)) = server.0.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < end, "server did not stop");
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
 }
