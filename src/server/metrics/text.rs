@@ -112,7 +112,7 @@ fn counters(t: &mut Text, m: &Metrics) {
     t.family(
         "factory_errors_total",
         "counter",
-        "Errors by kind (each also logged, except retried forwards).",
+        "Errors by kind (a retried forward counts each failed attempt).",
     );
     for kind in Fault::ALL {
         let labels = format!("kind=\"{}\"", kind.label());
@@ -188,7 +188,7 @@ fn state(t: &mut Text, shared: &Shared) {
     t.single(
         "factory_epoch",
         "gauge",
-        "The newest epoch this server has seen (it goes up by one at each takeover).",
+        "The newest epoch this server has seen, as its log lines print it (higher at each takeover).",
         epoch >> 16,
     );
     t.single(
