@@ -224,7 +224,7 @@ fn a_v1_frame_cut_by_eof_closes_and_loses_the_primary_quietly() {
         &server,
         "INFO",
         &me,
-        &format!("lost primary 9 at {me}: stream closed")
+        &format!("lost primary 9 (connected from {me}): stream closed")
     ));
     let log = log_before_marker(&server);
     assert!(!names(&log, "WARN", &me), "{log}");

@@ -282,7 +282,11 @@ fn await_acks_briefly(held: &mut [MutexGuard<'_, Option<Live>>]) {
 fn fail(shared: &Shared, guard: &mut MutexGuard<'_, Option<Live>>, e: &PeerError) {
     if let Some(live) = guard.take() {
         let _ = live.reader.get_ref().shutdown(std::net::Shutdown::Both);
-        log::warn!("lost peer {}: {e}", live.peer);
+        shared.metrics.error(super::metrics::Fault::PeerLost);
+        log::warn!(
+            "lost peer {}: {e}",
+            shared.peer_name(live.peer).trim_start_matches("server ")
+        );
         shared.repl.update(|p| {
             if let Some(state) = p.peer_mut(live.peer) {
                 state.live = false;
