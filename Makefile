@@ -47,10 +47,10 @@ all: build
 # target/release find it there.
 build:
 	$(CARGO) build --release --locked
-	cp $(RELEASE)/server $(RELEASE)/client .
+	cp -f --remove-destination $(RELEASE)/server $(RELEASE)/client .
 	ln -sf libfactory.so $(RELEASE)/$(SONAME)
 
-test: lint rust-test fuzz-check c-test unit-check python-test
+test: lint rust-test fuzz-check c-test unit-check python-test readme-check
 
 lint:
 	$(CARGO) fmt --check
@@ -277,7 +277,13 @@ uninstall:
 #   make python-test  tests/python (unittest) against target/release/libfactory.so;
 #                     install-check also loads the module with the installed library
 
-.PHONY: python-test
+.PHONY: python-test readme-check
+
+# The README's marked command blocks, run as written (scripts/readme_check.py
+# substitutes free ports and temporary directories); needs cc and pkg-config.
+readme-check: build
+	@set -e; $(call need,$(PYTHON),python3); $(call need,$(CC),cc); $(call need,pkg-config,pkg-config); \
+	$(PYTHON) scripts/readme_check.py README.md
 
 python-test: build
 	@set -e; $(call need,$(PYTHON),python3); \

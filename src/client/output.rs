@@ -92,9 +92,9 @@ pub fn record_json(r: &CustomerRecord) -> String {
     )
 }
 
-/// An epoch as `counter:server` (the server that took it).
+/// An epoch the way the servers' logs print it: its counter.
 pub fn epoch_text(epoch: Epoch) -> String {
-    format!("{}:{}", epoch >> 16, epoch & 0xffff)
+    crate::logging::epoch(epoch).to_string()
 }
 
 fn ids_text(ids: &[i32]) -> String {
