@@ -288,46 +288,37 @@ def _timeout_ms(timeout):
     return min(max(1, math.ceil(timeout * 1000)), 2**32 - 1)
 
 
-# --- a client ----------------------------------------------------------------
+# --- clients -------------------------------------------------------------------
 
 
-class Client:
-    """One client session with a server (``factory_client``).
+class _Session:
+    """What a server client and a cluster client share: a handle made by a
+    connect call, and order/read/close through the C functions named
+    ``factory_<PREFIX>_order`` and so on. Calls on one object are serialised
+    (the C handle is used by one thread at a time)."""
 
-    ``timeout`` (seconds, default 30) bounds connecting and every later call;
-    ``None`` waits forever. Raises ``ConnectError`` if the host does not
-    resolve or refuses. After any error but ``InvalidArgumentError`` the
-    session is unusable: close it. A context manager; closed when
-    collected.
-    """
+    _PREFIX = None  # "client" or "cluster"
 
-    def __init__(self, host, port, timeout=DEFAULT_TIMEOUT):
-        lib = library()
+    def _open(self, connect, name, *args):
         self._lock = threading.Lock()
         self._handle = None
         out = _p()
-        if timeout == DEFAULT_TIMEOUT:
-            code = lib.factory_client_connect(_host(host), port, ctypes.byref(out))
-            _check(code, "factory_client_connect")
-        else:
-            code = lib.factory_client_connect_timeout(
-                _host(host), port, _timeout_ms(timeout), ctypes.byref(out))
-            _check(code, "factory_client_connect_timeout")
+        _check(connect(*args, ctypes.byref(out)), name)
         self._handle = out.value
 
-    def _live(self):
-        if self._handle is None:
-            raise ValueError("the client is closed")
-        return self._handle
+    def _call(self, what, *args):
+        name = "factory_%s_%s" % (self._PREFIX, what)
+        with self._lock:
+            if self._handle is None:
+                raise ValueError("the %s is closed" % type(self).__name__.lower())
+            code = getattr(library(), name)(self._handle, *args)
+        _check(code, name)
 
     def order(self, customer_id, order_number):
         """Places order ``order_number`` for ``customer_id`` (a write) and
-        returns the ``RobotInfo`` reply once the server has committed it."""
+        returns the ``RobotInfo`` reply once it is committed."""
         out = _RobotInfo()
-        with self._lock:
-            code = library().factory_client_order(
-                self._live(), customer_id, order_number, ctypes.byref(out))
-        _check(code, "factory_client_order")
+        self._call("order", customer_id, order_number, ctypes.byref(out))
         return RobotInfo(out.customer_id, out.order_number, out.request_type,
                          out.engineer_id, out.admin_id)
 
@@ -335,21 +326,17 @@ class Client:
     write = order
 
     def read(self, customer_id):
-        """The committed ``CustomerRecord`` of ``customer_id`` on the server
-        this client is connected to (a backup may lag by the last write)."""
+        """The committed ``CustomerRecord`` of ``customer_id`` (-1: no order)."""
         out = _CustomerRecord()
-        with self._lock:
-            code = library().factory_client_read(
-                self._live(), customer_id, ctypes.byref(out))
-        _check(code, "factory_client_read")
+        self._call("read", customer_id, ctypes.byref(out))
         return CustomerRecord(out.customer_id, out.last_order)
 
     def close(self):
-        """Ends the session and frees the client; closing twice is a no-op."""
+        """Ends the session and frees the handle; closing twice is a no-op."""
         with self._lock:
             handle, self._handle = self._handle, None
         if handle is not None:
-            library().factory_client_close(handle)
+            getattr(library(), "factory_%s_close" % self._PREFIX)(handle)
 
     @property
     def closed(self):
@@ -366,10 +353,30 @@ class Client:
             self.close()
 
 
-# --- a cluster client --------------------------------------------------------
+class Client(_Session):
+    """One client session with a server (``factory_client``).
+
+    ``timeout`` (seconds, default 30) bounds connecting and every later call;
+    ``None`` waits forever. Raises ``ConnectError`` if the host does not
+    resolve or refuses. A read answers from the server connected to. After
+    any error but ``InvalidArgumentError`` the session is unusable: close
+    it. A context manager; closed when collected.
+    """
+
+    _PREFIX = "client"
+
+    def __init__(self, host, port, timeout=DEFAULT_TIMEOUT):
+        lib = library()
+        if timeout == DEFAULT_TIMEOUT:
+            self._open(lib.factory_client_connect, "factory_client_connect",
+                       _host(host), port)
+        else:
+            self._open(lib.factory_client_connect_timeout,
+                       "factory_client_connect_timeout",
+                       _host(host), port, _timeout_ms(timeout))
 
 
-class Cluster:
+class Cluster(_Session):
     """A client of a whole cluster (``factory_cluster``).
 
     ``servers`` is a list of ``"host:port"`` strings. The client finds the
@@ -383,68 +390,16 @@ class Cluster:
     manager; closed when collected.
     """
 
+    _PREFIX = "cluster"
+
     def __init__(self, servers, deadline=DEFAULT_TIMEOUT):
-        lib = library()
         if isinstance(servers, str):
             raise TypeError("servers must be a list of 'host:port' strings, not one str")
         encoded = [_host(s) for s in servers]
         array = (_str * max(1, len(encoded)))(*encoded)
-        self._lock = threading.Lock()
-        self._handle = None
-        out = _p()
         ms = 0 if deadline is None else _timeout_ms(deadline)
-        code = lib.factory_cluster_connect(array, len(encoded), ms, ctypes.byref(out))
-        _check(code, "factory_cluster_connect")
-        self._handle = out.value
-
-    def _live(self):
-        if self._handle is None:
-            raise ValueError("the cluster client is closed")
-        return self._handle
-
-    def order(self, customer_id, order_number):
-        """Places the order on the cluster; returns the ``RobotInfo`` reply
-        once a server has committed it."""
-        out = _RobotInfo()
-        with self._lock:
-            code = library().factory_cluster_order(
-                self._live(), customer_id, order_number, ctypes.byref(out))
-        _check(code, "factory_cluster_order")
-        return RobotInfo(out.customer_id, out.order_number, out.request_type,
-                         out.engineer_id, out.admin_id)
-
-    write = order
-
-    def read(self, customer_id):
-        """The committed ``CustomerRecord`` of ``customer_id``, from the
-        server the client uses (the primary when it could be found)."""
-        out = _CustomerRecord()
-        with self._lock:
-            code = library().factory_cluster_read(
-                self._live(), customer_id, ctypes.byref(out))
-        _check(code, "factory_cluster_read")
-        return CustomerRecord(out.customer_id, out.last_order)
-
-    def close(self):
-        """Closes the session and frees the client; closing twice is a no-op."""
-        with self._lock:
-            handle, self._handle = self._handle, None
-        if handle is not None:
-            library().factory_cluster_close(handle)
-
-    @property
-    def closed(self):
-        return self._handle is None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        if getattr(self, "_handle", None) is not None and _lib is not None:
-            self.close()
+        self._open(library().factory_cluster_connect, "factory_cluster_connect",
+                   array, len(encoded), ms)
 
 
 # --- an embedded server -----------------------------------------------------
