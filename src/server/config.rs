@@ -92,6 +92,8 @@ pub struct ServerConfig {
     pub force_primary: bool,
     /// Committed entries kept for catch-up by suffix (more: snapshot).
     pub log_retain: usize,
+    /// The expert pool for custom orders (none by default).
+    pub experts: super::ExpertConfig,
 }
 
 impl ServerConfig {
@@ -107,6 +109,7 @@ impl ServerConfig {
             fsync: FsyncPolicy::Always,
             force_primary: false,
             log_retain: DEFAULT_LOG_RETAIN,
+            experts: super::ExpertConfig::default(),
         }
     }
 
