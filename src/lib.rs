@@ -20,6 +20,7 @@
 //! | [`logging`]| a small `log` backend configured by `RUST_LOG`           | (the original prints nothing)    |
 #![deny(unsafe_code)]
 
+pub mod balancer;
 pub mod cli;
 pub mod client;
 pub mod conn;
