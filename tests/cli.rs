@@ -76,34 +76,8 @@ fn server_usage_errors() {
     );
 }
 
-#[test]
-fn client_usage_errors() {
-    assert_usage_error(&client_bin(&[]), "expected 5 arguments");
-    assert_usage_error(
-        &client_bin(&["127.0.0.1", "5000", "8", "10"]),
-        "expected 5 arguments",
-    );
-    assert_usage_error(
-        &client_bin(&["127.0.0.1", "0", "8", "10", "1"]),
-        "PORT must be between 1 and 65535",
-    );
-    assert_usage_error(
-        &client_bin(&["127.0.0.1", "5000", "-8", "10", "1"]),
-        "NUM_CUSTOMERS must be between 0",
-    );
-    assert_usage_error(
-        &client_bin(&["127.0.0.1", "5000", "8", "-10", "1"]),
-        "NUM_ORDERS must be between 0",
-    );
-    assert_usage_error(
-        &client_bin(&["127.0.0.1", "5000", "8", "ten", "1"]),
-        "NUM_ORDERS must be a whole number, got 'ten'",
-    );
-    assert_usage_error(
-        &client_bin(&["127.0.0.1", "5000", "8", "10", "4"]),
-        "REQUEST_TYPE must be between 1 and 3",
-    );
-}
+// The client's usage errors (one line and "try 'client --help'") are
+// checked in tests/client_oneshot.rs.
 
 #[test]
 fn help_and_version() {

@@ -39,7 +39,9 @@ pub(crate) fn usage_error(msg: impl Into<String>) -> UsageError {
 mod client;
 mod server;
 
-pub use client::{parse_client, ClientArgs, Mode, CLIENT_USAGE, MAX_CUSTOMERS};
+pub use client::{
+    parse_client, ClientArgs, ClientCommand, Mode, Output, CLIENT_USAGE, MAX_CUSTOMERS,
+};
 pub use server::{parse_server, ServerArgs, SERVER_USAGE};
 
 /// Positional arguments, and `(name, value)` options in order.

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::{backup, follower, next_engineer_id, session, ServerError, Shared};
+use super::{backup, follower, next_engineer_id, session, status, ServerError, Shared};
 use crate::conn::ConnError;
 use crate::wire::{Tag, HANDSHAKE_LEN};
 pub(super) use listen::listen;
@@ -187,8 +187,9 @@ fn serve(shared: &Shared, mut stream: TcpStream, engineer_id: i32) {
             Some(Tag::Client) => session::run(shared, stream, peer, engineer_id),
             Some(Tag::Pfa) => backup::run(shared, stream, peer),
             Some(Tag::Native) => follower::run(shared, stream, peer),
+            Some(Tag::Status) => status::run(shared, stream, peer),
             None => log::warn!(
-                "{peer}: unknown handshake tag {raw:02x?}, expected CLIENT, PFA or FREP; closing"
+                "{peer}: unknown handshake tag {raw:02x?}, expected CLIENT, PFA, FREP or FSTA; closing"
             ),
         },
         Err(e) => log_handshake_failure(shared, peer, &e),

@@ -31,12 +31,13 @@ mod registry;
 mod replicator;
 mod replicator_v1;
 mod session;
+mod status;
 mod takeover;
 mod term;
 
 use std::net::{SocketAddr, TcpStream};
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -170,6 +171,9 @@ pub(crate) struct Shared {
     pub(crate) spare_cpu: bool,
     /// Custom orders waiting for an expert.
     pub(crate) experts: experts::ExpertPool,
+    /// Open client sessions and the start time, for the status report.
+    pub(crate) client_sessions: AtomicU32,
+    pub(crate) started: std::time::Instant,
 }
 
 impl Shared {
@@ -281,6 +285,8 @@ impl Server {
             followed_v1: AtomicBool::new(false),
             spare_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             experts: experts::ExpertPool::new(config.experts),
+            client_sessions: AtomicU32::new(0),
+            started: std::time::Instant::now(),
         });
         if config.force_primary {
             log::warn!(

@@ -56,6 +56,7 @@ enum SessionEnd {
 }
 
 pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr, engineer_id: i32) {
+    let _counted = super::status::CountedSession::new(shared);
     // A client may stay idle as long as it likes, but must take its replies.
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(Some(shared.limits.client_write_timeout));
