@@ -37,6 +37,7 @@ pub(crate) fn usage_error(msg: impl Into<String>) -> UsageError {
 }
 
 mod client;
+pub mod load;
 mod server;
 
 pub use client::{
