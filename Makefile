@@ -1,6 +1,6 @@
 # factory: build, test and run the Rust port of the robot-factory store.
 #
-#   make            release build; leaves ./server and ./client (as the
+#   make            release build; leaves ./server, ./client and ./load (as the
 #                   original's make did) and the libfactory libraries
 #   make test       every test: formatting, lints, Rust tests, C/C++ examples
 #   make demo       a three-server cluster on free loopback ports, written to,
@@ -19,7 +19,7 @@ all: build
 
 build:
 	$(CARGO) build --release --locked
-	cp $(RELEASE)/server $(RELEASE)/client .
+	cp $(RELEASE)/server $(RELEASE)/client $(RELEASE)/load .
 
 test: lint rust-test c-test
 
@@ -37,7 +37,7 @@ demo: build
 
 clean:
 	$(CARGO) clean
-	rm -f server client
+	rm -f server client load
 
 # --- libfactory: C and C++ (header, examples, install) -----------------------
 #
@@ -152,7 +152,7 @@ install-check: build
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/factory
-	install -m 755 $(RELEASE)/server $(RELEASE)/client $(DESTDIR)$(BINDIR)/
+	install -m 755 $(RELEASE)/server $(RELEASE)/client $(RELEASE)/load $(DESTDIR)$(BINDIR)/
 	install -m 755 $(RELEASE)/libfactory.so $(DESTDIR)$(LIBDIR)/
 	install -m 644 $(RELEASE)/libfactory.a $(DESTDIR)$(LIBDIR)/
 	install -m 644 include/factory.h $(DESTDIR)$(INCLUDEDIR)/
@@ -162,7 +162,7 @@ install: build
 	  > $(DESTDIR)$(LIBDIR)/pkgconfig/libfactory.pc
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/server $(DESTDIR)$(BINDIR)/client
+	rm -f $(DESTDIR)$(BINDIR)/server $(DESTDIR)$(BINDIR)/client $(DESTDIR)$(BINDIR)/load
 	rm -f $(DESTDIR)$(LIBDIR)/libfactory.so $(DESTDIR)$(LIBDIR)/libfactory.a
 	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/libfactory.pc $(DESTDIR)$(INCLUDEDIR)/factory.h
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/factory/,$(notdir $(CPP_HEADERS)))
