@@ -46,6 +46,7 @@ clean:
 #   make c-examples      C and C++ examples and C tests, built twice: against
 #                        libfactory.so and against libfactory.a (in target/c)
 #   make c-run           runs them, the load example against target/release/server
+#                        and through target/release/load in front of three servers
 #   make c-valgrind      the C example and C tests under valgrind, if present
 #   make install-check   install + pkg-config compile + uninstall in a temp dir
 #   make install / uninstall   PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
@@ -115,6 +116,8 @@ c-run: build c-examples
 	  for p in cluster test_api embedded; do echo "== $(CBUILD)/$$p-$$link"; $(CBUILD)/$$p-$$link; done; \
 	  echo "== tests/c/run-load.sh $(CBUILD)/load-$$link"; \
 	  sh tests/c/run-load.sh $(RELEASE)/server $(CBUILD)/load-$$link; \
+	  echo "== tests/c/run-load-balancer.sh $(CBUILD)/load-$$link"; \
+	  sh tests/c/run-load-balancer.sh $(RELEASE)/server $(RELEASE)/load $(CBUILD)/load-$$link; \
 	done
 
 c-valgrind: c-examples
