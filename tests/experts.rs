@@ -177,3 +177,32 @@ fn a_backups_expert_writes_through_the_primary() {
         s.stop();
     }
 }
+
+#[test]
+fn the_clients_custom_mode_places_custom_orders() {
+    let server = server(2, 16, Duration::from_micros(200));
+    let port = server.local_addr().port().to_string();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["127.0.0.1", &port, "3", "20", "4"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+    for c in 0..3 {
+        assert_eq!(server.last_order(c), 19);
+    }
+    assert_eq!(server.experts().done(), 60, "every order went to an expert");
+    server.stop();
+    let none = Server::start(ServerConfig::loopback(0, 0)).unwrap();
+    let port = none.local_addr().port().to_string();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["127.0.0.1", &port, "1", "5", "4"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("NoExperts"),
+        "{o:?}"
+    );
+    none.stop();
+}
