@@ -22,6 +22,7 @@ use common::{wait_until, ProcessCluster, DEADLINE};
 use factory::balancer::{Balancer, BalancerConfig, UpstreamOptions};
 use factory::client::status::{fetch_all, ServerStatus};
 use factory::client::Client;
+use factory::protocol::session::CustomStatus;
 use factory::wire::status::Role;
 
 fn addresses(ports: &[u16]) -> Vec<String> {
@@ -364,4 +365,31 @@ fn the_load_binary_says_the_cache_is_not_used() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("NOT USED YET"));
+}
+
+#[test]
+fn custom_orders_are_relayed_and_so_are_their_answers() {
+    let experts = |_| -> Vec<String> {
+        ["--experts", "2", "--expert-work-us", "100"]
+            .map(String::from)
+            .to_vec()
+    };
+    let cluster = ProcessCluster::start_with(3, experts);
+    let list = addresses(&cluster.ports());
+    let b = balancer(&list);
+    let mut c = client_of(&b);
+    for order in 0..10 {
+        assert_eq!(c.custom(5, order).unwrap(), CustomStatus::Done);
+    }
+    c.close();
+    assert_everywhere(&list, &[0, 1, 2], &HashMap::from([(5, 9)]));
+    b.stop();
+    // Servers without experts: their answer comes back through.
+    let plain = ProcessCluster::start(1);
+    let list = addresses(&plain.ports());
+    let b = balancer(&list);
+    let mut c = client_of(&b);
+    assert_eq!(c.custom(6, 1).unwrap(), CustomStatus::NoExperts);
+    assert_eq!(c.read(6).unwrap().last_order, -1);
+    b.stop();
 }

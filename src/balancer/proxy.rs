@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use super::upstream::{Upstream, UpstreamError};
 use super::BalancerConfig;
-use crate::protocol::session::{
-    custom_reply, read_reply, Action, ClientSession, CustomStatus, REQUEST_LEN,
-};
+use crate::protocol::session::{custom_reply, read_reply, Action, ClientSession, REQUEST_LEN};
 use crate::wire::{Frame, RobotInfo, CLIENT_TAG, HANDSHAKE_LEN};
 
 /// Stack of a connection thread: it holds a small buffer and a session.
@@ -192,11 +190,13 @@ fn serve(shared: &Shared, stream: &mut TcpStream, id: i32) -> End {
                 Ok(record) => read_reply(customer_id, record.last_order).to_vec(),
                 Err(e) => return End::Upstream(e),
             },
-            // Not relayed (yet): the balancer runs no experts itself.
             Action::Custom {
                 customer_id,
                 order_number,
-            } => custom_reply(customer_id, order_number, id, CustomStatus::NoExperts).to_vec(),
+            } => match shared.upstream.custom(customer_id, order_number) {
+                Ok(status) => custom_reply(customer_id, order_number, id, status).to_vec(),
+                Err(e) => return End::Upstream(e),
+            },
             Action::End => return End::Closed,
             Action::Close(v) => return End::Violation(v),
         };

@@ -9,10 +9,15 @@
 //! Reads go to the primary too: a backup answers from its own records,
 //! which may lag the primary's commit point (it learns of a commit with the
 //! next frame), so a read there could miss a write already acknowledged.
-//! With no primary reported, a read goes only to a server that says it is
-//! trusted (holds every committed entry) and has applied everything it
-//! holds (`commit_index == last_index`): its records then hold every write
-//! acknowledged before the status was taken. Original servers (no status)
+//! With no primary reported, a read goes to a server whose records hold
+//! every write acknowledged before the status was taken:
+//! - when every server answered, one whose commit index is the highest any
+//!   of them reports (committed logs are prefixes of one another, and the
+//!   server that acknowledged a write knows it committed, so the highest
+//!   commit index covers every acknowledged write; a fresh cluster, all at
+//!   -1, is read at once);
+//! - otherwise, one that says it is trusted (holds every committed entry)
+//!   and has applied everything it holds (`commit_index == last_index`). Original servers (no status)
 //! come last, for reads and writes alike: nothing is known of them, and the
 //! original's own rules apply.
 
@@ -61,8 +66,14 @@ pub fn pick(kind: Kind, statuses: &[ServerStatus], start: usize) -> Option<Targe
             primary: true,
         });
     }
+    let all_answered = statuses.iter().all(|s| s.report().is_some());
+    let highest_commit = statuses
+        .iter()
+        .filter_map(|s| s.report().map(|r| r.commit_index))
+        .max();
     let usable = |r: &StatusReport| match kind {
         Kind::Write => true,
+        Kind::Read if all_answered => Some(r.commit_index) == highest_commit,
         Kind::Read => r.trusted && r.commit_index == r.last_index,
     };
     rotation
@@ -149,9 +160,36 @@ mod tests {
             ServerStatus::Invalid("junk".into()),
         ];
         assert_eq!(pick(Kind::Read, &s, 0), at(2, false));
-        let none = &s[..2];
-        assert_eq!(pick(Kind::Read, none, 0), None);
-        assert_eq!(pick(Kind::Write, none, 0), at(0, false));
+        let none = [
+            s[0].clone(),
+            s[1].clone(),
+            ServerStatus::Unreachable("down".into()),
+        ];
+        assert_eq!(pick(Kind::Read, &none, 0), None);
+        assert_eq!(pick(Kind::Write, &none, 0), at(0, false));
+    }
+
+    #[test]
+    fn when_every_server_answers_a_read_goes_to_the_highest_commit() {
+        let s = [
+            report(Role::Backup, 1, false, 9, 7),
+            report(Role::Unknown, 1, false, 9, 9),
+            report(Role::Backup, 1, true, 9, 8),
+        ];
+        assert_eq!(pick(Kind::Read, &s, 0), at(1, false));
+        assert_eq!(pick(Kind::Read, &s, 2), at(1, false));
+        // A fresh cluster: nothing committed anywhere, nobody trusted yet.
+        let fresh = [
+            report(Role::Unknown, 0, false, -1, -1),
+            report(Role::Unknown, 0, false, -1, -1),
+        ];
+        assert_eq!(pick(Kind::Read, &fresh, 1), at(1, false));
+        // One server silent: the highest commit seen may not be the highest.
+        let partial = [
+            report(Role::Unknown, 1, false, 9, 9),
+            ServerStatus::Unreachable("down".into()),
+        ];
+        assert_eq!(pick(Kind::Read, &partial, 0), None);
     }
 
     #[test]

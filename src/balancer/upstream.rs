@@ -149,6 +149,17 @@ impl Upstream {
         self.call(Kind::Write, |c| c.order(customer_id, order_number))
     }
 
+    /// Sends a custom order to the primary, whose experts do it (or to any
+    /// server while no primary is known, as a write); its answer is
+    /// relayed as is.
+    pub fn custom(
+        &self,
+        customer_id: i32,
+        order_number: i32,
+    ) -> Result<crate::protocol::session::CustomStatus, UpstreamError> {
+        self.call(Kind::Write, |c| c.custom(customer_id, order_number))
+    }
+
     /// Reads a customer's committed record where [`route::pick`] allows.
     pub fn read(&self, customer_id: i32) -> Result<CustomerRecord, UpstreamError> {
         self.call(Kind::Read, |c| c.read(customer_id))
