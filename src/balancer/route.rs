@@ -17,9 +17,10 @@
 //!   commit index covers every acknowledged write; a fresh cluster, all at
 //!   -1, is read at once);
 //! - otherwise, one that says it is trusted (holds every committed entry)
-//!   and has applied everything it holds (`commit_index == last_index`). Original servers (no status)
-//! come last, for reads and writes alike: nothing is known of them, and the
-//! original's own rules apply.
+//!   and has applied everything it holds (`commit_index == last_index`).
+//!
+//! Original servers (no status) come last, for reads and writes alike:
+//! nothing is known of them, and the original's own rules apply.
 
 use crate::client::status::ServerStatus;
 use crate::wire::status::{Role, StatusReport};
