@@ -31,11 +31,16 @@ impl Default for Backoff {
     }
 }
 
-/// A seed distinct per thread and per moment; quality does not matter.
+/// A seed distinct per schedule and per moment; quality does not matter.
+/// A process-wide counter rather than `thread::current()`, which on a
+/// thread created by C (a libfactory caller) allocates a handle that is
+/// never freed, and valgrind reports it (`make c-valgrind`).
 fn thread_salt() -> u64 {
     use std::hash::{Hash, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SCHEDULES: AtomicU64 = AtomicU64::new(0);
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    thread::current().id().hash(&mut h);
+    SCHEDULES.fetch_add(1, Ordering::Relaxed).hash(&mut h);
     Instant::now().hash(&mut h);
     h.finish()
 }
