@@ -11,11 +11,13 @@
 //! next frame), so a read there could miss a write already acknowledged.
 //! With no primary reported, a read goes to a server whose records hold
 //! every write acknowledged before the status was taken:
-//! - when every server answered, one whose commit index is the highest any
-//!   of them reports (committed logs are prefixes of one another, and the
-//!   server that acknowledged a write knows it committed, so the highest
-//!   commit index covers every acknowledged write; a fresh cluster, all at
-//!   -1, is read at once);
+//! - when every server answered, one that has committed (and so applied)
+//!   everything any of them holds: its commit index is the highest last
+//!   index reported. An acknowledged write is in the log of every in-sync
+//!   server, so it is covered. (The highest *commit* index would not do: a
+//!   primary that acknowledged a write and was restarted without its data
+//!   directory no longer reports that commit.) A fresh cluster, all at -1,
+//!   is read at once;
 //! - otherwise, one that says it is trusted (holds every committed entry)
 //!   and has applied everything it holds (`commit_index == last_index`).
 //!
@@ -68,13 +70,13 @@ pub fn pick(kind: Kind, statuses: &[ServerStatus], start: usize) -> Option<Targe
         });
     }
     let all_answered = statuses.iter().all(|s| s.report().is_some());
-    let highest_commit = statuses
+    let highest_last = statuses
         .iter()
-        .filter_map(|s| s.report().map(|r| r.commit_index))
+        .filter_map(|s| s.report().map(|r| r.last_index))
         .max();
     let usable = |r: &StatusReport| match kind {
         Kind::Write => true,
-        Kind::Read if all_answered => Some(r.commit_index) == highest_commit,
+        Kind::Read if all_answered => Some(r.commit_index) >= highest_last,
         Kind::Read => r.trusted && r.commit_index == r.last_index,
     };
     rotation
@@ -171,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn when_every_server_answers_a_read_goes_to_the_highest_commit() {
+    fn when_every_server_answers_a_read_goes_where_everything_held_is_applied() {
         let s = [
             report(Role::Backup, 1, false, 9, 7),
             report(Role::Unknown, 1, false, 9, 9),
@@ -179,6 +181,14 @@ mod tests {
         ];
         assert_eq!(pick(Kind::Read, &s, 0), at(1, false));
         assert_eq!(pick(Kind::Read, &s, 2), at(1, false));
+        // A primary restarted empty after acknowledging entry 5, which a
+        // backup holds but has not seen committed: nobody may answer.
+        let restarted = [
+            report(Role::Unknown, 1, false, -1, -1),
+            report(Role::Backup, 1, true, 5, 4),
+        ];
+        assert_eq!(pick(Kind::Read, &restarted, 0), None);
+        assert_eq!(pick(Kind::Write, &restarted, 0), at(0, false));
         // A fresh cluster: nothing committed anywhere, nobody trusted yet.
         let fresh = [
             report(Role::Unknown, 0, false, -1, -1),
