@@ -20,6 +20,7 @@
 //! | [`logging`]| the binaries' env_logger setup (`RUST_LOG`, checked)    | (the original prints nothing)    |
 #![deny(unsafe_code)]
 
+pub mod balancer;
 pub mod cli;
 pub mod client;
 pub mod conn;
