@@ -98,9 +98,26 @@ fn reads_do_not_wait_behind_replication() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
     let (accepted_tx, accepted_rx) = mpsc::channel();
+    // Accepts are bounded: a primary that never connects fails the test
+    // within the deadline instead of hanging it.
+    silent.set_nonblocking(true).unwrap();
     let backup = thread::spawn(move || {
+        let end = std::time::Instant::now() + Duration::from_secs(20);
         for _ in 0..10 {
-            let (mut stream, _) = silent.accept().unwrap();
+            let mut stream = loop {
+                match silent.accept() {
+                    Ok((stream, _)) => break stream,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        assert!(
+                            std::time::Instant::now() < end,
+                            "no connection from the primary"
+                        );
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            };
+            stream.set_nonblocking(false).unwrap();
             let mut tag = [0u8; 8];
             stream.read_exact(&mut tag).unwrap();
             if !tag.starts_with(b"PFA") {

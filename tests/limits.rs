@@ -60,7 +60,9 @@ fn requests(n: usize, kind: i32) -> Vec<u8> {
 
 #[test]
 fn connections_beyond_the_limit_are_closed_at_once() {
-    let server = lone_server(&["--max-connections", "4"]);
+    // A handshake timeout far beyond the test's wait, so that a close seen
+    // within it is the refusal, not the timeout (no clock in the check).
+    let server = lone_server(&["--max-connections", "4", "--handshake-timeout", "600"]);
     // Every accepted connection counts: three client sessions and a
     // replication stream.
     let mut held: Vec<TcpStream> = (0..3).map(|_| idle_session(server.port)).collect();
@@ -72,9 +74,7 @@ fn connections_beyond_the_limit_are_closed_at_once() {
     assert!(server.wait_for_line("replication stream (v1) opened"));
     let mut extra = connect(server.port);
     let me = extra.local_addr().unwrap().to_string();
-    let asked = Instant::now();
     assert!(common::closed_by_server(&mut extra), "refused at once");
-    assert!(asked.elapsed() < Duration::from_secs(5));
     assert!(wait_until(|| server
         .log_text()
         .lines()
