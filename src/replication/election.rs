@@ -685,8 +685,7 @@ impl Election {
         out: &mut Vec<Output>,
     ) {
         if epoch > self.hard.epoch {
-            self.adopt(epoch, out);
-            self.become_backup(StepDownReason::HigherEpoch(from), out);
+            self.adopt(epoch, from, out);
             return;
         }
         if self.role != Role::Primary || epoch != self.hard.epoch || !ok {
@@ -844,7 +843,7 @@ impl Election {
             return;
         }
         if epoch > self.hard.epoch {
-            self.adopt(epoch, out);
+            self.adopt(epoch, from, out);
         }
         if self.role != Role::Backup && self.role != Role::Witness {
             self.become_backup(StepDownReason::HigherEpoch(from), out);
@@ -867,9 +866,12 @@ impl Election {
         out.push(ack(self.cluster.me, epoch, self.hard.config.id, true));
     }
 
-    /// Takes a higher epoch seen from another server; any vote is for
-    /// the old one.
-    fn adopt(&mut self, epoch: Epoch, out: &mut Vec<Output>) {
+    /// Takes a higher epoch seen from server `from`; any vote is for the
+    /// old one, and a primary of the old one steps down.
+    fn adopt(&mut self, epoch: Epoch, from: i32, out: &mut Vec<Output>) {
+        if self.role == Role::Primary {
+            self.become_backup(StepDownReason::HigherEpoch(from), out);
+        }
         self.hard.epoch = epoch;
         self.hard.voted_for = None;
         out.push(Output::Persist(self.hard));
@@ -932,16 +934,10 @@ impl Election {
         if matches!(refused, Some(Refusal::LogBehind | Refusal::NotInSync)) {
             // No promise stands in the way: take the epoch, as Raft does,
             // so this server's own next round goes above it.
-            self.adopt(epoch, out);
-            if self.role == Role::Primary {
-                self.become_backup(StepDownReason::HigherEpoch(from), out);
-            }
+            self.adopt(epoch, from, out);
         }
         if refused.is_none() && !voted_here {
-            self.adopt(epoch, out);
-            if self.role == Role::Primary {
-                self.become_backup(StepDownReason::HigherEpoch(from), out);
-            }
+            self.adopt(epoch, from, out);
             if let Some(other) = self.hard.voted_for.filter(|&v| v != from) {
                 refused = Some(Refusal::AlreadyVoted(other));
             } else {
@@ -1023,7 +1019,7 @@ impl Election {
         out: &mut Vec<Output>,
     ) {
         if epoch > self.hard.epoch {
-            self.adopt(epoch, out);
+            self.adopt(epoch, from, out);
             self.lose_round();
             return;
         }
@@ -1046,8 +1042,7 @@ impl Election {
         out: &mut Vec<Output>,
     ) {
         if epoch > self.hard.epoch {
-            self.adopt(epoch, out);
-            self.become_backup(StepDownReason::HigherEpoch(from), out);
+            self.adopt(epoch, from, out);
             self.lose_round();
             return;
         }
