@@ -4,6 +4,8 @@
 //! its handle drops, so a failing test leaves no process behind.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
