@@ -1,7 +1,8 @@
 //! A deterministic simulator of the election rules: servers running
 //! [`Election`], a message queue with random delays, a virtual real-time
 //! clock from which each server's drifting monotonic clock is derived,
-//! partitions (two-sided, one-way, single links), crashes and restarts,
+//! partitions (two-sided, one-way, single links), crashes, restarts and
+//! reboots,
 //! and a toy data plane (the primary's whole log shipped to backups,
 //! commits once every member of the commit set holds an entry). Each run
 //! checks, at every virtual millisecond and every output:
@@ -13,6 +14,10 @@
 //! - a committed entry is never replaced, and a primary that becomes ready
 //!   holds every committed entry;
 //! - after the faults stop, a primary is serving again.
+//!
+//! Writes come in spells with idle spells between them: under a steady
+//! write load a cut-off server's log falls behind, and the log rule would
+//! hide a broken lease rule.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -21,6 +26,12 @@ use std::rc::Rc;
 use super::election::*;
 use super::lease::{Millis, Timing};
 use crate::wire::{Epoch, MemberSet};
+
+/// Each server's clock runs up to this much fast or slow (parts per
+/// million): 4.5%, about what the default grace margin (20% over the
+/// lease) allows, and far beyond real clocks, so that a rule that relies
+/// on less margin shows.
+const MAX_DRIFT_PPM: u64 = 45_000;
 
 struct Rng(u64);
 
@@ -111,6 +122,7 @@ struct Sim {
     epoch_primary: HashMap<Epoch, i32>,
     votes: HashMap<(i32, Epoch), i32>,
     committed: BTreeMap<usize, Epoch>,
+    writing: bool,
     stats: Stats,
 }
 
@@ -120,7 +132,7 @@ impl Sim {
         let timing = Timing::default();
         let nodes = (0..n)
             .map(|id| {
-                let drift_ppm = rng.below(40_001) as i64 - 20_000;
+                let drift_ppm = rng.below(2 * MAX_DRIFT_PPM + 1) as i64 - MAX_DRIFT_PPM as i64;
                 let offset = rng.below(1_000_000);
                 let mut node = Node {
                     id,
@@ -156,6 +168,7 @@ impl Sim {
             epoch_primary: HashMap::new(),
             votes: HashMap::new(),
             committed: BTreeMap::new(),
+            writing: true,
             stats: Stats::default(),
         }
     }
@@ -458,7 +471,7 @@ impl Sim {
     fn fault(&mut self) {
         let n = self.n as usize;
         let r = self.rng.below(1_000_000);
-        if trace() && r < 7_000 {
+        if trace() && r < 7_300 {
             eprintln!("t={} fault {r}", self.t);
         }
         if r < 1_500 {
@@ -487,6 +500,12 @@ impl Sim {
             self.crash(id);
         } else if r < 7_000 {
             let id = self.rng.below(n as u64) as usize;
+            self.restart(id);
+        } else if r < 7_300 {
+            // A reboot: down and up in the same millisecond, forgetting
+            // everything it did not persist.
+            let id = self.rng.below(n as u64) as usize;
+            self.crash(id);
             self.restart(id);
         }
     }
@@ -523,6 +542,11 @@ impl Sim {
         if faults {
             self.fault();
         }
+        // Idle spells too: with writes flowing, a cut-off server's log
+        // falls behind and the log rule alone would refuse it.
+        if self.rng.chance(500) {
+            self.writing = !self.writing;
+        }
         self.deliver();
         for id in 0..self.n {
             let now = self.now_of(id);
@@ -532,7 +556,7 @@ impl Sim {
                 .map(|el| el.tick(now))
                 .unwrap_or_default();
             self.handle(id, outs);
-            self.run_primary(id, true);
+            self.run_primary(id, self.writing);
         }
         self.check_leases();
     }
