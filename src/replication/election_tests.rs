@@ -906,3 +906,51 @@ fn a_restarted_primary_rejoins_as_a_backup() {
     assert_ne!(net.primaries()[0], p);
     assert_eq!(net.node(p).role(), Role::Backup);
 }
+
+#[test]
+fn a_rebooted_voter_keeps_the_promise_it_forgot() {
+    // 2 stopped hearing the primary long ago (a cut link) and keeps
+    // standing; 1 granted the primary's lease, then reboots while the
+    // primary is cut off from everyone. Its promise is gone from memory
+    // but still counted by the primary: it must not vote for 2 yet.
+    let mut net = Net::new(3, &[]);
+    let p = net.establish();
+    let v = (p + 1) % 3;
+    let c = (p + 2) % 3;
+    net.cut.push((p, c));
+    net.cut.push((c, p));
+    net.run(1_000);
+    assert_eq!(net.primaries(), vec![p], "the bridge stands by the primary");
+    net.isolate(&[p]);
+    let hard = net.node(v).hard_state();
+    net.restart(v, Some(hard));
+    let lease_end = net.node(p).lease_until().unwrap();
+    assert!(lease_end > net.now);
+    let candidate = net.node(c);
+    let ask = Message::Vote {
+        from: c,
+        epoch: crate::state::next_epoch(candidate.epoch(), c),
+        last: LogPos {
+            epoch: net.node(p).epoch(),
+            index: 0,
+        },
+    };
+    let now = net.now;
+    let outs = net.node_mut(v).step(now, ask);
+    assert_eq!(reply_of(&outs), Some(Some(Refusal::Starting)));
+    // And the cluster recovers only after the old lease ended.
+    let mut elected = None;
+    for _ in 0..3_000 {
+        net.run(1);
+        assert!(net.leased().len() <= 1);
+        if let Some(&q) = net.primaries().iter().find(|&&q| q != p) {
+            elected = Some((q, net.now));
+            break;
+        }
+    }
+    let (_, at) = elected.expect("the majority side elects a primary");
+    assert!(
+        at > lease_end,
+        "elected at {at}, old lease until {lease_end}"
+    );
+}
