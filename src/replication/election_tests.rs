@@ -872,8 +872,8 @@ fn a_bridge_node_does_not_cause_elections() {
 fn a_killed_primary_is_replaced_within_the_failover_target() {
     // Instant network: detection is the grace less the time since the
     // last heartbeat, plus the jitter; with defaults well under 500 ms.
-    let mut worst = 0;
-    for seed in 0..20 {
+    let mut times = Vec::new();
+    for seed in 0..50 {
         let mut net = Net::new(3, &[]);
         net.run(seed * 7);
         let p = net.establish();
@@ -884,8 +884,15 @@ fn a_killed_primary_is_replaced_within_the_failover_target() {
                 n.primaries().iter().any(|&q| n.node(q).may_commit(n.now))
             })
             .expect("a new primary");
-        worst = worst.max(took);
+        times.push(took);
     }
+    times.sort_unstable();
+    let worst = *times.last().unwrap();
+    eprintln!(
+        "failover on an instant network: median {} ms, max {worst} ms over {} kills",
+        times[times.len() / 2],
+        times.len()
+    );
     let t = Timing::default();
     assert!(
         worst <= t.grace_ms + t.jitter_ms,
