@@ -17,6 +17,12 @@
 //!   snapshot otherwise.
 
 mod catchup;
+pub mod election;
+#[cfg(test)]
+mod election_sim;
+#[cfg(test)]
+mod election_tests;
+pub mod lease;
 mod takeover;
 
 pub use catchup::{plan_catch_up, CatchUpPlan};
