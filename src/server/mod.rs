@@ -20,6 +20,7 @@ mod backup;
 mod compaction;
 mod config;
 mod durable;
+pub mod election;
 mod error;
 mod follower;
 mod forward;
