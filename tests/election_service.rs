@@ -189,3 +189,37 @@ fn a_vote_is_in_the_data_directory() {
         .count();
     assert_eq!(voters, 3, "every server holds the winning epoch");
 }
+
+#[test]
+fn hostile_election_input_is_closed_and_the_cluster_carries_on() {
+    use std::io::Write;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = ElectionOptions {
+        cluster: Cluster {
+            me: 0,
+            voters: vec![0],
+            witnesses: vec![],
+        },
+        timing: Timing::default(),
+        peers: vec![],
+        data_dir: None,
+    };
+    let mut service = ElectionService::start(options, || LogPos::EMPTY).unwrap();
+    service.listen(listener).unwrap();
+    let closed = |bytes: &[u8]| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(bytes);
+        common::closed_by_server(&mut s)
+    };
+    assert!(closed(b"CLIENT\0\0"), "a wrong tag");
+    let mut huge = b"FELE\0\0\0\x01".to_vec();
+    huge.extend_from_slice(&u32::MAX.to_be_bytes());
+    assert!(closed(&huge), "a length over the bound, refused unread");
+    let mut junk = b"FELE\0\0\0\x01".to_vec();
+    junk.extend_from_slice(&[0, 0, 0, 12, 1, 99, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
+    assert!(closed(&junk), "an unknown kind");
+    // A one-server cluster elects itself regardless.
+    assert!(wait_until(|| service.status().may_commit));
+}

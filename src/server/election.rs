@@ -39,6 +39,10 @@ const PEER_QUEUE: usize = 128;
 const PEER_IO: Duration = Duration::from_millis(500);
 /// Most election connections served at once.
 const MAX_INBOUND: usize = 64;
+/// An inbound connection silent for this long is closed (its sender
+/// reconnects when it next has something to say), so a peer that opens
+/// connections and sends nothing, or half a frame, cannot hold the slots.
+const INBOUND_IDLE: Duration = Duration::from_secs(10);
 
 /// What an election service is started with.
 #[derive(Clone, Debug)]
@@ -300,7 +304,9 @@ impl Inbound {
 /// Reads frames until the peer closes, sends something wrong, or the
 /// service stops (its stream is shut down).
 fn read_loop(mut stream: TcpStream, peer: &str, inputs: &Sender<Input>) {
-    let _ = stream.set_read_timeout(None);
+    if stream.set_read_timeout(Some(INBOUND_IDLE)).is_err() {
+        return;
+    }
     let mut buf = [0u8; crate::wire::election::MAX_ELECTION_FRAME];
     loop {
         let mut prefix = [0u8; 4];
