@@ -169,8 +169,12 @@ fn serve(shared: &Shared, mut stream: TcpStream, engineer_id: i32) {
             Some(Tag::Client) => session::run(shared, stream, peer, engineer_id),
             Some(Tag::Pfa) => backup::run(shared, stream, peer),
             Some(Tag::Native) => follower::run(shared, stream, peer),
+            Some(Tag::Election) => match shared.election_reader() {
+                Some(reader) => reader.run(stream, &peer.to_string()),
+                None => log::warn!("{peer}: an election connection, but no election runs here; closing"),
+            },
             None => log::warn!(
-                "{peer}: unknown handshake tag {raw:02x?}, expected CLIENT, PFA or FREP; closing"
+                "{peer}: unknown handshake tag {raw:02x?}, expected CLIENT, PFA, FREP or FELE; closing"
             ),
         },
         Err(e) => log_handshake_failure(shared, peer, &e),

@@ -85,6 +85,18 @@ pub struct ServerConfig {
     pub force_primary: bool,
     /// Committed entries kept for catch-up by suffix (more: snapshot).
     pub log_retain: usize,
+    /// Run the majority election beside the term (docs/failover.md); it
+    /// decides and reports who is primary but does not yet drive the term.
+    pub election: Option<ElectionConfig>,
+}
+
+/// How the election runs: its timing and which peers are witnesses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ElectionConfig {
+    /// Heartbeat, lease, grace and election timing.
+    pub timing: crate::replication::lease::Timing,
+    /// The peer ids that are witnesses.
+    pub witnesses: Vec<i32>,
 }
 
 impl ServerConfig {
@@ -100,6 +112,7 @@ impl ServerConfig {
             fsync: FsyncPolicy::Always,
             force_primary: false,
             log_retain: DEFAULT_LOG_RETAIN,
+            election: None,
         }
     }
 

@@ -201,9 +201,18 @@ impl ElectionService {
         Ok(bound)
     }
 
-    /// Serves an election connection whose `FELE` tag was already read.
+    /// Serves an election connection whose `FELE` tag was already read,
+    /// on a thread of the service's own.
     pub fn serve(&self, stream: TcpStream) {
         self.connection_handler().serve(stream);
+    }
+
+    /// A reader for a connection served on the caller's thread (a server's
+    /// connection thread, whose registry closes it when the server stops).
+    pub fn reader(&self) -> FrameReader {
+        FrameReader {
+            inputs: self.inputs.clone(),
+        }
     }
 
     fn connection_handler(&self) -> Inbound {
@@ -255,6 +264,19 @@ impl ElectionService {
 impl Drop for ElectionService {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Reads one election connection's frames into the service.
+pub struct FrameReader {
+    inputs: Sender<Input>,
+}
+
+impl FrameReader {
+    /// Reads until the peer closes, sends something wrong, or the stream
+    /// is shut down; `peer` names it in log lines.
+    pub fn run(self, stream: TcpStream, peer: &str) {
+        read_loop(stream, peer, &self.inputs);
     }
 }
 

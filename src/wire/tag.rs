@@ -18,6 +18,8 @@ pub enum Tag {
     Pfa,
     /// A native replication connection between Rust servers (`FREP`).
     Native,
+    /// An election connection between Rust servers and witnesses (`FELE`).
+    Election,
 }
 
 impl Tag {
@@ -27,6 +29,7 @@ impl Tag {
             Tag::Client => CLIENT_TAG,
             Tag::Pfa => PFA_TAG,
             Tag::Native => super::native::NATIVE_TAG,
+            Tag::Election => super::election::ELECTION_TAG,
         }
     }
 
@@ -36,6 +39,8 @@ impl Tag {
     pub fn decode(buf: &[u8; HANDSHAKE_LEN]) -> Option<Tag> {
         if buf == &super::native::NATIVE_TAG {
             Some(Tag::Native)
+        } else if buf == &super::election::ELECTION_TAG {
+            Some(Tag::Election)
         } else if buf.starts_with(b"PFA") {
             Some(Tag::Pfa)
         } else if buf.starts_with(b"CLIENT") {
@@ -59,7 +64,7 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        for tag in [Tag::Client, Tag::Pfa, Tag::Native] {
+        for tag in [Tag::Client, Tag::Pfa, Tag::Native, Tag::Election] {
             assert_eq!(Tag::decode(&tag.bytes()), Some(tag));
         }
     }
