@@ -28,7 +28,7 @@ use crate::replication::election::{
 use crate::replication::lease::{Millis, Timing};
 use crate::storage::election_state;
 use crate::wire::election::{check_length, ELECTION_TAG};
-use crate::wire::Epoch;
+use crate::wire::{Epoch, MemberSet};
 
 /// How often the election is ticked when no message arrives.
 const TICK: Duration = Duration::from_millis(10);
@@ -79,6 +79,7 @@ pub struct ElectionStatus {
 enum Input {
     Frame(Message),
     Committed(i32, Epoch),
+    Propose(MemberSet),
     Stop,
 }
 
@@ -184,16 +185,10 @@ impl ElectionService {
                     if handle.stopping.load(Ordering::SeqCst) {
                         return;
                     }
-                    if let Ok(mut stream) = stream {
-                        let mut tag = [0u8; 8];
-                        let _ = stream.set_read_timeout(Some(PEER_IO));
-                        if stream.read_exact(&mut tag).is_ok() && tag == ELECTION_TAG {
-                            handle.serve(stream);
-                        } else {
-                            log::warn!(
-                                "election listener: a connection without the FELE tag; closing"
-                            );
-                        }
+                    // The tag is read on the connection's own thread: a
+                    // silent or slow peer must not hold up the others.
+                    if let Ok(stream) = stream {
+                        handle.serve_tagged(stream);
                     }
                 }
             })?;
@@ -227,6 +222,13 @@ impl ElectionService {
     /// The local commit point reached `index`, an entry of `epoch`.
     pub fn committed(&self, index: i32, epoch: Epoch) {
         let _ = self.inputs.send(Input::Committed(index, epoch));
+    }
+
+    /// Proposes `members` as the in-sync set (what the term does once a
+    /// backup has caught up, or after its link failed); ignored unless
+    /// this server is a primary with no change pending.
+    pub fn propose_in_sync(&self, members: MemberSet) {
+        let _ = self.inputs.send(Input::Propose(members));
     }
 
     /// The state as last published.
@@ -291,6 +293,15 @@ struct Inbound {
 
 impl Inbound {
     fn serve(&self, stream: TcpStream) {
+        self.spawn_reader(stream, false);
+    }
+
+    /// As [`Inbound::serve`], reading and checking the tag first.
+    fn serve_tagged(&self, stream: TcpStream) {
+        self.spawn_reader(stream, true);
+    }
+
+    fn spawn_reader(&self, stream: TcpStream, tagged: bool) {
         let peer = stream
             .peer_addr()
             .map_or_else(|_| "?".into(), |a| a.to_string());
@@ -312,7 +323,9 @@ impl Inbound {
         let spawned = thread::Builder::new()
             .name("elect-from".into())
             .spawn(move || {
-                read_loop(stream, &peer, &inputs);
+                if !tagged || read_tag(&stream, &peer) {
+                    read_loop(stream, &peer, &inputs);
+                }
                 lock(&streams).open.retain(|(n, _)| *n != serial);
             });
         if let Ok(handle) = spawned {
@@ -321,6 +334,17 @@ impl Inbound {
             threads.push(handle);
         }
     }
+}
+
+/// True if `stream` opens with the `FELE` tag within [`PEER_IO`].
+fn read_tag(mut stream: &TcpStream, peer: &str) -> bool {
+    let mut tag = [0u8; 8];
+    let _ = stream.set_read_timeout(Some(PEER_IO));
+    if stream.read_exact(&mut tag).is_ok() && tag == ELECTION_TAG {
+        return true;
+    }
+    log::warn!("election: {peer}: no FELE tag; closing");
+    false
 }
 
 /// Reads frames until the peer closes, sends something wrong, or the
@@ -369,7 +393,19 @@ fn send_loop(me: i32, id: i32, addr: SocketAddr, rx: &Receiver<Message>, stop: &
             return;
         }
         if conn.is_none() {
-            conn = connect(addr).ok();
+            conn = match connect(addr) {
+                Ok(stream) => {
+                    log::debug!(
+                        "election {me}: connected to {id} at {addr} from {:?}",
+                        stream.local_addr()
+                    );
+                    Some(stream)
+                }
+                Err(e) => {
+                    log::debug!("election {me}: cannot reach {id} at {addr}: {e}");
+                    None
+                }
+            };
         }
         let Some(stream) = conn.as_mut() else {
             continue;
@@ -439,6 +475,13 @@ impl Driver {
             let outs = match input {
                 Some(Input::Frame(msg)) => self.election.step(now, msg),
                 Some(Input::Committed(index, epoch)) => self.election.committed(now, index, epoch),
+                Some(Input::Propose(members)) => self
+                    .election
+                    .propose_in_sync(now, members)
+                    .unwrap_or_else(|e| {
+                        log::info!("factory {}: {e}", self.me);
+                        Vec::new()
+                    }),
                 Some(Input::Stop) => return,
                 None => Vec::new(),
             };

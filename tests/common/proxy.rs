@@ -209,16 +209,23 @@ impl Drop for Proxy {
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
-        let threads = {
-            let mut state = self.inner.lock();
-            for conn in &state.conns {
-                conn.reset();
+        // An opening thread may still add pumps: join until none is left
+        // (each round only joins threads that were started before it).
+        for _ in 0..MAX_CONNECTIONS * 3 + 2 {
+            let threads = {
+                let mut state = self.inner.lock();
+                for conn in &state.conns {
+                    conn.reset();
+                }
+                std::mem::take(&mut state.threads)
+            };
+            if threads.is_empty() {
+                break;
             }
-            std::mem::take(&mut state.threads)
-        };
-        self.inner.changed.notify_all();
-        for t in threads {
-            let _ = t.join();
+            self.inner.changed.notify_all();
+            for t in threads {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -230,8 +237,20 @@ fn accept_loop(inner: &Arc<Inner>, listener: &TcpListener) {
             return;
         }
         let Ok(client) = stream else { continue };
-        if let Err(e) = open(inner, client) {
-            eprintln!("proxy to {}: {e}", inner.target);
+        // Connecting to the target happens on a thread of its own, so a
+        // slow target never holds up accepting the next client.
+        let inner2 = Arc::clone(inner);
+        let spawned = thread::Builder::new()
+            .name("proxy-open".into())
+            .spawn(move || {
+                if let Err(e) = open(&inner2, client) {
+                    eprintln!("proxy to {}: {e}", inner2.target);
+                }
+            });
+        if let Ok(handle) = spawned {
+            let mut state = inner.lock();
+            state.threads.retain(|t| !t.is_finished());
+            state.threads.push(handle);
         }
     }
 }
@@ -264,22 +283,29 @@ fn open(inner: &Arc<Inner>, client: TcpStream) -> io::Result<()> {
         dead: AtomicBool::new(false),
         ended: AtomicUsize::new(0),
     });
-    let mut handles = Vec::new();
+    // Registered before its pumps start, so that a pump ending at once
+    // finds it and lets go of it (else it would hold the sockets open).
+    inner.lock().conns.push(Arc::clone(&conn));
+    let started = start_pumps(inner, &conn);
+    if started.is_err() {
+        conn.reset();
+        inner.lock().conns.retain(|c| !Arc::ptr_eq(c, &conn));
+    }
+    started
+}
+
+fn start_pumps(inner: &Arc<Inner>, conn: &Arc<Conn>) -> io::Result<()> {
     for dir in [Dir::Up, Dir::Down] {
         let (from, to) = match dir {
             Dir::Up => (conn.client.try_clone()?, conn.target.try_clone()?),
             Dir::Down => (conn.target.try_clone()?, conn.client.try_clone()?),
         };
-        let (inner2, conn2) = (Arc::clone(inner), Arc::clone(&conn));
-        handles.push(
-            thread::Builder::new()
-                .name(format!("pump-{dir:?}"))
-                .spawn(move || pump(&inner2, &conn2, dir, from, to))?,
-        );
+        let (inner2, conn2) = (Arc::clone(inner), Arc::clone(conn));
+        let handle = thread::Builder::new()
+            .name(format!("pump-{dir:?}"))
+            .spawn(move || pump(&inner2, &conn2, dir, from, to))?;
+        inner.lock().threads.push(handle);
     }
-    let mut state = inner.lock();
-    state.conns.push(conn);
-    state.threads.extend(handles);
     Ok(())
 }
 
