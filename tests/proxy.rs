@@ -260,3 +260,23 @@ fn dropping_the_proxy_ends_its_connections_and_its_port() {
     assert!(was_reset(&mut held));
     assert!(TcpStream::connect(addr).is_err(), "nobody listens any more");
 }
+
+#[test]
+fn every_connection_reset_at_its_first_byte_is_reset_promptly() {
+    // Many at once: a pump that ends before its connection is registered
+    // must still let go of the sockets, or the client never sees the RST.
+    let echo = Echo::start();
+    let proxy = Proxy::start(echo.addr).unwrap();
+    proxy.set(Dir::Up, Mode::Reset);
+    let clients: Vec<TcpStream> = (0..60)
+        .map(|_| {
+            // The byte goes out at once, as a peer's handshake does.
+            let mut s = connect(&proxy);
+            let _ = s.write_all(b"x");
+            s
+        })
+        .collect();
+    for mut s in clients {
+        assert!(was_reset(&mut s), "a reset connection stayed open");
+    }
+}
