@@ -11,48 +11,8 @@
 
 use super::lease::{Lease, Millis, Timing, TimingError};
 use crate::state::next_epoch;
+pub use crate::wire::election::{Config, ConfigId, LogPos, Message, Refusal};
 use crate::wire::{Epoch, MemberSet, MAX_MEMBERS};
-
-/// Where a log ends: the epoch of its last entry, then its index. Logs
-/// compare by epoch first, as in the takeover rule.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LogPos {
-    /// The epoch of the last entry (0: none, or an original primary's).
-    pub epoch: Epoch,
-    /// The last index (-1: empty).
-    pub index: i32,
-}
-
-impl LogPos {
-    /// An empty log.
-    pub const EMPTY: LogPos = LogPos {
-        epoch: 0,
-        index: -1,
-    };
-}
-
-/// The order of in-sync sets: by the epoch that proposed them, then by a
-/// counter within that epoch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConfigId {
-    /// The epoch of the primary that proposed it (0: the initial set).
-    pub epoch: Epoch,
-    /// Its number among that primary's proposals.
-    pub version: u32,
-}
-
-/// An in-sync set with its place in the order of sets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// Which set this is.
-    pub id: ConfigId,
-    /// The servers that hold every committed entry.
-    pub members: MemberSet,
-    /// Where the log of the primary that proposed the first set of its
-    /// epoch ended when it was elected: a member may be elected only once
-    /// its log reaches this point (before, it may lack committed entries).
-    pub floor: LogPos,
-}
 
 /// What a server must keep durably: written (the I/O layer's job) before
 /// anything that follows it in the same list of outputs is sent.
@@ -64,85 +24,6 @@ pub struct HardState {
     pub voted_for: Option<i32>,
     /// The latest in-sync set it accepted.
     pub config: Config,
-}
-
-/// A message between servers. `epoch` is always the sender's current
-/// epoch, as in every native frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Message {
-    /// Would you vote for me in `proposed`? (Changes nobody's state.)
-    PreVote {
-        from: i32,
-        epoch: Epoch,
-        proposed: Epoch,
-        last: LogPos,
-    },
-    /// The answer to a pre-vote for `proposed`.
-    PreVoteReply {
-        from: i32,
-        epoch: Epoch,
-        proposed: Epoch,
-        refused: Option<Refusal>,
-    },
-    /// Vote for me in `epoch` (which carries my id).
-    Vote {
-        from: i32,
-        epoch: Epoch,
-        last: LogPos,
-    },
-    /// The answer to a vote request (`epoch`: the voter's epoch after it).
-    VoteReply {
-        from: i32,
-        epoch: Epoch,
-        refused: Option<Refusal>,
-    },
-    /// The primary is alive; `sent_at` is its own clock, echoed back.
-    Heartbeat {
-        from: i32,
-        epoch: Epoch,
-        sent_at: Millis,
-        config: Config,
-    },
-    /// The answer to a heartbeat: `ok` if the sender took it (and now
-    /// promises to stand by the primary), with the latest set it holds.
-    HeartbeatAck {
-        from: i32,
-        epoch: Epoch,
-        sent_at: Millis,
-        accepted: ConfigId,
-        ok: bool,
-    },
-}
-
-impl Message {
-    /// The sender's id.
-    pub fn from(&self) -> i32 {
-        match *self {
-            Message::PreVote { from, .. }
-            | Message::PreVoteReply { from, .. }
-            | Message::Vote { from, .. }
-            | Message::VoteReply { from, .. }
-            | Message::Heartbeat { from, .. }
-            | Message::HeartbeatAck { from, .. } => from,
-        }
-    }
-}
-
-/// Why a server refused a (pre-)vote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// The request's epoch is not above the voter's.
-    StaleEpoch,
-    /// The voter stands by a live primary (its id).
-    LeaseLive(i32),
-    /// The voter started less than a grace period ago.
-    Starting,
-    /// The voter already voted for another candidate in this epoch.
-    AlreadyVoted(i32),
-    /// The candidate's log is behind the voter's.
-    LogBehind,
-    /// The candidate is not in the latest in-sync set the voter knows.
-    NotInSync,
 }
 
 /// What a server is in the election.

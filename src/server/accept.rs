@@ -192,10 +192,16 @@ fn serve(shared: &Shared, mut stream: TcpStream, engineer_id: i32) {
             Some(Tag::Pfa) => backup::run(shared, stream, peer),
             Some(Tag::Native) => follower::run(shared, stream, peer),
             Some(Tag::Status) => status::run(shared, stream, peer),
+            Some(Tag::Election) => match shared.election_reader() {
+                Some(reader) => reader.run(stream, &peer.to_string()),
+                None => {
+                    log::warn!("{peer}: an election connection, but no election runs here; closing")
+                }
+            },
             None => {
                 shared.metrics.error(Fault::Handshake);
                 log::warn!(
-                    "{peer}: unknown handshake tag {raw:02x?}, expected CLIENT, PFA, FREP or FSTA; closing"
+                    "{peer}: unknown handshake tag {raw:02x?}, expected CLIENT, PFA, FREP, FSTA or FELE; closing"
                 )
             }
         },

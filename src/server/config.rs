@@ -96,6 +96,18 @@ pub struct ServerConfig {
     pub metrics: Option<SocketAddr>,
     /// The expert pool for custom orders (none by default).
     pub experts: super::ExpertConfig,
+    /// Run the majority election beside the term (docs/failover.md); it
+    /// decides and reports who is primary but does not yet drive the term.
+    pub election: Option<ElectionConfig>,
+}
+
+/// How the election runs: its timing and which peers are witnesses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ElectionConfig {
+    /// Heartbeat, lease, grace and election timing.
+    pub timing: crate::replication::lease::Timing,
+    /// The peer ids that are witnesses.
+    pub witnesses: Vec<i32>,
 }
 
 impl ServerConfig {
@@ -113,6 +125,7 @@ impl ServerConfig {
             log_retain: DEFAULT_LOG_RETAIN,
             metrics: None,
             experts: super::ExpertConfig::default(),
+            election: None,
         }
     }
 

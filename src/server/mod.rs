@@ -21,6 +21,7 @@ mod backup;
 mod compaction;
 mod config;
 mod durable;
+pub mod election;
 mod error;
 mod experts;
 mod follower;
@@ -42,7 +43,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-pub use config::{Limits, PeerConfig, ServerConfig, DEFAULT_LOG_RETAIN};
+pub use config::{ElectionConfig, Limits, PeerConfig, ServerConfig, DEFAULT_LOG_RETAIN};
 pub use error::ServerError;
 pub use experts::{ExpertConfig, ExpertGauge, DEFAULT_EXPERT_QUEUE, DEFAULT_EXPERT_WORK};
 
@@ -177,6 +178,8 @@ pub(crate) struct Shared {
     pub(crate) started: std::time::Instant,
     /// Counters and histograms for `--metrics`.
     pub(crate) metrics: metrics::Metrics,
+    /// The majority election, when configured (not yet driving the term).
+    pub(crate) election: Mutex<Option<election::ElectionService>>,
 }
 
 impl Shared {
@@ -231,6 +234,15 @@ impl Shared {
 
     pub(crate) fn stopping(&self) -> bool {
         self.registry.is_closed()
+    }
+
+    /// A reader for an election connection, if an election runs here.
+    pub(crate) fn election_reader(&self) -> Option<election::FrameReader> {
+        self.election
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(election::ElectionService::reader)
     }
 
     pub(crate) fn followed_v1(&self) -> bool {
@@ -321,7 +333,15 @@ impl Server {
             client_sessions: AtomicU32::new(0),
             started: std::time::Instant::now(),
             metrics: metrics::Metrics::default(),
+            election: Mutex::new(None),
         });
+        if let Some(settings) = &config.election {
+            let service = start_election(&shared, settings, config.data_dir.clone())?;
+            *shared
+                .election
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(service);
+        }
         if config.force_primary {
             log::warn!(
                 "factory {}: --force-primary: it may take over without knowing it holds every acknowledged write",
@@ -391,6 +411,16 @@ impl Server {
             .push(peer);
     }
 
+    /// The election's state, when an election runs here.
+    pub fn election_status(&self) -> Option<election::ElectionStatus> {
+        self.shared
+            .election
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(election::ElectionService::status)
+    }
+
     /// The current replication indexes.
     pub fn status(&self) -> Status {
         let replica = self.shared.replica();
@@ -430,6 +460,15 @@ impl Server {
     }
 
     fn shutdown(&mut self, cause: &str) {
+        let election = self
+            .shared
+            .election
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(election) = election {
+            election.stop();
+        }
         self.shared.registry.close_all();
         self.shared.admin_queue.close();
         // Before the connections are joined: their sessions may wait for
@@ -491,4 +530,52 @@ fn wake_acceptor(addr: SocketAddr) {
 
 pub(crate) fn next_engineer_id(shared: &Shared) -> i32 {
     shared.next_engineer_id.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Starts the election over the configured peers (their addresses
+/// resolved once, now) with the witnesses named in `settings`.
+fn start_election(
+    shared: &Arc<Shared>,
+    settings: &ElectionConfig,
+    data_dir: Option<std::path::PathBuf>,
+) -> Result<election::ElectionService, ServerError> {
+    use std::net::ToSocketAddrs;
+    let peers = shared.peer_list();
+    let mut addrs = Vec::new();
+    for p in &peers {
+        match (p.host.as_str(), p.port)
+            .to_socket_addrs()
+            .map(|mut a| a.next())
+        {
+            Ok(Some(addr)) => addrs.push((p.id, addr)),
+            _ => log::warn!("election: cannot resolve peer {} at {}", p.id, p.addr()),
+        }
+    }
+    let mut voters: Vec<i32> = peers.iter().map(|p| p.id).collect();
+    voters.push(shared.factory_id);
+    voters.sort_unstable();
+    voters.dedup();
+    let options = election::ElectionOptions {
+        cluster: crate::replication::election::Cluster {
+            me: shared.factory_id,
+            voters,
+            witnesses: settings.witnesses.clone(),
+        },
+        timing: settings.timing,
+        peers: addrs,
+        data_dir,
+    };
+    // Weak: the service lives inside Shared and must not keep it alive.
+    let weak = Arc::downgrade(shared);
+    let log_end = move || {
+        weak.upgrade()
+            .map_or(crate::replication::election::LogPos::EMPTY, |s| {
+                let r = s.replica();
+                crate::replication::election::LogPos {
+                    epoch: r.last_epoch(),
+                    index: r.last_index(),
+                }
+            })
+    };
+    election::ElectionService::start(options, log_end).map_err(ServerError::Io)
 }

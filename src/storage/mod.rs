@@ -88,6 +88,7 @@
 //!   is the operator's job.
 
 mod disk_log;
+pub mod election_state;
 mod error;
 mod files;
 mod log_file;

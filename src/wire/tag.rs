@@ -20,6 +20,8 @@ pub enum Tag {
     Native,
     /// A cluster status request (`FSTA`), answered with one report.
     Status,
+    /// An election connection between Rust servers and witnesses (`FELE`).
+    Election,
 }
 
 impl Tag {
@@ -30,6 +32,7 @@ impl Tag {
             Tag::Pfa => PFA_TAG,
             Tag::Native => super::native::NATIVE_TAG,
             Tag::Status => super::status::STATUS_TAG,
+            Tag::Election => super::election::ELECTION_TAG,
         }
     }
 
@@ -41,6 +44,8 @@ impl Tag {
             Some(Tag::Native)
         } else if buf == &super::status::STATUS_TAG {
             Some(Tag::Status)
+        } else if buf == &super::election::ELECTION_TAG {
+            Some(Tag::Election)
         } else if buf.starts_with(b"PFA") {
             Some(Tag::Pfa)
         } else if buf.starts_with(b"CLIENT") {
@@ -64,7 +69,13 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        for tag in [Tag::Client, Tag::Pfa, Tag::Native, Tag::Status] {
+        for tag in [
+            Tag::Client,
+            Tag::Pfa,
+            Tag::Native,
+            Tag::Status,
+            Tag::Election,
+        ] {
             assert_eq!(Tag::decode(&tag.bytes()), Some(tag));
         }
     }
