@@ -25,6 +25,8 @@ mod follower;
 mod forward;
 mod live;
 mod progress;
+mod read_index;
+mod reads;
 mod registry;
 mod replicator;
 mod replicator_v1;
@@ -70,10 +72,17 @@ pub struct Status {
 /// Who is primary and whether this server is trusted, readable without the
 /// replica lock (client reads consult it and must never wait for a thread
 /// that holds that lock while it syncs). Published whenever the lock is
-/// released.
+/// released, with what reads need (see [`reads`]): the applied index and
+/// whether this primary has committed an entry of its own epoch.
 pub(crate) struct RoleView {
     primary_id: AtomicI32,
     trusted: AtomicBool,
+    /// The replica's commit point: every entry through it is applied.
+    applied: AtomicI32,
+    /// Primary with an entry of its own epoch committed and applied.
+    established: AtomicBool,
+    /// Reads waiting for a change of the above.
+    changes: reads::Changes,
 }
 
 impl RoleView {
@@ -81,13 +90,25 @@ impl RoleView {
         RoleView {
             primary_id: AtomicI32::new(crate::state::NO_PRIMARY),
             trusted: AtomicBool::new(false),
+            applied: AtomicI32::new(crate::state::NO_INDEX),
+            established: AtomicBool::new(false),
+            changes: reads::Changes::default(),
         }
     }
 
     fn publish(&self, replica: &Replica) {
-        self.primary_id
-            .store(replica.primary_id(), Ordering::Relaxed);
-        self.trusted.store(replica.trusted(), Ordering::Relaxed);
+        let applied = replica.committed_index();
+        let established =
+            replica.is_primary() && replica.log().epoch_at(applied) == Some(replica.epoch());
+        // Only the holder of the replica lock publishes, so a load then a
+        // store cannot race; a value is stored only when it changed.
+        let changed = set_i32(&self.primary_id, replica.primary_id())
+            | set_bool(&self.trusted, replica.trusted())
+            | set_i32(&self.applied, applied)
+            | set_bool(&self.established, established);
+        if changed {
+            self.changes.notify();
+        }
     }
 
     /// The primary this server follows (itself, or -1), and whether it is
@@ -98,6 +119,22 @@ impl RoleView {
             self.trusted.load(Ordering::Relaxed),
         )
     }
+}
+
+fn set_i32(cell: &AtomicI32, value: i32) -> bool {
+    let changed = cell.load(Ordering::Relaxed) != value;
+    if changed {
+        cell.store(value, Ordering::Release);
+    }
+    changed
+}
+
+fn set_bool(cell: &AtomicBool, value: bool) -> bool {
+    let changed = cell.load(Ordering::Relaxed) != value;
+    if changed {
+        cell.store(value, Ordering::Release);
+    }
+    changed
 }
 
 /// The replica lock; releasing it publishes the [`RoleView`].
@@ -154,6 +191,8 @@ pub(crate) struct Shared {
     pub(crate) durable: Durable,
     /// The primary's view of its backups.
     pub(crate) repl: Replication,
+    /// A backup's requests for the primary's commit point, for reads.
+    pub(crate) read_index: read_index::ReadIndexClient,
     /// Take over even when unsure of holding every acknowledged write.
     pub(crate) force_primary: bool,
     /// Committed entries kept in the log for catch-up by suffix.
@@ -270,11 +309,14 @@ impl Server {
             next_engineer_id: AtomicI32::new(0),
             durable: Durable::new(recovered.disk),
             repl: Replication::default(),
+            read_index: read_index::ReadIndexClient::default(),
             force_primary: config.force_primary,
             log_retain: config.log_retain,
             followed_v1: AtomicBool::new(false),
             spare_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         });
+        // Publishes the recovered commit point for reads.
+        drop(shared.replica());
         if config.force_primary {
             log::warn!(
                 "factory {}: --force-primary: it may take over without knowing it holds every acknowledged write",

@@ -1,8 +1,9 @@
 //! A client session (the original's "engineer" thread): reads 12-byte
 //! requests and answers each. Writes go through the admin thread and are
 //! answered once committed; on a backup they are forwarded to the primary
-//! (G2), never applied here first. Reads are answered from the committed
-//! records at once, without waiting for the admin.
+//! (G2), never applied here first. Reads follow the rule of G6
+//! ([`super::reads`]); one that cannot be answered up to date in time
+//! closes the session.
 //!
 //! What to do with the bytes received is decided by
 //! [`crate::protocol::session`] (no I/O there, so that property tests and
@@ -51,6 +52,8 @@ enum SessionEnd {
     Write(WriteError),
     /// The input makes no sense on a client session.
     Violation(Violation),
+    /// A read could not be answered with up-to-date records (G6).
+    Read(super::reads::ReadError),
 }
 
 pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr, engineer_id: i32) {
@@ -84,6 +87,7 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr, engineer
         SessionEnd::Io(e) => log::warn!("client {peer}: {e}; closing"),
         SessionEnd::Write(e) => log::warn!("client {peer}: write failed: {e}; closing"),
         SessionEnd::Violation(v) => log::warn!("client {peer}: {v}; closing"),
+        SessionEnd::Read(e) => log::warn!("client {peer}: read not answered: {e}; closing"),
     }
 }
 
@@ -183,10 +187,9 @@ fn serve(shared: &Shared, conn: &mut Conn, engineer_id: i32) -> SessionEnd {
             } => write(shared, customer_id, order_number, &done, &mut forwarder)
                 .map_err(SessionEnd::Write)
                 .and_then(|()| conn.reply(&write_reply(customer_id, order_number, engineer_id))),
-            Action::Read { customer_id } => {
-                let last_order = read(shared, customer_id, &mut forwarder);
-                conn.reply(&read_reply(customer_id, last_order))
-            }
+            Action::Read { customer_id } => super::reads::read(shared, customer_id, &mut forwarder)
+                .map_err(SessionEnd::Read)
+                .and_then(|last_order| conn.reply(&read_reply(customer_id, last_order))),
             Action::End => return SessionEnd::Closed,
             Action::Close(v) => return SessionEnd::Violation(v),
         };
@@ -257,17 +260,4 @@ fn write(
 /// Backs off between attempts while a primary is being found.
 fn pause(attempt: u32) {
     thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 10));
-}
-
-/// Answers a read from our committed records, or from the primary while
-/// this backup is catching up (see [`ServerView::read_route`]). Should
-/// forwarding fail, our own records are the answer.
-fn read(shared: &Shared, customer_id: i32, forwarder: &mut Forwarder) -> i32 {
-    if let Route::Forward(primary) = view(shared).read_route() {
-        match forwarder.read(shared, primary, customer_id) {
-            Ok(record) => return record.last_order,
-            Err(e) => log::debug!("forwarding a read to server {primary} failed: {e}"),
-        }
-    }
-    shared.records.last_order(customer_id)
 }
