@@ -23,7 +23,7 @@ mod reads;
 mod takeover;
 
 pub use catchup::{plan_catch_up, CatchUpPlan};
-pub use reads::{commit_point_for_asker, next_step, ReadStep, ReadView};
+pub use reads::{applied_all_inherited, commit_point_for_asker, next_step, ReadStep, ReadView};
 pub use takeover::{decide_takeover, Decision, PeerView, ProbeOutcome};
 
 use crate::wire::MemberSet;

@@ -6,9 +6,10 @@
 //! read's deadline passes (then the client's connection is closed).
 //!
 //! The rule per role (docs/protocol.md, "Reads"):
-//! - **Primary**: answers once it has committed and applied an entry of
-//!   its own epoch (the takeover's in-sync entry), which applies
-//!   everything it inherited; before that it waits.
+//! - **Primary**: answers once it has applied every entry it inherited
+//!   from earlier epochs, which its term's first commit (the takeover's
+//!   in-sync entry, of its own epoch) does; before that it waits. (One
+//!   whose log had nothing past its commit point answers at once.)
 //! - **Backup following a Rust primary, in sync ("trusted")**: read-index.
 //!   It asks the primary for its commit point (which covers every write
 //!   acknowledged so far), waits until it has applied that index itself,
@@ -36,7 +37,8 @@ pub struct ReadView {
     pub trusted: bool,
     /// Index of the last entry applied to the records.
     pub applied: i32,
-    /// As primary: an entry of its own epoch is committed and applied.
+    /// As primary: every entry of an earlier epoch is applied (its term's
+    /// first commit, an entry of its own epoch, did that).
     pub established: bool,
     /// No peers are configured: this server is the whole cluster.
     pub alone: bool,
@@ -47,7 +49,7 @@ pub struct ReadView {
 pub enum ReadStep {
     /// Answer from our records now.
     Serve,
-    /// Primary that has not committed an entry of its epoch yet: wait.
+    /// Primary that has not applied what it inherited yet: wait.
     AwaitEstablished,
     /// Ask this primary for its commit point (read-index).
     AskCommitPoint(i32),
@@ -62,8 +64,7 @@ pub enum ReadStep {
     MakePrimary,
 }
 
-/// `-1`: no primary.
-const NO_PRIMARY: i32 = crate::state::NO_PRIMARY;
+use crate::state::{Replica, NO_PRIMARY};
 
 /// The next step of a read. `learned` is a commit point the primary gave
 /// for this read (read-index), if one was asked already; `patience_over`
@@ -91,6 +92,18 @@ pub fn next_step(view: &ReadView, learned: Option<i32>, patience_over: bool) -> 
         None => ReadStep::AskCommitPoint(view.primary),
         Some(point) if view.applied >= point => ReadStep::Serve,
         Some(point) => ReadStep::AwaitApplied(point),
+    }
+}
+
+/// True when no entry of an earlier epoch lies past `replica`'s commit
+/// point: as primary, its records then hold every write acknowledged
+/// before its term (its own entries are acknowledged only once applied).
+/// Its term's first commit, the in-sync entry, makes this true.
+pub fn applied_all_inherited(replica: &Replica) -> bool {
+    let next = replica.committed_index().saturating_add(1);
+    match replica.log().epoch_at(next) {
+        Some(epoch) => epoch == replica.epoch(),
+        None => true,
     }
 }
 
@@ -136,7 +149,7 @@ mod tests {
     }
 
     #[test]
-    fn a_primary_serves_only_once_its_epoch_has_a_committed_entry() {
+    fn a_primary_serves_only_once_it_applied_what_it_inherited() {
         assert_eq!(next_step(&primary(true), None, false), ReadStep::Serve);
         assert_eq!(
             next_step(&primary(false), None, false),
@@ -205,6 +218,46 @@ mod tests {
             next_step(&no_primary(true), None, false),
             ReadStep::MakePrimary
         );
+    }
+
+    #[test]
+    fn a_new_primary_has_applied_what_it_inherited_once_its_first_entry_commits() {
+        use crate::wire::{Entry, MemberSet, Op};
+        let (old, new) = (1 << 16, 2 << 16);
+        let mut r = Replica::new(2);
+        r.adopt_epoch(old);
+        for order in 0..3 {
+            r.append(Entry::set(old, 7, order)).unwrap();
+        }
+        r.commit_through(1);
+        r.become_primary_in(new);
+        assert!(
+            !applied_all_inherited(&r),
+            "entry 2 (epoch {old}) is not applied"
+        );
+        let set = MemberSet::from_ids([2]).unwrap();
+        r.append(Entry {
+            epoch: new,
+            op: Op::InSync(set),
+        })
+        .unwrap();
+        assert!(!applied_all_inherited(&r), "appended, not committed");
+        r.commit_through(3);
+        assert!(applied_all_inherited(&r), "its in-sync entry is committed");
+        r.append(Entry::set(new, 7, 9)).unwrap();
+        assert!(
+            applied_all_inherited(&r),
+            "its own later entries do not count"
+        );
+    }
+
+    #[test]
+    fn a_primary_with_nothing_past_its_commit_point_inherited_nothing_unapplied() {
+        let mut r = Replica::new(0);
+        r.become_primary_in(1 << 16);
+        assert!(applied_all_inherited(&r), "an empty log");
+        r.append(crate::wire::Entry::set(1 << 16, 1, 1)).unwrap();
+        assert!(applied_all_inherited(&r), "only its own entry is pending");
     }
 
     #[test]

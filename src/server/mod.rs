@@ -79,7 +79,7 @@ pub(crate) struct RoleView {
     trusted: AtomicBool,
     /// The replica's commit point: every entry through it is applied.
     applied: AtomicI32,
-    /// Primary with an entry of its own epoch committed and applied.
+    /// Primary that has applied every entry it inherited.
     established: AtomicBool,
     /// Reads waiting for a change of the above.
     changes: reads::Changes,
@@ -99,7 +99,7 @@ impl RoleView {
     fn publish(&self, replica: &Replica) {
         let applied = replica.committed_index();
         let established =
-            replica.is_primary() && replica.log().epoch_at(applied) == Some(replica.epoch());
+            replica.is_primary() && crate::replication::applied_all_inherited(replica);
         // Only the holder of the replica lock publishes, so a load then a
         // store cannot race; a value is stored only when it changed.
         let changed = set_i32(&self.primary_id, replica.primary_id())
