@@ -393,6 +393,7 @@ impl Server {
 
     fn shutdown(&mut self) {
         self.shared.registry.close_all();
+        self.shared.role.changes.wake_all();
         self.shared.admin_queue.close();
         self.shared.repl.notify();
         wake_acceptor(self.local_addr);

@@ -85,6 +85,12 @@ impl Changes {
         }
     }
 
+    /// Wakes every waiting read (the server is stopping).
+    pub(super) fn wake_all(&self) {
+        let _held = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.changed.notify_all();
+    }
+
     /// Waits until `ready` holds or `deadline` passes; true if it held.
     fn wait_until(&self, deadline: Instant, mut ready: impl FnMut() -> bool) -> bool {
         if ready() {
@@ -127,15 +133,17 @@ impl RoleView {
         }
     }
 
-    /// Waits until the published state satisfies `ready`, or `deadline`.
+    /// Waits until the published state satisfies `ready`, `deadline`
+    /// passes or the server stops.
     pub(crate) fn wait_until(
         &self,
         shared: &Shared,
         deadline: Instant,
         mut ready: impl FnMut(&ReadView) -> bool,
     ) -> bool {
-        self.changes
-            .wait_until(deadline, || ready(&self.read_view(shared)))
+        self.changes.wait_until(deadline, || {
+            shared.stopping() || ready(&self.read_view(shared))
+        })
     }
 }
 
