@@ -289,3 +289,87 @@ fn the_primary_after_a_write(cluster: &mut ProcessCluster, round: i32) -> usize 
     c.close();
     the_primary(cluster, "before the kill")
 }
+
+/// G6 and G3 after a full-cluster restart from data directories, with no
+/// write afterwards: the first read on each server, all at once, returns
+/// every acknowledged write. Each server's commit point on disk may trail
+/// its log, so none may answer from its own records until a primary has
+/// committed the longest log (a read makes one after waiting for it).
+#[test]
+fn g6_reads_after_a_full_cluster_restart_return_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ProcessCluster::start_with(3, |i| {
+        vec![
+            "--data-dir".into(),
+            dir.path().join(format!("s{i}")).display().to_string(),
+            "--fsync".into(),
+            "always".into(),
+        ]
+    });
+    let ports = cluster.ports();
+    let load = Workload::start(&ports, WRITERS, 0);
+    flowing(&cluster, &load, 400, "before the kills");
+    for i in 0..3 {
+        cluster.kill(i);
+        load.fault();
+    }
+    let history = load.finish();
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    let mut customers: Vec<i32> = history.last_acks().into_keys().collect();
+    customers.sort_unstable();
+    let readers: Vec<JoinHandle<()>> = ports
+        .iter()
+        .map(|&port| {
+            let (history, customers) = (Arc::clone(&history), customers.clone());
+            thread::spawn(move || read_each_once(&history, port, &customers))
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
+    for &port in &ports {
+        assert_eq!(
+            reads_on(&history, port),
+            customers.len(),
+            "every customer was read on :{port}"
+        );
+    }
+    if let Err(e) = history.check_reads() {
+        cluster.dump();
+        panic!("reads after the restart:\n{e}");
+    }
+}
+
+/// Reads each of `customers` once on `port`, retrying a refused read (a
+/// closed connection) until the deadline, and records each answer.
+fn read_each_once(history: &History, port: u16, customers: &[i32]) {
+    let end = Instant::now() + common::DEADLINE;
+    let mut session: Option<Client> = None;
+    for &customer in customers {
+        while Instant::now() < end {
+            if session.is_none() {
+                session = Client::connect("127.0.0.1", port, IO_TIMEOUT).ok();
+            }
+            let Some(c) = session.as_mut() else {
+                thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let began = Instant::now();
+            match c.read(customer) {
+                Ok(r) => {
+                    history.record_read(Observed {
+                        customer,
+                        value: r.last_order,
+                        port,
+                        began,
+                        ended: Instant::now(),
+                    });
+                    break;
+                }
+                Err(_) => session = None,
+            }
+        }
+    }
+}

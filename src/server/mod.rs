@@ -8,7 +8,9 @@
 //!   replicates, commits and releases the waiting sessions, driving a
 //!   [`term`] (takeover, in-sync set) and its [`replicator`]s, one per peer;
 //! - [`follower`]: a backup's handler of a native stream or probe;
-//! - [`backup`]: a backup's handler of an original (`PFA`) stream.
+//! - [`backup`]: a backup's handler of an original (`PFA`) stream;
+//! - [`reads`]: a client's read on any role (G6), with [`read_index`]
+//!   asking the primary for its commit point.
 //!
 //! [`Server`] is the handle the binary, the tests and the C ABI hold: it
 //! starts everything, and [`Server::stop`] closes the listener and every
