@@ -201,11 +201,11 @@ impl<'a> Slow<'a> {
             let view = self.view();
             let patience_over = self.patience_over(&view);
             match next_step(&view, self.learned, patience_over) {
-                ReadStep::Serve => {
-                    if let Some(value) = self.serve(&view, customer_id) {
-                        return Ok(value);
-                    }
-                }
+                ReadStep::Serve => match self.serve(&view, customer_id) {
+                    Some(value) => return Ok(value),
+                    // The role moved between the view and the lock.
+                    None => self.pause(),
+                },
                 ReadStep::AwaitEstablished => {
                     last = "this new primary's first commit".into();
                     self.await_change(|v| v.primary != v.me || v.established);
