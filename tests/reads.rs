@@ -7,13 +7,18 @@
 //! `reads_on_every_server_never_go_back_in_time`.)
 
 mod common;
+#[path = "common/raw_peer.rs"]
+mod raw_peer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use std::io::Write;
+
 use factory::client::Client;
+use factory::wire::native::{Body, RejectCode, NATIVE_TAG};
 
 use common::history::{History, Observed, Workload, FIRST_CUSTOMER};
 use common::{wait_until, ProcessCluster, IO_TIMEOUT};
@@ -372,4 +377,70 @@ fn read_each_once(history: &History, port: u16, customers: &[i32]) {
             }
         }
     }
+}
+
+/// The read-index exchange on the wire (docs/protocol.md, Reads): a server
+/// that is not primary answers `Reject` code 2 naming the primary it knows
+/// (-1) and closes; a primary answers each `ReadIndex` on one connection
+/// with its commit point, which covers the write it acknowledged; any other
+/// frame there is refused, and a client is still served.
+#[test]
+fn read_index_requests_are_answered_only_by_a_primary() {
+    let server = common::lone_server(&[]);
+    let ask = |s: &mut std::net::TcpStream| {
+        s.write_all(&raw_peer::native(
+            1 << 16,
+            Body::ReadIndex { replica_id: 5 },
+        ))
+        .unwrap();
+        raw_peer::read_native(s).body
+    };
+    let (mut s, _) = raw_peer::connect(&server);
+    s.write_all(&NATIVE_TAG).unwrap();
+    assert_eq!(
+        ask(&mut s),
+        Body::Reject {
+            code: RejectCode::HasPrimary,
+            reason: "-1".into()
+        },
+        "not primary yet: no commit point"
+    );
+    assert!(common::closed_by_server(&mut s));
+
+    let mut c = common::client(server.port);
+    c.order(4, 40).unwrap();
+    c.order(4, 41).unwrap();
+    let (mut s, me) = raw_peer::connect(&server);
+    s.write_all(&NATIVE_TAG).unwrap();
+    let Body::ReadIndexReply { commit_index } = ask(&mut s) else {
+        panic!("a primary gives its commit point");
+    };
+    // The in-sync entry, then the two writes.
+    assert!(commit_index >= 2, "covers both writes: {commit_index}");
+    assert_eq!(
+        ask(&mut s),
+        Body::ReadIndexReply { commit_index },
+        "asked again on the same connection, nothing new committed"
+    );
+    s.write_all(&raw_peer::native(
+        1 << 16,
+        Body::Heartbeat { commit_index: 0 },
+    ))
+    .unwrap();
+    assert!(matches!(
+        raw_peer::read_native(&mut s).body,
+        Body::Reject {
+            code: RejectCode::Protocol,
+            ..
+        }
+    ));
+    assert!(common::closed_by_server(&mut s));
+    assert!(raw_peer::logged(
+        &server,
+        "WARN",
+        &me,
+        "expected a read-index request"
+    ));
+    assert_eq!(c.read(4).unwrap().last_order, 41);
+    c.close();
 }

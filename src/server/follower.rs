@@ -199,8 +199,10 @@ fn answer_read_index(
                 Body::ReadIndexReply { commit_index },
             ))?,
             Err(primary) => {
+                // Routine after a failover: logged at debug, not as a refusal.
                 log::debug!("no commit point for backup {backup}: primary is {primary}");
-                return Err(conn.reject(mine, RejectCode::HasPrimary, primary));
+                let _ = conn.reject(mine, RejectCode::HasPrimary, primary);
+                return Ok(());
             }
         }
         match conn.receive()?.body {
