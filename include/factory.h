@@ -82,6 +82,11 @@ typedef enum factory_status {
    * The server did not answer within the client's timeout.
    */
   FACTORY_ERR_TIMEOUT = 9,
+  /**
+   * No server of a cluster client's list served the request before its
+   * deadline (each was down, refused, timed out or closed the session).
+   */
+  FACTORY_ERR_UNAVAILABLE = 10,
 } factory_status;
 
 /**
@@ -94,6 +99,18 @@ typedef enum factory_status {
  * Calls block until the server answers or the timeout expires.
  */
 typedef struct factory_client factory_client;
+
+/**
+ * A client of a cluster. Opaque.
+ *
+ * Ownership: made by `factory_cluster_connect`, closed and freed by
+ * `factory_cluster_close`.
+ * Thread-safety: used by one thread at a time (it may move between
+ * threads); connect one per thread to run requests in parallel.
+ * Unlike a `factory_client`, it stays usable after a failed call: the
+ * next call looks for a server again.
+ */
+typedef struct factory_cluster factory_cluster;
 
 /**
  * A running server: a listening socket and its threads. Opaque.
@@ -222,6 +239,64 @@ enum factory_status factory_client_read(struct factory_client *client,
  * server beyond one write.
  */
 void factory_client_close(struct factory_client *client);
+
+/**
+ * Connects to a cluster: `servers` points to `count` NUL-terminated
+ * addresses "host:port" (each copied). The client asks the servers for
+ * their status, opens a session with the primary (else with any server
+ * that answers), and later sends every order and read there; when that
+ * server fails, times out or closes the session, the request is sent again
+ * to the next server, with backoff, until `deadline_ms` milliseconds have
+ * passed since the call began (0: the default, 30000). Each attempt on one
+ * server waits at most 5 s (or the deadline, if shorter). Resending is safe:
+ * an order sets the customer's last order, so sending the same order again
+ * leaves the same record. Blocks until a session is open. On success
+ * stores the client in `*out`, which the caller owns and must pass to
+ * `factory_cluster_close`; on failure leaves `*out` untouched. Ignores
+ * SIGPIPE if its action is SIG_DFL.
+ *
+ * Returns `FACTORY_ERR_UNAVAILABLE` if no server could be reached before
+ * the deadline, `FACTORY_ERR_INVALID_ARGUMENT` for a count of 0 or over
+ * 1024 (checked first, so an empty list may be NULL), or an address that is empty, not UTF-8 or not "host:port",
+ * `FACTORY_ERR_NULL_POINTER` if `servers`, one of its entries or `out` is
+ * NULL.
+ */
+enum factory_status factory_cluster_connect(const char *const *servers,
+                                            size_t count,
+                                            uint32_t deadline_ms,
+                                            struct factory_cluster **out);
+
+/**
+ * Places order `order_number` for `customer_id` on the cluster and blocks
+ * until a server has committed it (resending it to the next server after
+ * a failure, within the deadline), then stores the reply in `*out`; on
+ * failure leaves `*out` untouched.
+ *
+ * Returns `FACTORY_ERR_UNAVAILABLE` if no server served it before the
+ * deadline, `FACTORY_ERR_PROTOCOL` if a reply does not echo the request,
+ * `FACTORY_ERR_INVALID_ARGUMENT` for customer id -1,
+ * `FACTORY_ERR_NULL_POINTER`.
+ */
+enum factory_status factory_cluster_order(struct factory_cluster *cluster,
+                                          int32_t customer_id,
+                                          int32_t order_number,
+                                          struct factory_robot_info *out);
+
+/**
+ * Reads the committed record of `customer_id` from the server the client
+ * uses (the primary when it could be found), and stores it in `*out`;
+ * `last_order` is -1 for a customer with no order. On failure leaves
+ * `*out` untouched; errors are those of `factory_cluster_order`.
+ */
+enum factory_status factory_cluster_read(struct factory_cluster *cluster,
+                                         int32_t customer_id,
+                                         struct factory_customer_record *out);
+
+/**
+ * Ends the open session, closes the connection and frees the client. NULL
+ * is a no-op.
+ */
+void factory_cluster_close(struct factory_cluster *cluster);
 
 /**
  * A new configuration for a server with id `factory_id`, listening on

@@ -8,7 +8,8 @@ ports, `/tmp/fN` and `$HOME/.local` become temporary directories, and
 `./server` / `./client` are the binaries `make` left in the tree. A line
 ending in `&` starts a server (the script waits until it listens, as a
 person reading its log would); `kill %...` stops them. Every other line
-must exit 0; `export NAME=VALUE` carries over to the lines after it. The C
+must exit 0, and print what its comment says after `prints `, if it says;
+`export NAME=VALUE` carries over to the lines after it. The C
 program shown in the README is written to ./app.c (removed afterwards) for
 the `pkgconfig` and `intree` blocks, which run it against a server started
 here.
@@ -90,6 +91,9 @@ class Run:
 
     def line(self, raw):
         cmd = self.subst(raw.split(" #")[0].strip())
+        comment = raw.split(" #", 1)[1] if " #" in raw else ""
+        # "... prints A B": the command's output, up to spacing, must be "A B".
+        expected = comment.split("prints ", 1)[1].strip() if "prints " in comment else None
         if not cmd:
             return
         print("$", raw.strip(), flush=True)
@@ -107,6 +111,9 @@ class Run:
             if out.returncode != 0:
                 sys.stderr.write(out.stderr)
                 raise SystemExit(f"readme-check: '{raw.strip()}' exited {out.returncode}")
+            if expected is not None and " ".join(out.stdout.split()) != expected:
+                raise SystemExit(f"readme-check: '{raw.strip()}' printed {out.stdout!r}, "
+                                 f"the README says {expected!r}")
 
     def start(self, cmd):
         log = open(f"{self.tmp}/server{len(self.procs)}.log", "w")

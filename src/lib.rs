@@ -17,7 +17,7 @@
 //! | [`client`] | the client stub and the load generator                   | `ClientStub`, `ClientThread`     |
 //! | [`conn`]   | reading and writing whole frames on a blocking stream     | `Socket` (`Send`, `Recv`)        |
 //! | [`cli`]    | command-line parsing shared by the two binaries          | the `main`s' argument handling   |
-//! | [`logging`]| a small `log` backend configured by `RUST_LOG`           | (the original prints nothing)    |
+//! | [`logging`]| the binaries' env_logger setup (`RUST_LOG`, checked)    | (the original prints nothing)    |
 #![deny(unsafe_code)]
 
 pub mod cli;

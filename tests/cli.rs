@@ -1,5 +1,6 @@
 //! The `server` and `client` command lines: usage errors exit 2 with a
-//! specific message and the usage, runtime failures exit 1 and say why.
+//! specific message (the server's on one line with "try --help", the
+//! client's with the usage), runtime failures exit 1 and say why.
 
 mod common;
 
@@ -59,79 +60,75 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn assert_usage_error(o: &Output, message: &str) {
+/// A usage error on one line: the message, then where the full text is.
+fn assert_short_usage_error(o: &Output, program: &str, message: &str) {
     assert_eq!(
         o.status.code(),
         Some(2),
         "exit status for {message:?}: {o:?}"
     );
     let err = stderr(o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(lines[0].starts_with(&format!("{program}: ")), "{err}");
     assert!(err.contains(message), "stderr lacks {message:?}: {err}");
-    assert!(err.contains("usage:"), "stderr lacks the usage: {err}");
+    assert!(
+        lines[0].ends_with(&format!("; try '{program} --help'")),
+        "{err}"
+    );
 }
 
 #[test]
 fn server_usage_errors() {
-    assert_usage_error(&server(&[]), "expected PORT FACTORY_ID NUM_PEERS, got 0");
-    assert_usage_error(
+    assert_short_usage_error(
+        &server(&[]),
+        "server",
+        "expected PORT FACTORY_ID NUM_PEERS, got 0",
+    );
+    assert_short_usage_error(
         &server(&["0", "0", "0"]),
+        "server",
         "PORT must be between 1 and 65535, got 0",
     );
-    assert_usage_error(
+    assert_short_usage_error(
         &server(&["65536", "0", "0"]),
+        "server",
         "PORT must be between 1 and 65535",
     );
-    assert_usage_error(
+    assert_short_usage_error(
         &server(&["http", "0", "0"]),
+        "server",
         "PORT must be a whole number, got 'http'",
     );
-    assert_usage_error(
+    assert_short_usage_error(
         &server(&["5000", "x", "0"]),
+        "server",
         "FACTORY_ID must be a whole number",
     );
-    assert_usage_error(&server(&["5000", "0", "-1"]), "NUM_PEERS must be between 0");
-    assert_usage_error(
+    assert_short_usage_error(
+        &server(&["5000", "0", "-1"]),
+        "server",
+        "NUM_PEERS must be between 0",
+    );
+    assert_short_usage_error(
         &server(&["5000", "0", "2", "1", "127.0.0.1", "5001"]),
+        "server",
         "expected 6 peer arguments",
     );
-    assert_usage_error(
+    assert_short_usage_error(
         &server(&["5000", "0", "1", "1", "127.0.0.1", "0"]),
-        "PEER_PORT of peer 1 must be between 1 and 65535",
+        "server",
+        "PEER_PORT of the 1st peer triple (peer id 1) must be between 1 and 65535",
     );
-    assert_usage_error(
+    assert_short_usage_error(
         &server(&["5000", "0", "0", "--nope"]),
+        "server",
         "unknown option '--nope'",
     );
 }
 
-#[test]
-fn client_usage_errors() {
-    assert_usage_error(&client_bin(&[]), "expected 5 arguments");
-    assert_usage_error(
-        &client_bin(&["127.0.0.1", "5000", "8", "10"]),
-        "expected 5 arguments",
-    );
-    assert_usage_error(
-        &client_bin(&["127.0.0.1", "0", "8", "10", "1"]),
-        "PORT must be between 1 and 65535",
-    );
-    assert_usage_error(
-        &client_bin(&["127.0.0.1", "5000", "-8", "10", "1"]),
-        "NUM_CUSTOMERS must be between 0",
-    );
-    assert_usage_error(
-        &client_bin(&["127.0.0.1", "5000", "8", "-10", "1"]),
-        "NUM_ORDERS must be between 0",
-    );
-    assert_usage_error(
-        &client_bin(&["127.0.0.1", "5000", "8", "ten", "1"]),
-        "NUM_ORDERS must be a whole number, got 'ten'",
-    );
-    assert_usage_error(
-        &client_bin(&["127.0.0.1", "5000", "8", "10", "4"]),
-        "REQUEST_TYPE must be between 1 and 3",
-    );
-}
+// The client's usage errors (one line and "try 'client --help'") are
+// checked in tests/client_oneshot.rs.
 
 #[test]
 fn help_and_version() {

@@ -98,7 +98,7 @@ fn exchange<R: Frame>(addr: SocketAddr, request: &RobotOrder) -> Result<(TcpStre
 /// odd ones read a customer nobody writes.
 fn burst_client(addr: SocketAddr, i: usize) -> Outcome {
     let customer = i as i32;
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let order = RobotOrder::write(customer, customer);
         match exchange::<RobotInfo>(addr, &order) {
             Ok((s, info)) if info.answers(&order) => Outcome::Served(s),

@@ -4,6 +4,12 @@
 //   factory::Client client("127.0.0.1", server.port());
 //   factory::RobotInfo info = client.order(7, 42);
 //
+//   std::vector<std::string> servers;
+//   servers.push_back("127.0.0.1:5000");
+//   servers.push_back("127.0.0.1:5001");
+//   factory::Cluster cluster(servers);   // finds the primary, rides failovers
+//   cluster.order(7, 43);
+//
 // Servers and clients own their C handles (RAII, move-only): a Server is
 // stopped, and a Client closed, when it goes out of scope. Every failure
 // throws factory::Error, which carries the factory_status. Threading is
@@ -19,6 +25,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "factory.h"
 
@@ -200,6 +207,65 @@ class Client {
   void close() noexcept {
     factory_client_close(client_);
     client_ = NULL;
+  }
+};
+
+// A client of a cluster, given "host:port" addresses: it finds the primary
+// and, when a server fails, resends the request to the next one (with
+// backoff) until the deadline. Unlike a Client it stays usable after an
+// error. Closed by close() or the destructor.
+class Cluster {
+  factory_cluster *cluster_;
+
+ public:
+  // Connects within `deadline` (0: the library's default, 30 s), which also
+  // bounds every later call; throws Error (FACTORY_ERR_UNAVAILABLE, ...).
+  explicit Cluster(const std::vector<std::string> &servers,
+                   std::chrono::milliseconds deadline =
+                       std::chrono::milliseconds(0))
+      : cluster_(NULL) {
+    std::vector<const char *> list;
+    for (size_t i = 0; i < servers.size(); i++) {
+      list.push_back(servers[i].c_str());
+    }
+    detail::check(
+        factory_cluster_connect(list.empty() ? NULL : &list[0], list.size(),
+                                static_cast<uint32_t>(deadline.count()),
+                                &cluster_),
+        "cannot connect to the cluster");
+  }
+  Cluster(Cluster &&other) noexcept : cluster_(other.cluster_) {
+    other.cluster_ = NULL;
+  }
+  Cluster &operator=(Cluster &&other) noexcept {
+    std::swap(cluster_, other.cluster_);
+    return *this;
+  }
+  Cluster(const Cluster &) = delete;
+  Cluster &operator=(const Cluster &) = delete;
+  ~Cluster() { close(); }
+
+  // Places an order and waits until a server has committed it.
+  RobotInfo order(int32_t customer_id, int32_t order_number) {
+    RobotInfo info;
+    detail::check(
+        factory_cluster_order(cluster_, customer_id, order_number, &info),
+        "order to the cluster failed");
+    return info;
+  }
+
+  // Reads a customer's committed record (last_order -1: none).
+  CustomerRecord read(int32_t customer_id) {
+    CustomerRecord record;
+    detail::check(factory_cluster_read(cluster_, customer_id, &record),
+                  "read from the cluster failed");
+    return record;
+  }
+
+  // Ends the session; a no-op once closed.
+  void close() noexcept {
+    factory_cluster_close(cluster_);
+    cluster_ = NULL;
   }
 };
 

@@ -5,9 +5,16 @@
 //! The positional arguments are exactly the original's; options (`--help`,
 //! `--version`, `--bind`, `--timeout`, `--percentiles`) may appear anywhere. Unlike the
 //! original, which exits 0 after a terse usage line, every mistake yields a
-//! [`UsageError`] naming the argument, and the binaries exit with status 2.
+//! [`UsageError`] naming the argument; the binaries print it on one line
+//! with [`usage_failure`] and exit with status 2.
+//!
+//! Output helpers for both binaries: [`print_out`] and [`print_err`] never
+//! panic on a closed stdout or stderr (`server --help | true`), where
+//! `print!` would.
 
 use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
@@ -36,10 +43,48 @@ pub(crate) fn usage_error(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
 }
 
+/// Writes `text` to stdout. A reader that went away (a broken pipe) or a
+/// closed stdout ends the output quietly, as Unix tools do; returns false
+/// then, so the caller can stop producing more.
+pub fn print_out(text: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
+}
+
+/// Writes `text` and a newline to stderr in one write, ignoring a closed
+/// or broken stderr (there is nowhere left to report it).
+pub fn print_err(text: &str) {
+    let line = format!("{text}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Reports a command-line mistake as `PROGRAM: MESSAGE; try 'PROGRAM
+/// --help'` (one line; `--help` has the full text) and returns exit status 2.
+pub fn usage_failure(program: &str, error: &UsageError) -> ExitCode {
+    print_err(&format!("{program}: {error}; try '{program} --help'"));
+    ExitCode::from(2)
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`, ... `11th`, `12th`, `13th`, `21st`.
+pub(crate) fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
 mod client;
 mod server;
 
-pub use client::{parse_client, ClientArgs, Mode, CLIENT_USAGE, MAX_CUSTOMERS};
+pub use client::{
+    parse_client, ClientArgs, ClientCommand, Mode, Output, CLIENT_USAGE, MAX_CUSTOMERS,
+};
 pub use server::{parse_server, ServerArgs, SERVER_USAGE};
 
 /// Positional arguments, and `(name, value)` options in order.
@@ -125,4 +170,22 @@ pub(crate) fn host(name: &str, value: &str) -> Result<String, UsageError> {
         return Err(usage_error(format!("{name} must not be empty")));
     }
     Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ordinals() {
+        let got: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111]
+            .into_iter()
+            .map(super::ordinal)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st",
+                "111th"
+            ]
+        );
+    }
 }

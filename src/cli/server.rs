@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{host, number, port, split_args, usage_error, Command, UsageError};
+use super::{host, number, ordinal, port, split_args, usage_error, Command, UsageError};
 use crate::server::PeerConfig;
 
 /// Usage text of the server.
@@ -45,6 +45,9 @@ options:
   --log-retain N
                committed entries kept for catching up a backup by log suffix;
                one further behind gets a snapshot (default 100000)
+  --metrics ADDR
+               serve Prometheus metrics on http://ADDR/metrics (for example
+               127.0.0.1:9100; port 0 picks a free one, logged at start)
 
 limits (against slow, silent or hostile peers):
   --max-connections N
@@ -70,8 +73,15 @@ limits (against slow, silent or hostile peers):
   -V, --version
                print the version and exit
 
-Logging goes to stderr; RUST_LOG=error|warn|info|debug|trace|off sets the
-level (default info).
+Logging goes to stderr, one line per event with an RFC 3339 UTC time.
+RUST_LOG sets what is logged, in env_logger's syntax: a level (error, warn,
+info (the default), debug, trace, off), module filters such as
+factory::server=debug, or both (warn,factory::server::term=debug). A
+directive that is not valid is ignored with one warning line.
+
+SIGTERM or SIGINT stops the server gracefully: it stops listening, answers
+or refuses the requests in flight, flushes the data directory, logs one
+line and exits 0.
 
 example (a three-server cluster on one host):
   server 5000 0 2 1 127.0.0.1 5001 2 127.0.0.1 5002
@@ -100,6 +110,8 @@ pub struct ServerArgs {
     pub log_retain: usize,
     /// `--max-connections` and the timeouts.
     pub limits: crate::server::Limits,
+    /// `--metrics`.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Parses the server's arguments (without the program name).
@@ -117,6 +129,7 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         "--client-write-timeout",
         "--peer-timeout",
         "--handshake-timeout",
+        "--metrics",
     ];
     let (pos, options) = match split_args(args, &valued, &["--force-primary"])? {
         Command::Run(split) => split,
@@ -151,6 +164,7 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         force_primary: false,
         log_retain: crate::server::DEFAULT_LOG_RETAIN,
         limits: crate::server::Limits::default(),
+        metrics: None,
     };
     let mut fsync_given = false;
     for (name, value) in options {
@@ -183,6 +197,13 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
                 parsed.limits.client_write_timeout = seconds("--client-write-timeout", &value)?
             }
             "--peer-timeout" => parsed.limits.peer_timeout = seconds("--peer-timeout", &value)?,
+            "--metrics" => {
+                parsed.metrics = Some(value.parse().map_err(|_| {
+                    usage_error(format!(
+                        "--metrics must be an IP address and port such as 127.0.0.1:9100, got '{value}'"
+                    ))
+                })?)
+            }
             "--handshake-timeout" => {
                 parsed.limits.handshake_timeout = seconds("--handshake-timeout", &value)?
             }
@@ -214,20 +235,22 @@ fn seconds(name: &str, value: &str) -> Result<Duration, UsageError> {
 fn parse_peers(rest: &[String], own_id: i32) -> Result<Vec<PeerConfig>, UsageError> {
     let mut peers: Vec<PeerConfig> = Vec::new();
     for (i, chunk) in rest.chunks(3).enumerate() {
-        let n = i + 1;
-        let id = number(&format!("PEER_ID of peer {n}"), &chunk[0], 0, i32::MAX)?;
+        let nth = format!("the {} peer triple", ordinal(i + 1));
+        let id = number(&format!("PEER_ID of {nth}"), &chunk[0], 0, i32::MAX)?;
         if id == own_id {
             return Err(usage_error(format!(
-                "peer {n} has id {id}, the same as FACTORY_ID"
+                "{nth} has peer id {id}, which is this server's FACTORY_ID"
             )));
         }
         if peers.iter().any(|p| p.id == id) {
-            return Err(usage_error(format!("peer id {id} is given twice")));
+            return Err(usage_error(format!(
+                "peer id {id} is given twice ({nth} repeats it)"
+            )));
         }
         peers.push(PeerConfig {
             id,
-            host: host(&format!("PEER_IP of peer {n}"), &chunk[1])?,
-            port: port(&format!("PEER_PORT of peer {n}"), &chunk[2])?,
+            host: host(&format!("PEER_IP of {nth} (peer id {id})"), &chunk[1])?,
+            port: port(&format!("PEER_PORT of {nth} (peer id {id})"), &chunk[2])?,
         });
     }
     Ok(peers)
@@ -348,10 +371,23 @@ mod tests {
         assert!(server_err("5000 -1 0").contains("FACTORY_ID"));
         assert!(server_err("5000 0 -2").contains("NUM_PEERS"));
         assert!(server_err("5000 0 1 1 h").contains("expected 3 peer arguments"));
-        assert!(server_err("5000 0 1 0 h 1").contains("same as FACTORY_ID"));
-        assert!(server_err("5000 0 2 1 h 1 1 h 2").contains("given twice"));
-        assert!(server_err("5000 0 1 1 h 0").contains("PEER_PORT of peer 1"));
+        assert_eq!(
+            server_err("5000 0 1 0 h 1"),
+            "the 1st peer triple has peer id 0, which is this server's FACTORY_ID"
+        );
+        assert_eq!(
+            server_err("5000 0 2 1 h 1 1 h 2"),
+            "peer id 1 is given twice (the 2nd peer triple repeats it)"
+        );
+        assert!(server_err("5000 0 2 1 h 1 2 h 0")
+            .starts_with("PEER_PORT of the 2nd peer triple (peer id 2) must be between 1"));
+        assert!(server_err("5000 0 1 x h 1").contains("PEER_ID of the 1st peer triple"));
         assert!(server_err("5000 0 0 --bind nowhere").contains("--bind"));
+        assert!(server_err("5000 0 0 --metrics 9100").contains("--metrics must be"));
+        let Command::Run(a) = parse_server(&args("5000 0 0 --metrics [::1]:9100")).unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.metrics, Some("[::1]:9100".parse().unwrap()));
         assert!(server_err("5000 0 0 --frob").contains("unknown option '--frob'"));
     }
 }

@@ -3,15 +3,37 @@
 //! requests of its [`Mode`], with latencies merged at the end.
 //!
 //! Departures from the original: a failed request is counted rather than
-//! ignored, so that the binary can report it and exit non-zero; and with
+//! ignored, so that the binary can report it and exit non-zero; with
 //! [`LoadConfig::percentiles`] each thread also fills a latency histogram,
-//! allocated before its first request, for p50 and p99.
+//! allocated before its first request, for p50 and p99; a refused or reset
+//! connect is retried with backoff for up to [`CONNECT_BUDGET`] (or the
+//! timeout, if shorter), so that a burst of connects that overflows a
+//! server's listen queue is not counted as failed; and with
+//! [`Target::Cluster`] each customer talks to a [`Cluster`], which rides
+//! through failovers.
 
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{Client, ClientError, Stats};
+use super::{Client, ClientError, Cluster, ClusterOptions, Stats};
 use crate::wire::CustomerRecord;
+
+/// Longest time a customer retries a refused or reset connect.
+pub const CONNECT_BUDGET: Duration = Duration::from_secs(3);
+
+/// Whom the customers talk to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// One server, as the original client does.
+    Server {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// A cluster, through [`Cluster`]: `host:port` of each server.
+    Cluster(Vec<String>),
+}
 
 /// Stack size of a customer thread: it holds one session and a few frames.
 const CUSTOMER_STACK: usize = 128 * 1024;
@@ -30,17 +52,16 @@ pub enum Mode {
 /// A load run: the client's command line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoadConfig {
-    /// Server host.
-    pub host: String,
-    /// Server port.
-    pub port: u16,
+    /// The server or servers.
+    pub target: Target,
     /// Number of customer threads (customer ids `0..customers`).
     pub customers: i32,
     /// Requests per customer, or customers to scan.
     pub orders: i32,
     /// What to do.
     pub mode: Mode,
-    /// I/O timeout; `None` waits forever.
+    /// I/O timeout; `None` waits forever. With a cluster target: the
+    /// deadline of each request, retries included.
     pub timeout: Option<Duration>,
     /// Keep a latency histogram so that the stats line ends with p50 and p99.
     pub percentiles: bool,
@@ -53,6 +74,82 @@ impl LoadConfig {
             Stats::with_percentiles()
         } else {
             Stats::default()
+        }
+    }
+
+    /// The cluster client's options for this run's timeout.
+    pub fn cluster_options(&self) -> ClusterOptions {
+        let deadline = self.timeout.unwrap_or(Duration::from_secs(86_400));
+        ClusterOptions {
+            deadline,
+            attempt_timeout: ClusterOptions::default().attempt_timeout.min(deadline),
+        }
+    }
+}
+
+/// One customer's connection: a session with one server or a cluster
+/// client.
+pub enum Session {
+    /// A session with one server.
+    Server(Client),
+    /// A cluster client.
+    Cluster(Cluster),
+}
+
+impl Session {
+    /// Opens the session `config` asks for.
+    ///
+    /// # Errors
+    /// When no session could be opened.
+    pub fn open(config: &LoadConfig) -> Result<Session, ClientError> {
+        match &config.target {
+            Target::Server { host, port } => {
+                let budget = config
+                    .timeout
+                    .map_or(CONNECT_BUDGET, |t| t.min(CONNECT_BUDGET));
+                Client::connect_retrying(host, *port, config.timeout, budget).map(Session::Server)
+            }
+            Target::Cluster(servers) => {
+                Cluster::connect(servers.clone(), config.cluster_options()).map(Session::Cluster)
+            }
+        }
+    }
+
+    /// Places an order.
+    ///
+    /// # Errors
+    /// As [`Client::order`] or [`Cluster::order`].
+    pub fn order(&mut self, customer_id: i32, order_number: i32) -> Result<(), ClientError> {
+        match self {
+            Session::Server(c) => c.order(customer_id, order_number).map(drop),
+            Session::Cluster(c) => c.order(customer_id, order_number).map(drop),
+        }
+    }
+
+    /// Reads a record.
+    ///
+    /// # Errors
+    /// As [`Client::read`] or [`Cluster::read`].
+    pub fn read(&mut self, customer_id: i32) -> Result<CustomerRecord, ClientError> {
+        match self {
+            Session::Server(c) => c.read(customer_id),
+            Session::Cluster(c) => c.read(customer_id),
+        }
+    }
+
+    /// Failovers so far (always 0 for one server).
+    pub fn failovers(&self) -> u64 {
+        match self {
+            Session::Server(_) => 0,
+            Session::Cluster(c) => c.failovers(),
+        }
+    }
+
+    /// Ends the session politely.
+    pub fn close(self) {
+        match self {
+            Session::Server(c) => c.close(),
+            Session::Cluster(c) => c.close(),
         }
     }
 }
@@ -72,6 +169,8 @@ pub struct LoadReport {
     pub unreachable: u32,
     /// The first error seen, for the message.
     pub first_error: Option<ClientError>,
+    /// Sessions given up for another server (cluster target only).
+    pub failovers: u64,
 }
 
 #[derive(Default)]
@@ -80,6 +179,7 @@ struct Outcome {
     failed: u64,
     connected: bool,
     error: Option<ClientError>,
+    failovers: u64,
 }
 
 /// Runs the load; in scan mode `on_record` gets every record read (it is
@@ -116,6 +216,7 @@ pub fn run(config: &LoadConfig, on_record: &(dyn Fn(&CustomerRecord) + Sync)) ->
         report.stats.merge(&outcome.stats);
         report.failed += outcome.failed;
         report.unreachable += u32::from(!outcome.connected);
+        report.failovers += outcome.failovers;
         if report.first_error.is_none() {
             report.first_error = outcome.error;
         }
@@ -129,7 +230,7 @@ fn customer(
     on_record: &(dyn Fn(&CustomerRecord) + Sync),
 ) -> Outcome {
     let mut outcome = Outcome::default();
-    let mut client = match Client::connect(&config.host, config.port, config.timeout) {
+    let mut client = match Session::open(config) {
         Ok(client) => client,
         Err(e) => {
             outcome.failed = config.orders as u64;
@@ -142,17 +243,19 @@ fn customer(
     for i in 0..config.orders {
         let started = Instant::now();
         let result = match config.mode {
-            Mode::Write => client.order(customer_id, i).map(drop),
+            Mode::Write => client.order(customer_id, i),
             Mode::Read => client.read(customer_id).map(drop),
             Mode::Scan => client.read(i).map(|record| on_record(&record)),
         };
         if let Err(e) = result {
             outcome.failed = (config.orders - i) as u64;
             outcome.error = Some(e);
+            outcome.failovers = client.failovers();
             return outcome;
         }
         outcome.stats.record(started.elapsed());
     }
+    outcome.failovers = client.failovers();
     client.close();
     outcome
 }

@@ -1,15 +1,22 @@
 //! The client side: [`Client`], a blocking stub for one session (the
-//! original's `ClientStub`), and [`load`], the multi-threaded load
-//! generator behind the `client` binary (the original's `ClientThread`).
+//! original's `ClientStub`); [`Cluster`], a client of a list of servers
+//! that finds the primary and rides through failovers; [`status`], the
+//! cluster status request; and [`load`], the multi-threaded load generator
+//! behind the `client` binary (the original's `ClientThread`).
 
+pub mod cluster;
+pub mod connect;
 pub mod load;
+pub mod output;
 mod stats;
+pub mod status;
 
-pub use stats::Stats;
+pub use cluster::{Cluster, ClusterOptions};
+pub use stats::{Percentiles, Stats, StatsLine};
 
 use std::fmt;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::conn::{read_frame, write_frame, ConnError};
@@ -33,6 +40,13 @@ pub enum ClientError {
     Io { server: String, source: ConnError },
     /// The server answered with a frame that does not match the request.
     Protocol { server: String, detail: String },
+    /// No server of a cluster's list served the request before the
+    /// deadline; `last` is the last failure seen.
+    Unavailable {
+        servers: String,
+        deadline: Duration,
+        last: Option<Box<ClientError>>,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -51,6 +65,17 @@ impl fmt::Display for ClientError {
             ClientError::Io { server, source } => write!(f, "server {server}: {source}"),
             ClientError::Protocol { server, detail } => {
                 write!(f, "server {server} sent an unexpected reply: {detail}")
+            }
+            ClientError::Unavailable {
+                servers,
+                deadline,
+                last,
+            } => {
+                write!(f, "no server of {servers} answered within {deadline:?}")?;
+                match last {
+                    Some(e) => write!(f, " (last error: {e})"),
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -76,18 +101,30 @@ impl Client {
         port: u16,
         timeout: Option<Duration>,
     ) -> Result<Client, ClientError> {
+        Self::connect_retrying(host, port, timeout, Duration::ZERO)
+    }
+
+    /// As [`Client::connect`], but a refused or reset connect is retried
+    /// with backoff ([`connect::Backoff`]) until `budget` has passed.
+    ///
+    /// # Errors
+    /// As [`Client::connect`], once the budget is spent.
+    pub fn connect_retrying(
+        host: &str,
+        port: u16,
+        timeout: Option<Duration>,
+        budget: Duration,
+    ) -> Result<Client, ClientError> {
         let server = format!("{host}:{port}");
-        let addrs: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| ClientError::Resolve {
-                server: server.clone(),
-                reason: e.to_string(),
-            })?
-            .collect();
-        let stream = connect_any(&addrs, timeout).map_err(|source| ClientError::Connect {
+        let addrs = connect::resolve(host, port).map_err(|e| ClientError::Resolve {
             server: server.clone(),
-            source,
+            reason: e.to_string(),
         })?;
+        let stream =
+            connect::connect(&addrs, timeout, budget).map_err(|source| ClientError::Connect {
+                server: server.clone(),
+                source,
+            })?;
         let mut client = Client { stream, server };
         client.configure(timeout)?;
         client
@@ -103,6 +140,11 @@ impl Client {
             .and_then(|()| s.set_read_timeout(timeout))
             .and_then(|()| s.set_write_timeout(timeout))
             .map_err(|e| self.io(e.into()))
+    }
+
+    /// Changes the timeout of every later read and write (`None`: none).
+    pub fn set_timeout(&self, timeout: Option<Duration>) {
+        let _ = self.configure(timeout);
     }
 
     /// The server this client talks to, as `host:port`.
@@ -164,19 +206,4 @@ impl Client {
             detail,
         }
     }
-}
-
-fn connect_any(addrs: &[SocketAddr], timeout: Option<Duration>) -> std::io::Result<TcpStream> {
-    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
-    for addr in addrs {
-        let attempt = match timeout {
-            Some(t) => TcpStream::connect_timeout(addr, t),
-            None => TcpStream::connect(addr),
-        };
-        match attempt {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }

@@ -213,15 +213,9 @@ mod tests {
 
     #[test]
     fn strings_must_be_non_empty_utf8() {
-        assert_eq!(
-            owned_text(CStr::from_bytes_with_nul(b"host\0").unwrap()).as_deref(),
-            Ok("host")
-        );
-        assert_eq!(
-            owned_text(CStr::from_bytes_with_nul(b"\0").unwrap()),
-            Err(factory_status::ERR_INVALID_ARGUMENT)
-        );
-        let bad = CStr::from_bytes_with_nul(b"\xff\0").unwrap();
+        assert_eq!(owned_text(c"host").as_deref(), Ok("host"));
+        assert_eq!(owned_text(c""), Err(factory_status::ERR_INVALID_ARGUMENT));
+        let bad = c"\xff";
         assert_eq!(owned_text(bad), Err(factory_status::ERR_INVALID_ARGUMENT));
     }
 }

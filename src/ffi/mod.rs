@@ -24,10 +24,12 @@
 #[macro_use]
 mod boundary;
 mod client;
+mod cluster;
 mod server;
 mod signal;
 mod status;
 
 pub use client::*;
+pub use cluster::*;
 pub use server::*;
 pub use status::*;

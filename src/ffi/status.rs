@@ -35,6 +35,9 @@ pub enum factory_status {
     ERR_PANIC = 8,
     /// The server did not answer within the client's timeout.
     ERR_TIMEOUT = 9,
+    /// No server of a cluster client's list served the request before its
+    /// deadline (each was down, refused, timed out or closed the session).
+    ERR_UNAVAILABLE = 10,
 }
 
 impl From<&ClientError> for factory_status {
@@ -47,6 +50,7 @@ impl From<&ClientError> for factory_status {
             ClientError::Timeout { .. } => factory_status::ERR_TIMEOUT,
             ClientError::Io { .. } => factory_status::ERR_IO,
             ClientError::Protocol { .. } => factory_status::ERR_PROTOCOL,
+            ClientError::Unavailable { .. } => factory_status::ERR_UNAVAILABLE,
         }
     }
 }
@@ -76,6 +80,7 @@ impl factory_status {
             factory_status::ERR_ADDRESS_IN_USE => b"address already in use\0",
             factory_status::ERR_PANIC => b"internal error in libfactory\0",
             factory_status::ERR_TIMEOUT => b"the server did not answer in time\0",
+            factory_status::ERR_UNAVAILABLE => b"no server of the cluster answered in time\0",
         }
     }
 }
@@ -120,6 +125,7 @@ mod tests {
             (factory_status::ERR_ADDRESS_IN_USE, 7),
             (factory_status::ERR_PANIC, 8),
             (factory_status::ERR_TIMEOUT, 9),
+            (factory_status::ERR_UNAVAILABLE, 10),
         ];
         for (status, code) in codes {
             assert_eq!(status as i32, code);

@@ -19,6 +19,7 @@
 mod listen;
 mod refusal;
 
+use super::metrics::Fault;
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::{backup, follower, next_engineer_id, session, ServerError, Shared};
+use super::{backup, follower, next_engineer_id, session, status, ServerError, Shared};
 use crate::conn::ConnError;
 use crate::wire::{Tag, HANDSHAKE_LEN};
 pub(super) use listen::listen;
@@ -63,6 +64,7 @@ fn run(shared: Arc<Shared>, listener: TcpListener) {
             // Only this thread adds connections, so the count cannot pass
             // the limit between this check and the spawn.
             Ok(stream) if live.load(Ordering::Acquire) >= limit => {
+                shared.metrics.error(Fault::ConnectionLimit);
                 refuse(&mut refusals, stream, limit)
             }
             Ok(stream) => match spawn_connection(&shared, stream, Slot::take(&live)) {
@@ -180,6 +182,8 @@ fn serve(shared: &Shared, mut stream: TcpStream, engineer_id: i32) {
     let Some(_registered) = shared.registry.register(&stream) else {
         return;
     };
+    shared.metrics.accepted.inc();
+    let _open = shared.metrics.connections.hold();
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + shared.limits.handshake_timeout;
     match read_tag(&mut stream, deadline) {
@@ -187,9 +191,13 @@ fn serve(shared: &Shared, mut stream: TcpStream, engineer_id: i32) {
             Some(Tag::Client) => session::run(shared, stream, peer, engineer_id),
             Some(Tag::Pfa) => backup::run(shared, stream, peer),
             Some(Tag::Native) => follower::run(shared, stream, peer),
-            None => log::warn!(
-                "{peer}: unknown handshake tag {raw:02x?}, expected CLIENT, PFA or FREP; closing"
-            ),
+            Some(Tag::Status) => status::run(shared, stream, peer),
+            None => {
+                shared.metrics.error(Fault::Handshake);
+                log::warn!(
+                    "{peer}: unknown handshake tag {raw:02x?}, expected CLIENT, PFA, FREP or FSTA; closing"
+                )
+            }
         },
         Err(e) => log_handshake_failure(shared, peer, &e),
     }
@@ -222,6 +230,9 @@ fn read_tag(stream: &mut TcpStream, deadline: Instant) -> Result<[u8; HANDSHAKE_
 }
 
 fn log_handshake_failure(shared: &Shared, peer: SocketAddr, e: &ConnError) {
+    if matches!(e, ConnError::Timeout | ConnError::Truncated { .. }) {
+        shared.metrics.error(Fault::Handshake);
+    }
     match e {
         ConnError::Timeout => log::warn!(
             "{peer}: no handshake within {:?}; closing",

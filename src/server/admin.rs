@@ -333,6 +333,9 @@ fn commit_batch(
 ) -> bool {
     let mut entries: Vec<Entry> = batch.iter().map(|r| r.entry).collect();
     let result = ready.and_then(|()| term.commit(shared, &mut entries));
+    if result.is_ok() {
+        shared.metrics.batch_size.observe(batch.len() as u64);
+    }
     for request in batch.drain(..) {
         request.done.finish(result.clone());
     }

@@ -40,23 +40,33 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let mut primary = None;
     let end = follow(shared, &stream, &mut primary);
     shared.replica().on_stream_closed();
-    let who = primary.map_or_else(|| "unknown".to_string(), |id: i32| id.to_string());
+    // The original's frames name the primary; its configured address is
+    // what an operator knows it by, not the stream's source port.
+    let who = primary.map_or_else(
+        || format!("(unknown id) connected from {peer}"),
+        |id: i32| shared.peer_called(id, peer),
+    );
+    if matches!(end, StreamEnd::Stalled { .. } | StreamEnd::Refused(_)) {
+        shared
+            .metrics
+            .error(super::metrics::Fault::ReplicationStream);
+    }
     match end {
         StreamEnd::Conn(ConnError::Closed) => {
-            log::info!("lost primary {who} at {peer}: stream closed")
+            log::info!("lost primary {who}: stream closed")
         }
         StreamEnd::Conn(e @ ConnError::Truncated { .. }) => {
             log::debug!("replication stream from {peer}: {e}");
-            log::info!("lost primary {who} at {peer}: stream closed")
+            log::info!("lost primary {who}: stream closed")
         }
         StreamEnd::Stalled { got } => log::warn!(
-            "replication stream from {peer} (primary {who}): sent {got} of {} bytes of a frame, then nothing for {:?}; closing",
+            "replication stream from primary {who}: sent {got} of {} bytes of a frame, then nothing for {:?}; closing",
             ReplicationRequest::SIZE,
             shared.limits.peer_timeout
         ),
-        StreamEnd::Conn(e) => log::warn!("lost primary {who} at {peer}: {e}"),
+        StreamEnd::Conn(e) => log::warn!("lost primary {who}: {e}"),
         StreamEnd::Refused(e) => {
-            log::warn!("replication stream from {peer} (primary {who}): {e}; closing")
+            log::warn!("replication stream from primary {who}: {e}; closing")
         }
     }
 }
@@ -74,7 +84,13 @@ fn follow(shared: &Shared, stream: &TcpStream, primary: &mut Option<i32>) -> Str
             Err(e) => return StreamEnd::Refused(e),
         };
         if *primary != Some(request.primary_id) {
-            log::info!("following primary {}", request.primary_id);
+            log::info!(
+                "following primary {} (an original server)",
+                stream.peer_addr().map_or_else(
+                    |_| request.primary_id.to_string(),
+                    |from| shared.peer_called(request.primary_id, from)
+                )
+            );
             *primary = Some(request.primary_id);
         }
         if let Err(e) = write_frame(&mut writer, &ack) {

@@ -92,6 +92,8 @@ pub struct ServerConfig {
     pub force_primary: bool,
     /// Committed entries kept for catch-up by suffix (more: snapshot).
     pub log_retain: usize,
+    /// Where to serve `GET /metrics` (Prometheus text); `None`: nowhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -107,6 +109,7 @@ impl ServerConfig {
             fsync: FsyncPolicy::Always,
             force_primary: false,
             log_retain: DEFAULT_LOG_RETAIN,
+            metrics: None,
         }
     }
 

@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use super::Shared;
 use crate::conn::{data_waiting, read_native, write_native, yield_until, ConnError, NativeError};
+use crate::logging::epoch as epoch_name;
 use crate::state::{Replica, StateError, NO_PRIMARY};
 use crate::storage::Snapshot;
 use crate::wire::native::{Body, NativeFrame, RejectCode};
@@ -120,12 +121,20 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     };
     match end {
         Ok(()) | Err(End::Conn(ConnError::Closed)) => {
-            log::debug!("native connection from {peer} ended")
+            log::debug!("replication connection from {peer} ended")
         }
-        Err(End::Conn(e)) => log::info!("native connection from {peer}: {e}"),
-        Err(End::Frame(e)) => log::warn!("native connection from {peer}: {e}; closing"),
+        Err(End::Conn(e)) => log::info!("replication connection from {peer}: {e}"),
+        Err(End::Frame(e)) => {
+            shared
+                .metrics
+                .error(super::metrics::Fault::ReplicationStream);
+            log::warn!("replication connection from {peer}: {e}; closing")
+        }
         Err(End::Refused(code, why)) => {
-            log::warn!("refused native connection from {peer} ({code:?}): {why}; closing")
+            shared
+                .metrics
+                .error(super::metrics::Fault::ReplicationStream);
+            log::warn!("refused replication connection from {peer} ({code:?}): {why}; closing")
         }
     }
 }
@@ -146,7 +155,11 @@ fn stale(conn: &mut Conn<'_>, theirs: Epoch, mine: Epoch) -> End {
     conn.reject(
         mine,
         RejectCode::StaleEpoch,
-        format!("epoch {theirs} is older than {mine}"),
+        format!(
+            "epoch {} is older than this server's epoch {}",
+            epoch_name(theirs),
+            epoch_name(mine)
+        ),
     )
 }
 
@@ -178,7 +191,10 @@ fn answer_probe(
             primary_id: NO_PRIMARY,
         }
     };
-    log::info!("answered the probe of candidate {candidate} (epoch {epoch})");
+    log::info!(
+        "server {candidate} asked whether it may take over in epoch {}; told it where this log ends",
+        epoch_name(epoch)
+    );
     conn.send(NativeFrame::new(epoch, reply))
 }
 
@@ -244,13 +260,14 @@ fn follow(
             last_epoch: replica.last_epoch(),
         }
     };
-    log::info!("following primary {primary} at {peer} in epoch {epoch}");
+    let who = shared.peer_called(primary, peer);
+    log::info!("following primary {who} in epoch {}", epoch_name(epoch));
     conn.send(NativeFrame::new(epoch, catch_up))?;
     let result = stream(shared, conn, epoch);
     let mut replica = shared.replica();
     if replica.primary_id() == primary && replica.epoch() == epoch {
         replica.on_stream_closed();
-        log::info!("lost primary {primary} at {peer} (epoch {epoch})");
+        log::info!("lost primary {who} (epoch {})", epoch_name(epoch));
     }
     result
 }
@@ -265,7 +282,11 @@ fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End>
             return Err(conn.reject(
                 mine,
                 RejectCode::StaleEpoch,
-                format!("stream epoch {epoch}, ours {mine}"),
+                format!(
+                    "the stream is in epoch {}, this server is in epoch {}",
+                    epoch_name(epoch),
+                    epoch_name(mine)
+                ),
             ));
         }
         let appended = matches!(frame.body, Body::Append { .. });

@@ -277,7 +277,7 @@ const ACK_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 fn await_acks_briefly(held: &mut [MutexGuard<'_, Option<Live>>]) {
     yield_until(ACK_SPIN, || {
         held.iter()
-            .all(|guard| guard.as_ref().map_or(true, Live::readable))
+            .all(|guard| guard.as_ref().is_none_or(Live::readable))
     });
 }
 
@@ -285,7 +285,11 @@ fn await_acks_briefly(held: &mut [MutexGuard<'_, Option<Live>>]) {
 fn fail(shared: &Shared, guard: &mut MutexGuard<'_, Option<Live>>, e: &PeerError) {
     if let Some(live) = guard.take() {
         let _ = live.reader.get_ref().shutdown(std::net::Shutdown::Both);
-        log::warn!("lost peer {}: {e}", live.peer);
+        shared.metrics.error(super::metrics::Fault::PeerLost);
+        log::warn!(
+            "lost peer {}: {e}",
+            shared.peer_name(live.peer).trim_start_matches("server ")
+        );
         shared.repl.update(|p| {
             if let Some(state) = p.peer_mut(live.peer) {
                 state.live = false;

@@ -26,6 +26,7 @@ mod error;
 mod follower;
 mod forward;
 mod live;
+mod metrics;
 mod progress;
 mod read_index;
 mod reads;
@@ -33,12 +34,13 @@ mod registry;
 mod replicator;
 mod replicator_v1;
 mod session;
+mod status;
 mod takeover;
 mod term;
 
 use std::net::{SocketAddr, TcpStream};
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -206,6 +208,11 @@ pub(crate) struct Shared {
     /// a thread that waits for another without sleeping does not stop the
     /// very thread it waits for.
     pub(crate) spare_cpu: bool,
+    /// Open client sessions and the start time, for the status report.
+    pub(crate) client_sessions: AtomicU32,
+    pub(crate) started: std::time::Instant,
+    /// Counters and histograms for `--metrics`.
+    pub(crate) metrics: metrics::Metrics,
 }
 
 impl Shared {
@@ -239,6 +246,25 @@ impl Shared {
             .clone()
     }
 
+    /// `server ID at HOST:PORT`, the peer's configured listening address
+    /// (a connection's source port says nothing to an operator), or
+    /// `server ID` for a server not among the peers.
+    pub(crate) fn peer_name(&self, id: i32) -> String {
+        match self.peer_list().iter().find(|p| p.id == id) {
+            Some(p) => format!("server {id} at {}", p.addr()),
+            None => format!("server {id}"),
+        }
+    }
+
+    /// `ID at HOST:PORT` for a configured peer, else `ID (connected from
+    /// ADDR)`: a server that connected to us, named for a log line.
+    pub(crate) fn peer_called(&self, id: i32, from: SocketAddr) -> String {
+        match self.peer_list().iter().find(|p| p.id == id) {
+            Some(p) => format!("{id} at {}", p.addr()),
+            None => format!("{id} (connected from {from})"),
+        }
+    }
+
     pub(crate) fn stopping(&self) -> bool {
         self.registry.is_closed()
     }
@@ -251,7 +277,10 @@ impl Shared {
     /// is then only as durable as the process).
     pub(crate) fn persist_epoch(&self, epoch: Epoch) {
         if let Err(e) = self.durable.set_epoch(epoch) {
-            log::error!("cannot record epoch {epoch}: {e}");
+            log::error!(
+                "cannot record epoch {} on disk: {e}",
+                crate::logging::epoch(epoch)
+            );
         }
     }
 
@@ -264,9 +293,16 @@ impl Shared {
                 self.persist_epoch(epoch);
             }
             if replica.is_primary() {
+                self.metrics.step_downs.inc();
+                let by = if primary == crate::state::NO_PRIMARY {
+                    "another server".to_string()
+                } else {
+                    format!("server {primary}")
+                };
                 log::info!(
-                    "factory {} steps down: epoch {epoch} is newer",
-                    self.factory_id
+                    "factory {} steps down: {by} took over in epoch {}",
+                    self.factory_id,
+                    crate::logging::epoch(epoch)
                 );
                 replica.follow(primary);
             }
@@ -282,6 +318,7 @@ pub struct Server {
     local_addr: SocketAddr,
     accept_thread: Option<JoinHandle<()>>,
     admin_thread: Option<JoinHandle<()>>,
+    metrics: Option<metrics::Endpoint>,
 }
 
 impl Server {
@@ -316,6 +353,9 @@ impl Server {
             log_retain: config.log_retain,
             followed_v1: AtomicBool::new(false),
             spare_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            client_sessions: AtomicU32::new(0),
+            started: std::time::Instant::now(),
+            metrics: metrics::Metrics::default(),
         });
         // Publishes the recovered commit point for reads.
         drop(shared.replica());
@@ -325,6 +365,12 @@ impl Server {
                 config.factory_id
             );
         }
+        // Before the listening line, so that a server whose --metrics
+        // address is taken never says it listens.
+        let metrics = match config.metrics {
+            Some(addr) => Some(metrics::Endpoint::start(Arc::clone(&shared), addr)?),
+            None => None,
+        };
         // Logged before any connection is served, so that this line comes
         // first (tools wait for it, then for what follows).
         log::info!("factory {} listening on {local_addr}", shared.factory_id);
@@ -342,12 +388,18 @@ impl Server {
             local_addr,
             accept_thread: Some(accept_thread),
             admin_thread: Some(admin_thread),
+            metrics,
         })
     }
 
     /// The address the server listens on (with the real port if 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `GET /metrics` is served (with the real port if 0 was asked).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(metrics::Endpoint::addr)
     }
 
     /// This server's factory id.
@@ -390,10 +442,15 @@ impl Server {
     /// Stops the server: closes the listener and every connection, fails
     /// writes still waiting, and returns once every thread has ended.
     pub fn stop(mut self) {
-        self.shutdown();
+        self.shutdown("");
     }
 
-    fn shutdown(&mut self) {
+    /// As [`Server::stop`], naming why in the log line (`"on SIGTERM"`).
+    pub fn stop_because(mut self, cause: &str) {
+        self.shutdown(cause);
+    }
+
+    fn shutdown(&mut self, cause: &str) {
         self.shared.registry.close_all();
         self.shared.role.changes.wake_all();
         self.shared.admin_queue.close();
@@ -405,14 +462,32 @@ impl Server {
         if let Some(t) = self.admin_thread.take() {
             let _ = t.join();
         }
-        log::info!("factory {} stopped", self.shared.factory_id);
+        if let Some(endpoint) = self.metrics.as_mut() {
+            endpoint.stop();
+        }
+        let flushed = match self.shared.durable.close() {
+            Ok(()) => "",
+            Err(e) => {
+                log::error!("cannot flush the data directory: {e}");
+                ", the data directory NOT flushed"
+            }
+        };
+        let cause = if cause.is_empty() {
+            String::new()
+        } else {
+            format!(" {cause}")
+        };
+        log::info!(
+            "factory {} stopped{cause}: no longer listening, requests in flight answered or refused{flushed}",
+            self.shared.factory_id
+        );
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         if self.accept_thread.is_some() {
-            self.shutdown();
+            self.shutdown("");
         }
     }
 }

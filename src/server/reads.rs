@@ -234,8 +234,14 @@ impl<'a> Slow<'a> {
                 }
                 ReadStep::Forward(primary) => {
                     match forwarder.read(self.shared, primary, customer_id) {
-                        Ok(record) => return Ok(record.last_order),
+                        Ok(record) => {
+                            self.shared.metrics.forwarded_reads.inc();
+                            return Ok(record.last_order);
+                        }
                         Err(e) => {
+                            self.shared
+                                .metrics
+                                .error(super::metrics::Fault::ForwardFailed);
                             last = format!("the read forwarded to primary {primary}: {e}");
                             self.pause();
                         }

@@ -195,6 +195,9 @@ fn report_down(
         state.settled = true;
         was_live
     });
+    if was_live {
+        shared.metrics.error(super::metrics::Fault::PeerLost);
+    }
     if was_live || down_since.is_none() {
         log::warn!(
             "lost peer {} at {}: {e}; retrying with backoff",
@@ -320,8 +323,14 @@ fn catch_up(
             state.settled = true;
         }
     });
+    // At info, so that an operator sees which peers the primary reached.
+    log::info!(
+        "replicating to peer {} at {} from index {next}",
+        peer.id,
+        peer.addr()
+    );
     log::debug!(
-        "peer {}: catch-up plan sent in {:?}",
+        "peer {}: told where to resume replicating, {:?} after it connected",
         peer.id,
         started.elapsed()
     );

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::admin::{Completion, WriteError};
 use super::forward::Forwarder;
+use super::metrics::Fault;
 use super::Shared;
 use crate::protocol::session::{
     read_reply, write_reply, Action, ClientSession, Route, ServerView, Violation, REQUEST_LEN,
@@ -56,7 +57,23 @@ enum SessionEnd {
     Read(super::reads::ReadError),
 }
 
+impl SessionEnd {
+    /// The `factory_errors_total` kind, for the ends that are errors.
+    fn error_kind(&self) -> Option<Fault> {
+        match self {
+            SessionEnd::Closed | SessionEnd::Truncated { .. } | SessionEnd::Gone(_) => None,
+            SessionEnd::Stalled { .. } => Some(Fault::ClientStalled),
+            SessionEnd::ReplyTimeout => Some(Fault::ClientReplyTimeout),
+            SessionEnd::Io(_) => Some(Fault::ClientIo),
+            SessionEnd::Write(_) => Some(Fault::WriteRefused),
+            SessionEnd::Violation(_) => Some(Fault::ClientProtocol),
+            SessionEnd::Read(_) => Some(Fault::ReadRefused),
+        }
+    }
+}
+
 pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr, engineer_id: i32) {
+    let _counted = super::status::CountedSession::new(shared);
     // A client may stay idle as long as it likes, but must take its replies.
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(Some(shared.limits.client_write_timeout));
@@ -67,6 +84,9 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr, engineer
         request_deadline: None,
     };
     let end = serve(shared, &mut conn, engineer_id);
+    if let Some(kind) = end.error_kind() {
+        shared.metrics.error(kind);
+    }
     let limits = &shared.limits;
     match end {
         SessionEnd::Closed => {
@@ -186,10 +206,12 @@ fn serve(shared: &Shared, conn: &mut Conn, engineer_id: i32) -> SessionEnd {
                 order_number,
             } => write(shared, customer_id, order_number, &done, &mut forwarder)
                 .map_err(SessionEnd::Write)
-                .and_then(|()| conn.reply(&write_reply(customer_id, order_number, engineer_id))),
+                .and_then(|()| conn.reply(&write_reply(customer_id, order_number, engineer_id)))
+                .map(|()| shared.metrics.writes.inc()),
             Action::Read { customer_id } => super::reads::read(shared, customer_id, &mut forwarder)
                 .map_err(SessionEnd::Read)
-                .and_then(|last_order| conn.reply(&read_reply(customer_id, last_order))),
+                .and_then(|last_order| conn.reply(&read_reply(customer_id, last_order)))
+                .map(|()| shared.metrics.reads.inc()),
             Action::End => return SessionEnd::Closed,
             Action::Close(v) => return SessionEnd::Violation(v),
         };
@@ -246,8 +268,12 @@ fn write(
             Route::Forward(primary) => primary,
         };
         match forwarder.order(shared, target, customer_id, order_number) {
-            Ok(_) => return Ok(()),
+            Ok(_) => {
+                shared.metrics.forwarded_writes.inc();
+                return Ok(());
+            }
             Err(e) => {
+                shared.metrics.error(Fault::ForwardFailed);
                 log::debug!("forwarding a write to server {target} failed: {e}");
                 last_error = WriteError::NotPrimary(target);
                 pause(attempt);

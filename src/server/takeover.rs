@@ -35,7 +35,7 @@ fn probe(shared: &Shared, peer: &PeerConfig, epoch: Epoch) -> ProbeOutcome {
         Ok(outcome) => outcome,
         Err(PeerError::SpeaksV1) => ProbeOutcome::V1,
         Err(e) => {
-            log::debug!("probe of peer {} failed: {e}", peer.id);
+            log::debug!("could not ask peer {} where its log ends: {e}", peer.id);
             ProbeOutcome::Unreachable
         }
     }

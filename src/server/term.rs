@@ -4,6 +4,7 @@
 //! set (dropping a peer whose link failed, adding one that caught up), each
 //! change being an entry of the replicated log.
 
+use super::metrics::{Election, Fault};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -82,7 +83,15 @@ impl Term {
             }
         };
         let force = shared.force_primary || shared.followed_v1();
-        match decide_takeover(&me, &outcomes, force) {
+        let decision = decide_takeover(&me, &outcomes, force);
+        shared.metrics.election(match decision {
+            Decision::Lead(_) => Election::Won,
+            Decision::Follow(_) => Election::Followed,
+            Decision::Defer(_) => Election::Deferred,
+            Decision::StandBack(_) => Election::StoodBack,
+            Decision::Unsafe(_) => Election::Refused,
+        });
+        match decision {
             Decision::Lead(in_sync) => self.lead(shared, epoch, in_sync, force && !me.trusted),
             Decision::Follow(p) => Err(WriteError::NotPrimary(p)),
             Decision::Defer(p) => {
@@ -100,7 +109,7 @@ impl Term {
             }
             Decision::Unsafe(missing) => {
                 let why = format!(
-                    "in-sync members {missing:?} are unreachable and no reachable server is known to hold every acknowledged write (start with --force-primary to override)"
+                    "in-sync members {missing:?} cannot be reached and no reachable server is known to hold every acknowledged write (start with --force-primary to override)"
                 );
                 log::warn!("factory {} refuses writes: {why}", shared.factory_id);
                 Err(WriteError::Unsafe(why))
@@ -129,10 +138,9 @@ impl Term {
             );
         }
         log::info!(
-            "factory {} became primary in epoch {epoch} ({}:{}) with in-sync set {:?}",
+            "factory {} became primary in epoch {} with in-sync set {:?}",
             shared.factory_id,
-            epoch >> 16,
-            epoch & 0xffff,
+            crate::logging::epoch(epoch),
             in_sync.ids()
         );
         self.start(shared, epoch, in_sync);
@@ -223,9 +231,10 @@ impl Term {
         }
         self.slots.clear();
         log::info!(
-            "factory {}: primary term {} ended",
+            // Tests read "factory N: primary term E" (tests/common).
+            "factory {}: primary term {} ended; no longer primary",
             shared.factory_id,
-            self.epoch
+            crate::logging::epoch(self.epoch)
         );
         self.epoch = 0;
     }
@@ -239,7 +248,16 @@ impl Term {
         entries: &mut [Entry],
     ) -> Result<(), WriteError> {
         let last = self.append_and_send(shared, entries)?;
-        self.wait_committed(shared, last)
+        if self.slots.is_empty() {
+            return self.wait_committed(shared, last);
+        }
+        let started = std::time::Instant::now();
+        let result = self.wait_committed(shared, last);
+        shared
+            .metrics
+            .replication_wait
+            .observe_duration(started.elapsed());
+        result
     }
 
     /// Appends `entries` and sends them to every caught-up backup at once.
@@ -283,10 +301,10 @@ impl Term {
             self.in_sync = set;
         }
         shared.repl.update(|p| p.last_index = last);
-        shared
-            .durable
-            .append(first, stamped)
-            .map_err(|e| WriteError::Storage(e.to_string()))?;
+        shared.durable.append(first, stamped).map_err(|e| {
+            shared.metrics.error(Fault::Storage);
+            WriteError::Storage(e.to_string())
+        })?;
         Ok(last)
     }
 

@@ -34,7 +34,7 @@ impl FsyncPolicy {
             FsyncPolicy::Always => true,
             FsyncPolicy::Never => false,
             FsyncPolicy::Batch => {
-                last.map_or(true, |t| now.saturating_duration_since(t) >= BATCH_INTERVAL)
+                last.is_none_or(|t| now.saturating_duration_since(t) >= BATCH_INTERVAL)
             }
         }
     }

@@ -199,7 +199,7 @@ fn no_matching_log(
 ) -> Result<Vec<u8>, StorageError> {
     let path = dir.join(LOG);
     let generation = snapshot.map_or(0, |(g, _)| *g);
-    let unwritten = existing.map_or(true, |b| b.iter().all(|&x| x == 0));
+    let unwritten = existing.is_none_or(|b| b.iter().all(|&x| x == 0));
     match found {
         Some(Ok(g)) => return Err(mismatch(&path, Some(g), generation)),
         Some(Err(e)) if !unwritten => return Err(e),

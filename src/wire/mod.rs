@@ -17,6 +17,7 @@ pub mod native;
 #[cfg(test)]
 mod native_tests;
 mod replication;
+pub mod status;
 mod tag;
 
 pub use client::{CustomerRecord, RequestType, RobotInfo, RobotOrder};

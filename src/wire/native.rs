@@ -477,7 +477,7 @@ fn decode_snapshot(r: &mut Reader<'_>) -> Result<Body, FrameError> {
     if count as usize > MAX_CHUNK_RECORDS {
         return Err(FrameError::TooMany("snapshot records", count));
     }
-    if count as usize != r.buf.len() / 8 || r.buf.len() % 8 != 0 {
+    if count as usize != r.buf.len() / 8 || !r.buf.len().is_multiple_of(8) {
         return Err(FrameError::BadBody("snapshot"));
     }
     let records = r

@@ -18,6 +18,8 @@ pub enum Tag {
     Pfa,
     /// A native replication connection between Rust servers (`FREP`).
     Native,
+    /// A cluster status request (`FSTA`), answered with one report.
+    Status,
 }
 
 impl Tag {
@@ -27,6 +29,7 @@ impl Tag {
             Tag::Client => CLIENT_TAG,
             Tag::Pfa => PFA_TAG,
             Tag::Native => super::native::NATIVE_TAG,
+            Tag::Status => super::status::STATUS_TAG,
         }
     }
 
@@ -36,6 +39,8 @@ impl Tag {
     pub fn decode(buf: &[u8; HANDSHAKE_LEN]) -> Option<Tag> {
         if buf == &super::native::NATIVE_TAG {
             Some(Tag::Native)
+        } else if buf == &super::status::STATUS_TAG {
+            Some(Tag::Status)
         } else if buf.starts_with(b"PFA") {
             Some(Tag::Pfa)
         } else if buf.starts_with(b"CLIENT") {
@@ -59,7 +64,7 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        for tag in [Tag::Client, Tag::Pfa, Tag::Native] {
+        for tag in [Tag::Client, Tag::Pfa, Tag::Native, Tag::Status] {
             assert_eq!(Tag::decode(&tag.bytes()), Some(tag));
         }
     }
@@ -77,5 +82,10 @@ mod tests {
             "another native version"
         );
         assert_eq!(Tag::decode(&[0; 8]), None);
+        assert_eq!(
+            Tag::decode(b"FSTA\0\0\0\x02"),
+            None,
+            "another status version"
+        );
     }
 }

@@ -400,7 +400,7 @@ fn read_loop(ctx: &Ctx, reader: i32, writers: i32) {
         }
         n += 1;
         let round = ctx.round.load(Ordering::SeqCst);
-        let round = if n % 3 == 0 {
+        let round = if n.is_multiple_of(3) {
             round.saturating_sub(1)
         } else {
             round

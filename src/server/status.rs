@@ -1,0 +1,115 @@
+//! The answer to a cluster status request (`wire::status`): this server's
+//! own view, gathered from the replica and the primary's progress, sent as
+//! one report before the connection closes. Called by the accept loop's
+//! handshake dispatch; the client sessions count themselves here.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+
+use super::Shared;
+use crate::state::NO_PRIMARY;
+use crate::wire::status::{Lease, PeerLag, Role, StatusReport};
+
+/// Sends this server's report to `stream` (which just sent the status tag).
+pub(super) fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_write_timeout(Some(shared.limits.client_write_timeout));
+    let mut out = Vec::with_capacity(256);
+    report(shared).encode(&mut out);
+    match stream.write_all(&out) {
+        Ok(()) => log::debug!("{peer}: sent the cluster status"),
+        Err(e) => log::debug!("{peer}: gone before taking the cluster status ({e})"),
+    }
+}
+
+/// This server's view of the cluster.
+pub(super) fn report(shared: &Shared) -> StatusReport {
+    let (role, primary_id, epoch, trusted, in_sync, last_index, commit_index) = {
+        let replica = shared.replica();
+        (
+            role_of(replica.is_primary(), replica.primary_id()),
+            replica.primary_id(),
+            replica.epoch(),
+            replica.trusted(),
+            replica
+                .in_sync()
+                .map(|s| s.ids().to_vec())
+                .unwrap_or_default(),
+            replica.last_index(),
+            replica.committed_index(),
+        )
+    };
+    // Taken after the replica lock is released (the lock order).
+    let peers = {
+        let progress = shared.repl.lock();
+        if role == Role::Primary && progress.epoch != 0 {
+            progress
+                .peers
+                .iter()
+                .map(|p| PeerLag {
+                    id: p.id,
+                    matched: p.matched,
+                    live: p.live,
+                    v1: p.v1,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
+    StatusReport {
+        factory_id: shared.factory_id,
+        role,
+        epoch,
+        primary_id,
+        lease: Lease::None,
+        lease_ms: 0,
+        trusted,
+        in_sync,
+        last_index,
+        commit_index,
+        peers,
+        clients: shared.client_sessions.load(Ordering::Relaxed),
+        uptime_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// The role a server of this version has: primary, following one, or
+/// neither.
+fn role_of(is_primary: bool, primary_id: i32) -> Role {
+    if is_primary {
+        Role::Primary
+    } else if primary_id != NO_PRIMARY {
+        Role::Backup
+    } else {
+        Role::Unknown
+    }
+}
+
+/// One open client session, counted in the status report while it lives.
+pub(super) struct CountedSession<'a>(&'a Shared);
+
+impl<'a> CountedSession<'a> {
+    pub(super) fn new(shared: &'a Shared) -> Self {
+        shared.client_sessions.fetch_add(1, Ordering::Relaxed);
+        CountedSession(shared)
+    }
+}
+
+impl Drop for CountedSession<'_> {
+    fn drop(&mut self) {
+        self.0.client_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles() {
+        assert_eq!(role_of(true, 3), Role::Primary);
+        assert_eq!(role_of(false, 3), Role::Backup);
+        assert_eq!(role_of(false, NO_PRIMARY), Role::Unknown);
+    }
+}
