@@ -5,7 +5,8 @@
 //! write, answer a read, end quietly, or close because the input is
 //! hostile. The caller (`server::session`) does the I/O and the waiting;
 //! replies are built by [`write_reply`] and [`read_reply`], and
-//! [`ServerView`] says whether a request is served here or forwarded.
+//! [`ServerView`] says whether a write is served here or forwarded (reads
+//! follow [`crate::replication::next_step`]).
 //!
 //! Departures from the original, which trusts its clients:
 //!
@@ -250,7 +251,7 @@ pub enum Route {
     Forward(i32),
 }
 
-/// What a session needs to know of the server to route a request, copied
+/// What a session needs to know of the server to route a write, copied
 /// out under the replica's lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerView {
