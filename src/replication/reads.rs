@@ -118,6 +118,7 @@ pub fn commit_point_for_asker(view: &ReadView) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn backup(trusted: bool, applied: i32) -> ReadView {
         ReadView {
@@ -258,6 +259,61 @@ mod tests {
         assert!(applied_all_inherited(&r), "an empty log");
         r.append(crate::wire::Entry::set(1 << 16, 1, 1)).unwrap();
         assert!(applied_all_inherited(&r), "only its own entry is pending");
+    }
+
+    fn any_view() -> impl Strategy<Value = ReadView> {
+        (
+            (-1i32..3, -1i32..3, any::<bool>(), any::<bool>()),
+            (-1i32..20, any::<bool>(), any::<bool>()),
+        )
+            .prop_map(
+                |((me, primary, v1_primary, trusted), (applied, established, alone))| ReadView {
+                    me: me.max(0),
+                    primary,
+                    v1_primary,
+                    trusted,
+                    applied,
+                    established,
+                    alone,
+                },
+            )
+    }
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 1024,
+            failure_persistence: Some(Box::new(
+                proptest::test_runner::FileFailurePersistence::Direct(
+                    "proptest-regressions/replication_reads.txt",
+                ),
+            )),
+            ..ProptestConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Whatever the view, a read is served from our own records only
+        /// by a primary that applied what it inherited, or by an in-sync
+        /// backup of a Rust primary that has applied a commit point the
+        /// primary gave for this read.
+        #[test]
+        fn served_only_when_the_records_are_known_to_be_up_to_date(
+            view in any_view(),
+            learned in proptest::option::of(-1i32..20),
+            patience_over in any::<bool>(),
+        ) {
+            if next_step(&view, learned, patience_over) == ReadStep::Serve {
+                let as_primary = view.primary == view.me && view.established;
+                let as_backup = view.primary != view.me
+                    && view.primary != NO_PRIMARY
+                    && view.trusted
+                    && !view.v1_primary
+                    && learned.is_some_and(|p| view.applied >= p);
+                prop_assert!(as_primary || as_backup, "{view:?} {learned:?}");
+            }
+        }
     }
 
     #[test]
