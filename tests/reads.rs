@@ -444,3 +444,47 @@ fn read_index_requests_are_answered_only_by_a_primary() {
     assert_eq!(c.read(4).unwrap().last_order, 41);
     c.close();
 }
+
+/// G6 with a paused primary, outside what this rule can close without
+/// leases: the primary is stopped (SIGSTOP), a backup takes over and
+/// acknowledges a newer write, and the old primary, let run again, still
+/// believes it is primary and answers from its older records until it
+/// learns of the newer epoch. Ignored: it fails today. Leases (issue 13,
+/// deliverable 1) end a primary's reads before a new one can be chosen.
+#[test]
+#[ignore = "a paused primary answers reads until it learns of the newer epoch (needs leases)"]
+fn g6_a_primary_paused_while_another_took_over_answers_no_older_read() {
+    let mut cluster = ProcessCluster::start_with(3, |_| vec!["--peer-timeout".into(), "1".into()]);
+    let ports = cluster.ports();
+    let mut c = common::client(ports[0]);
+    c.order(5, 0).expect("the first write makes 0 primary");
+    c.close();
+    assert_eq!(cluster.primary(), Some(0));
+    let old = cluster.servers[0].pid();
+    signal(old, "-STOP");
+    // Through server 1: forwarded to the stopped primary until server 1
+    // gives up on it and takes over.
+    let mut acked = false;
+    let end = Instant::now() + common::DEADLINE;
+    while !acked && Instant::now() < end {
+        if let Ok(mut c) = Client::connect("127.0.0.1", ports[1], IO_TIMEOUT) {
+            acked = c.order(5, 1).is_ok();
+        }
+    }
+    signal(old, "-CONT");
+    assert!(acked, "order 1 acknowledged while server 0 was stopped");
+    let value = common::read(ports[0], 5);
+    assert!(
+        value >= 1,
+        "the old primary answered {value} after order 1 was acknowledged"
+    );
+}
+
+/// Sends `sig` (as `kill` spells it) to process `pid`, which this test started.
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
