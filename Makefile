@@ -1,6 +1,6 @@
 # factory: build, test and run the Rust port of the robot-factory store.
 #
-#   make            release build; leaves ./server and ./client (as the
+#   make            release build; leaves ./server, ./client and ./load (as the
 #                   original's make did) and the libfactory libraries
 #   make test       every test: formatting, lints, Rust tests (plain
 #                   `cargo test`), the fuzz crate type-checked, the C/C++
@@ -47,7 +47,7 @@ all: build
 # target/release find it there.
 build:
 	$(CARGO) build --release --locked
-	cp -f --remove-destination $(RELEASE)/server $(RELEASE)/client .
+	cp -f --remove-destination $(RELEASE)/server $(RELEASE)/client $(RELEASE)/load .
 	ln -sf libfactory.so $(RELEASE)/$(SONAME)
 
 test: lint rust-test fuzz-check c-test unit-check python-test readme-check
@@ -66,7 +66,7 @@ demo: build
 
 clean:
 	$(CARGO) clean
-	rm -f server client
+	rm -f server client load
 
 # --- libfactory: C and C++ (header, examples, install) -----------------------
 #
@@ -75,6 +75,7 @@ clean:
 #   make c-examples      C and C++ examples and C tests, built twice: against
 #                        libfactory.so and against libfactory.a (in target/c)
 #   make c-run           runs them, the load example against target/release/server
+#                        and through target/release/load in front of three servers
 #   make c-valgrind      runs every one of them again under valgrind
 #   make install-check   install + pkg-config compile + uninstall in a temp dir
 #   make install / uninstall   PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
@@ -167,6 +168,8 @@ c-run: build
 	  for p in $(STANDALONE_PROGRAMS); do echo "== $(CBUILD)/$$p-$$link"; $(CBUILD)/$$p-$$link; done; \
 	  echo "== tests/c/run-load.sh $(CBUILD)/load-$$link"; \
 	  sh tests/c/run-load.sh $(RELEASE)/server $(CBUILD)/load-$$link; \
+	  echo "== tests/c/run-load-balancer.sh $(CBUILD)/load-$$link"; \
+	  sh tests/c/run-load-balancer.sh $(RELEASE)/server $(RELEASE)/load $(CBUILD)/load-$$link; \
 	done
 
 # Every program of c-run, shared and static, under valgrind (memory errors
@@ -196,7 +199,7 @@ c-valgrind: build
 # it; the C++ drop-in headers through the .pc's dropindir. Then a DESTDIR
 # staging (the .pc must name the final PREFIX), and uninstall, which must
 # leave nothing, not even an empty directory.
-INSTALLED_FILES := bin/client bin/server include/factory.h \
+INSTALLED_FILES := bin/client bin/load bin/server include/factory.h \
 	$(addprefix include/factory/,$(notdir $(CPP_HEADERS))) \
 	lib/libfactory.a lib/libfactory.so lib/$(SONAME) lib/$(REALNAME) lib/pkgconfig/libfactory.pc
 install-check: build
@@ -248,7 +251,7 @@ install-check: build
 # the dynamic linker searches (/usr/local/lib), run `ldconfig` as root.
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/factory
-	install -m 755 $(RELEASE)/server $(RELEASE)/client $(DESTDIR)$(BINDIR)/
+	install -m 755 $(RELEASE)/server $(RELEASE)/client $(RELEASE)/load $(DESTDIR)$(BINDIR)/
 	install -m 755 $(RELEASE)/libfactory.so $(DESTDIR)$(LIBDIR)/$(REALNAME)
 	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/libfactory.so
@@ -263,7 +266,7 @@ install: build
 # made that is now empty, PREFIX included (rmdir leaves a directory that
 # holds anything else alone).
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/server $(DESTDIR)$(BINDIR)/client
+	rm -f $(DESTDIR)$(BINDIR)/server $(DESTDIR)$(BINDIR)/client $(DESTDIR)$(BINDIR)/load
 	rm -f $(DESTDIR)$(LIBDIR)/libfactory.so $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(REALNAME)
 	rm -f $(DESTDIR)$(LIBDIR)/libfactory.a $(DESTDIR)$(LIBDIR)/pkgconfig/libfactory.pc
 	rm -f $(DESTDIR)$(INCLUDEDIR)/factory.h

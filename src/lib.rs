@@ -8,18 +8,23 @@
 //!
 //! ## Layout
 //!
-//! | module     | what it owns                                             | ports from the original          |
-//! |------------|----------------------------------------------------------|----------------------------------|
-//! | [`wire`]   | handshake tags and frames, encode/decode, no I/O         | `Messages`, `MapOp`, `Handshake` |
-//! | [`state`]  | log, record table, indexes, the append/apply/ack rules   | `RobotFactory`'s bookkeeping     |
-//! | [`protocol`] | a client session's decisions on raw bytes, no I/O (sans-IO) | `EngineerThread`'s request loop |
-//! | [`server`] | accept loop, client sessions, admin (primary), backups   | `ServerMain`, `ServerThread`     |
-//! | [`client`] | the client stub and the load generator                   | `ClientStub`, `ClientThread`     |
-//! | [`conn`]   | reading and writing whole frames on a blocking stream     | `Socket` (`Send`, `Recv`)        |
-//! | [`cli`]    | command-line parsing shared by the two binaries          | the `main`s' argument handling   |
-//! | [`logging`]| the binaries' env_logger setup (`RUST_LOG`, checked)    | (the original prints nothing)    |
+//! | module          | what it owns                                                   | ports from the original          |
+//! |-----------------|----------------------------------------------------------------|----------------------------------|
+//! | [`wire`]        | handshake tags and frames (v1, native, status, v2), no I/O     | `Messages`, `MapOp`, `Handshake` |
+//! | [`state`]       | the log, customer records, the string store, the apply rules   | `RobotFactory`'s bookkeeping     |
+//! | [`replication`] | takeover, catch-up and election decisions as plain functions   | (the original has none)          |
+//! | [`storage`]     | the durable log and snapshot files, recovery                   | (the original keeps memory only) |
+//! | [`protocol`]    | a client session's decisions on raw bytes, no I/O (sans-IO)    | `EngineerThread`'s request loop  |
+//! | [`server`]      | accept loop, sessions, the primary's admin, backups, metrics   | `ServerMain`, `ServerThread`     |
+//! | [`client`]      | the client stub, the cluster client, the load generator        | `ClientStub`, `ClientThread`     |
+//! | [`balancer`]    | the `load` binary's routing, pooling and cache                 | (seed 001's load balancer)       |
+//! | [`conn`]        | reading and writing whole frames on a blocking stream          | `Socket` (`Send`, `Recv`)        |
+//! | [`cli`]         | command-line parsing, one file per binary                      | the `main`s' argument handling   |
+//! | [`logging`]     | the binaries' env_logger setup (`RUST_LOG`, checked)           | (the original prints nothing)    |
+//! | [`ffi`]         | libfactory's C ABI (`include/factory.h`), the only `unsafe`    | (new)                            |
 #![deny(unsafe_code)]
 
+pub mod balancer;
 pub mod cli;
 pub mod client;
 pub mod conn;

@@ -166,8 +166,8 @@ fn usage_errors_are_one_line() {
             "NUM_ORDERS must be a whole number, got 'ten'",
         ),
         (
-            &["127.0.0.1", "5000", "8", "10", "4"],
-            "REQUEST_TYPE must be between 1 and 3",
+            &["127.0.0.1", "5000", "8", "10", "5"],
+            "REQUEST_TYPE must be between 1 and 4",
         ),
         (&["--nope"], "unknown option '--nope'"),
         (&["order", "h:1", "7"], "expected order H:P CUSTOMER ORDER"),

@@ -60,6 +60,10 @@ fn expected(request: &[u8]) -> Action {
             order_number,
         },
         (_, 2) => Action::Read { customer_id },
+        (_, factory::wire::CUSTOM_REQUEST_TYPE) => Action::Custom {
+            customer_id,
+            order_number,
+        },
         _ => Action::Close(Violation::UnknownRequestType(kind)),
     }
 }

@@ -5,7 +5,9 @@
 //! and a final action stays final.
 #![no_main]
 
-use factory::protocol::session::{read_reply, write_reply, Action, ClientSession, REQUEST_LEN};
+use factory::protocol::session::{
+    custom_reply, read_reply, write_reply, Action, ClientSession, CustomStatus, REQUEST_LEN,
+};
 use factory::wire::{Tag, HANDSHAKE_LEN};
 use libfuzzer_sys::fuzz_target;
 
@@ -40,6 +42,12 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Action::Read { customer_id } => {
                     let _ = read_reply(customer_id, -1);
+                }
+                Action::Custom {
+                    customer_id,
+                    order_number,
+                } => {
+                    let _ = custom_reply(customer_id, order_number, 0, CustomStatus::Busy);
                 }
                 Action::End | Action::Close(_) => {
                     assert_eq!(session.receive(chunk), (0, action));

@@ -93,6 +93,7 @@ fn config(args: ServerArgs) -> ServerConfig {
         log_retain: args.log_retain,
         limits: args.limits,
         metrics: args.metrics,
+        experts: args.experts,
         ..ServerConfig::new(args.port, args.factory_id)
     }
 }

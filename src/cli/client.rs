@@ -31,8 +31,11 @@ REQUEST_TYPE:
   3  scan: each thread reads customers 0..NUM_ORDERS-1 and prints
      \"customer_id<TAB>last_order\" per customer (-1: no order); use
      NUM_CUSTOMERS = 1 for one listing
+  4  custom: as 1, but each order is a custom order done by one of the
+     server's experts (server --experts); one answered busy or \"no
+     experts\" counts as failed
 
-For modes 1 and 2 the last line is: mean latency (us), min (us), max (us),
+For modes 1, 2 and 4 the last line is: mean latency (us), min (us), max (us),
 throughput (ops/s), tab-separated with three decimals; with --percentiles
 two more fields follow: p50 (us) and p99 (us), to within 1/128.
 
@@ -55,7 +58,7 @@ arguments:
   H:P            a server as HOST:PORT ([ADDR]:PORT for IPv6)
   NUM_CUSTOMERS  number of customer threads (0-10000)
   NUM_ORDERS     requests per customer, or customers to scan (0 or more)
-  REQUEST_TYPE   1, 2 or 3
+  REQUEST_TYPE   1, 2, 3 or 4
   CUSTOMER       customer id (0-2147483647)
   ORDER          order number
 
@@ -310,10 +313,11 @@ fn load_command(pos: &[String], opts: &Options) -> Result<LoadConfig, UsageError
             (target, &pos[2..])
         }
     };
-    let mode = match number::<i32>("REQUEST_TYPE", &counts[2], 1, 3)? {
+    let mode = match number::<i32>("REQUEST_TYPE", &counts[2], 1, 4)? {
         1 => Mode::Write,
         2 => Mode::Read,
-        _ => Mode::Scan,
+        3 => Mode::Scan,
+        _ => Mode::Custom,
     };
     Ok(LoadConfig {
         target,
@@ -411,7 +415,7 @@ mod tests {
         assert!(client_err("h 1 1 1").contains("expected 5 arguments"));
         assert!(client_err("h 1 -1 1 1").contains("NUM_CUSTOMERS must be between 0"));
         assert!(client_err("h 1 1 -5 1").contains("NUM_ORDERS"));
-        assert!(client_err("h 1 1 1 4").contains("REQUEST_TYPE must be between 1 and 3"));
+        assert!(client_err("h 1 1 1 5").contains("REQUEST_TYPE must be between 1 and 4"));
         assert!(client_err("h 70000 1 1 1").contains("PORT"));
         assert!(client_err("h 1 1 1 1 --timeout x").contains("--timeout"));
         assert!(client_err("h 1 1 1 1 --timeout").contains("needs a value"));

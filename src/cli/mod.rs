@@ -1,6 +1,6 @@
 //! Command-line parsing for the `server` and `client` binaries: the shared
 //! pieces (options, numbers, errors) here, each binary's grammar in its own
-//! file ([`server`], [`client`]).
+//! file (`server.rs`, `client.rs`).
 //!
 //! The positional arguments are exactly the original's; options (`--help`,
 //! `--version`, `--bind`, `--timeout`, `--percentiles`) may appear anywhere. Unlike the
@@ -80,6 +80,7 @@ pub(crate) fn ordinal(n: usize) -> String {
 }
 
 mod client;
+pub mod load;
 mod server;
 
 pub use client::{

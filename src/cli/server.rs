@@ -49,6 +49,18 @@ options:
                serve Prometheus metrics on http://ADDR/metrics (for example
                127.0.0.1:9100; port 0 picks a free one, logged at start)
 
+experts (custom orders, docs/protocol.md, section Custom orders):
+  --experts N  start N expert threads that do custom orders, each costing
+               --expert-work-us, then write them like a write (default 0:
+               no experts, a custom order is answered no-experts)
+  --expert-queue N
+               custom orders that may wait for a free expert; one more is
+               answered busy at once (default 64)
+  --expert-work-us US
+               the work of one custom order, in microseconds: the expert
+               sleeps that long, as if waiting on an outside service, so N
+               experts overlap whatever the number of CPUs (default 1000)
+
 limits (against slow, silent or hostile peers):
   --max-connections N
                most connections served at once, client sessions and
@@ -112,6 +124,8 @@ pub struct ServerArgs {
     pub limits: crate::server::Limits,
     /// `--metrics`.
     pub metrics: Option<std::net::SocketAddr>,
+    /// `--experts`, `--expert-queue`, `--expert-work-us`.
+    pub experts: crate::server::ExpertConfig,
 }
 
 /// Parses the server's arguments (without the program name).
@@ -130,6 +144,9 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         "--peer-timeout",
         "--handshake-timeout",
         "--metrics",
+        "--experts",
+        "--expert-queue",
+        "--expert-work-us",
     ];
     let (pos, options) = match split_args(args, &valued, &["--force-primary"])? {
         Command::Run(split) => split,
@@ -165,6 +182,7 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         log_retain: crate::server::DEFAULT_LOG_RETAIN,
         limits: crate::server::Limits::default(),
         metrics: None,
+        experts: crate::server::ExpertConfig::default(),
     };
     let mut fsync_given = false;
     for (name, value) in options {
@@ -207,6 +225,21 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
             "--handshake-timeout" => {
                 parsed.limits.handshake_timeout = seconds("--handshake-timeout", &value)?
             }
+            "--experts" => {
+                parsed.experts.threads = number("--experts", &value, 0u32, MAX_EXPERTS)? as usize
+            }
+            "--expert-queue" => {
+                parsed.experts.queue =
+                    number("--expert-queue", &value, 1u32, MAX_EXPERT_QUEUE)? as usize
+            }
+            "--expert-work-us" => {
+                parsed.experts.work = Duration::from_micros(number(
+                    "--expert-work-us",
+                    &value,
+                    0u64,
+                    MAX_EXPERT_WORK_US,
+                )?)
+            }
             _ => parsed.force_primary = true,
         }
     }
@@ -222,6 +255,15 @@ const MAX_CONNECTIONS: u32 = 1_000_000;
 /// The largest `--backlog`: listen() takes a C int (and the kernel caps it
 /// at `somaxconn` anyway).
 const MAX_BACKLOG: u32 = i32::MAX as u32;
+
+/// The most expert threads: each is a thread, like a connection.
+const MAX_EXPERTS: u32 = 1024;
+
+/// The longest expert queue (its orders each hold a waiting session).
+const MAX_EXPERT_QUEUE: u32 = 1_000_000;
+
+/// The longest work per custom order: one minute.
+const MAX_EXPERT_WORK_US: u64 = 60_000_000;
 
 /// The largest timeout in seconds (one day).
 const MAX_TIMEOUT_SECS: u64 = 86_400;
@@ -337,6 +379,31 @@ mod tests {
         assert!(server_err("5000 0 0 --handshake-timeout x").contains("--handshake-timeout"));
         assert!(server_err("5000 0 0 --client-write-timeout 86401")
             .contains("--client-write-timeout must be between 1 and 86400"));
+    }
+
+    #[test]
+    fn server_experts() {
+        use crate::server::ExpertConfig;
+        let Command::Run(a) = parse_server(&args("5000 0 0")).unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.experts, ExpertConfig::default());
+        assert_eq!(a.experts.threads, 0);
+        let Command::Run(a) = parse_server(&args(
+            "5000 0 0 --experts 4 --expert-queue 8 --expert-work-us=250",
+        ))
+        .unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.experts.threads, 4);
+        assert_eq!(a.experts.queue, 8);
+        assert_eq!(a.experts.work, Duration::from_micros(250));
+        assert!(server_err("5000 0 0 --experts 2000").contains("--experts must be between 0"));
+        assert!(server_err("5000 0 0 --expert-queue 0").contains("--expert-queue"));
+        assert!(server_err("5000 0 0 --expert-work-us x").contains("--expert-work-us"));
+        let d = ExpertConfig::default();
+        assert!(SERVER_USAGE.contains(&format!("(default {})", d.queue)));
+        assert!(SERVER_USAGE.contains(&format!("(default {})", d.work.as_micros())));
     }
 
     #[test]

@@ -121,6 +121,20 @@ impl Cluster {
         self.call(|c| c.order(customer_id, order_number))
     }
 
+    /// Sends a custom order (docs/protocol.md §2.5) to whichever server
+    /// serves it before the deadline; its answer (done, busy, no experts)
+    /// is returned as is, not retried.
+    ///
+    /// # Errors
+    /// As [`Cluster::order`].
+    pub fn custom(
+        &mut self,
+        customer_id: i32,
+        order_number: i32,
+    ) -> Result<crate::protocol::session::CustomStatus, ClientError> {
+        self.call(|c| c.custom(customer_id, order_number))
+    }
+
     /// Reads the committed record of `customer_id`.
     ///
     /// # Errors

@@ -47,6 +47,10 @@ pub enum Mode {
     Read,
     /// 3: every thread reads customers `0..orders` and reports each record.
     Scan,
+    /// 4: as 1, but each order is a custom order (docs/protocol.md §2.5),
+    /// done by one of the server's experts; one answered busy or no
+    /// experts counts as failed.
+    Custom,
 }
 
 /// A load run: the client's command line.
@@ -123,6 +127,30 @@ impl Session {
         match self {
             Session::Server(c) => c.order(customer_id, order_number).map(drop),
             Session::Cluster(c) => c.order(customer_id, order_number).map(drop),
+        }
+    }
+
+    /// Places a custom order; anything but done is an error.
+    ///
+    /// # Errors
+    /// As [`Client::custom`], or [`ClientError::Protocol`] naming the
+    /// status when the order was not done.
+    pub fn custom(&mut self, customer_id: i32, order_number: i32) -> Result<(), ClientError> {
+        let (status, server) = match self {
+            Session::Server(c) => (c.custom(customer_id, order_number)?, c.server().to_owned()),
+            Session::Cluster(c) => (
+                c.custom(customer_id, order_number)?,
+                c.server().unwrap_or_default().to_owned(),
+            ),
+        };
+        match status {
+            crate::protocol::session::CustomStatus::Done => Ok(()),
+            other => Err(ClientError::Protocol {
+                server,
+                detail: format!(
+                    "custom order {order_number} of customer {customer_id} answered {other:?}"
+                ),
+            }),
         }
     }
 
@@ -244,6 +272,7 @@ fn customer(
         let started = Instant::now();
         let result = match config.mode {
             Mode::Write => client.order(customer_id, i),
+            Mode::Custom => client.custom(customer_id, i),
             Mode::Read => client.read(customer_id).map(drop),
             Mode::Scan => client.read(i).map(|record| on_record(&record)),
         };

@@ -166,6 +166,31 @@ impl Client {
         Ok(info)
     }
 
+    /// Sends a custom order (docs/protocol.md §2.5) and returns how the
+    /// server answered: done (an expert did it and it is committed), busy
+    /// (nothing written) or no experts (nothing written).
+    ///
+    /// # Errors
+    /// The connection failed, or the reply did not echo the order or
+    /// carries an undocumented status.
+    pub fn custom(
+        &mut self,
+        customer_id: i32,
+        order_number: i32,
+    ) -> Result<crate::protocol::session::CustomStatus, ClientError> {
+        let order = RobotOrder::custom(customer_id, order_number);
+        let info: RobotInfo = self.call(&order)?;
+        if !info.answers(&order) {
+            return Err(self.protocol(format!("{info:?} does not answer {order:?}")));
+        }
+        crate::protocol::session::CustomStatus::from_code(info.admin_id).ok_or_else(|| {
+            self.protocol(format!(
+                "custom order status {} is none of 0, -1, -2",
+                info.admin_id
+            ))
+        })
+    }
+
     /// Reads the committed record of `customer_id` (`last_order` -1: none).
     ///
     /// # Errors

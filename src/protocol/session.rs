@@ -25,8 +25,8 @@ use std::fmt;
 use crate::state::NO_PRIMARY;
 use crate::wire::native::{MAX_FRAME_LEN, NATIVE_TAG, NATIVE_VERSION};
 use crate::wire::{
-    CustomerRecord, Frame, RequestType, RobotInfo, RobotOrder, Tag, CLIENT_TAG, HANDSHAKE_LEN,
-    PFA_TAG,
+    CustomerRecord, Frame, RequestType, RobotInfo, RobotOrder, Tag, CLIENT_TAG,
+    CUSTOM_REQUEST_TYPE, HANDSHAKE_LEN, PFA_TAG,
 };
 
 /// Size of a client request.
@@ -50,7 +50,7 @@ const NATIVE_MIN_LEN: u32 = 10;
 /// Why a session is closed: the request makes no sense on a client session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Violation {
-    /// `request_type` is neither 1 (write) nor 2 (read).
+    /// `request_type` is neither 1 (write), 2 (read) nor a custom order.
     UnknownRequestType(i32),
     /// A handshake tag arrived where a request was due.
     HandshakeTag(Tag),
@@ -68,7 +68,7 @@ impl fmt::Display for Violation {
         match self {
             Violation::UnknownRequestType(t) => write!(
                 f,
-                "unknown request type {t}, expected 1 (write) or 2 (read)"
+                "unknown request type {t}, expected 1 (write), 2 (read) or {CUSTOM_REQUEST_TYPE:#x} (custom)"
             ),
             Violation::HandshakeTag(tag) => write!(
                 f,
@@ -104,6 +104,14 @@ pub enum Action {
     Read {
         /// The customer.
         customer_id: i32,
+    },
+    /// Hand this custom order to an expert, which does its work and then
+    /// places it as a write; send [`custom_reply`] with the outcome.
+    Custom {
+        /// The customer.
+        customer_id: i32,
+        /// Its new last order, once the expert is done.
+        order_number: i32,
     },
     /// The client ended its session (customer id -1): close, no reply.
     End,
@@ -194,6 +202,10 @@ pub fn decide(request: &[u8]) -> Action {
         Some(RequestType::Read) => Action::Read {
             customer_id: order.customer_id,
         },
+        Some(RequestType::Custom) => Action::Custom {
+            customer_id: order.customer_id,
+            order_number: order.order_number,
+        },
         None => Action::Close(Violation::UnknownRequestType(order.request_type)),
     }
 }
@@ -228,6 +240,59 @@ pub fn write_reply(customer_id: i32, order_number: i32, engineer_id: i32) -> [u8
     let order = RobotOrder::write(customer_id, order_number);
     let mut out = [0; WRITE_REPLY_LEN];
     RobotInfo::for_order(&order, engineer_id).encode(&mut out);
+    out
+}
+
+/// How a custom order ended, in its reply's `admin_id` field
+/// (docs/protocol.md, "Custom orders").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CustomStatus {
+    /// `0`: an expert did the work and the write is committed.
+    Done,
+    /// `-1`: every expert is busy and the queue is full; nothing was
+    /// written, try again later.
+    Busy,
+    /// `-2`: this server runs no experts (no `--experts`); nothing was
+    /// written.
+    NoExperts,
+}
+
+impl CustomStatus {
+    /// The value in the reply's `admin_id` field.
+    pub const fn code(self) -> i32 {
+        match self {
+            CustomStatus::Done => 0,
+            CustomStatus::Busy => -1,
+            CustomStatus::NoExperts => -2,
+        }
+    }
+
+    /// The status a reply's `admin_id` carries, `None` for other values.
+    pub const fn from_code(code: i32) -> Option<CustomStatus> {
+        match code {
+            0 => Some(CustomStatus::Done),
+            -1 => Some(CustomStatus::Busy),
+            -2 => Some(CustomStatus::NoExperts),
+            _ => None,
+        }
+    }
+}
+
+/// The reply to a custom order: the request echoed (its request type the
+/// custom one), `engineer_id`, and the outcome in `admin_id`.
+pub fn custom_reply(
+    customer_id: i32,
+    order_number: i32,
+    engineer_id: i32,
+    status: CustomStatus,
+) -> [u8; WRITE_REPLY_LEN] {
+    let order = RobotOrder::custom(customer_id, order_number);
+    let mut out = [0; WRITE_REPLY_LEN];
+    RobotInfo {
+        admin_id: status.code(),
+        ..RobotInfo::for_order(&order, engineer_id)
+    }
+    .encode(&mut out);
     out
 }
 
@@ -353,6 +418,30 @@ mod tests {
             let (_, action) = ClientSession::new().receive(&request(7, 42, kind));
             assert_eq!(action, Action::Close(Violation::UnknownRequestType(kind)));
         }
+    }
+
+    #[test]
+    fn custom_orders_are_handed_on_and_answered_with_a_status() {
+        assert_eq!(
+            decide(&request(7, 42, CUSTOM_REQUEST_TYPE)),
+            Action::Custom {
+                customer_id: 7,
+                order_number: 42
+            }
+        );
+        let hex = crate::wire::testing::hex;
+        assert_eq!(
+            custom_reply(7, 42, 3, CustomStatus::Busy).to_vec(),
+            hex("00 00 00 07 00 00 00 2a 43 55 53 54 00 00 00 03 ff ff ff ff")
+        );
+        for status in [
+            CustomStatus::Done,
+            CustomStatus::Busy,
+            CustomStatus::NoExperts,
+        ] {
+            assert_eq!(CustomStatus::from_code(status.code()), Some(status));
+        }
+        assert_eq!(CustomStatus::from_code(1), None);
     }
 
     #[test]

@@ -94,6 +94,8 @@ pub struct ServerConfig {
     pub log_retain: usize,
     /// Where to serve `GET /metrics` (Prometheus text); `None`: nowhere.
     pub metrics: Option<SocketAddr>,
+    /// The expert pool for custom orders (none by default).
+    pub experts: super::ExpertConfig,
 }
 
 impl ServerConfig {
@@ -110,6 +112,7 @@ impl ServerConfig {
             force_primary: false,
             log_retain: DEFAULT_LOG_RETAIN,
             metrics: None,
+            experts: super::ExpertConfig::default(),
         }
     }
 

@@ -10,7 +10,8 @@
 //! - [`follower`]: a backup's handler of a native stream or probe;
 //! - [`backup`]: a backup's handler of an original (`PFA`) stream;
 //! - [`reads`]: a client's read on any role (G6), with [`read_index`]
-//!   asking the primary for its commit point.
+//!   asking the primary for its commit point;
+//! - [`experts`]: the expert threads that do custom orders.
 //!
 //! [`Server`] is the handle the binary, the tests and the C ABI hold: it
 //! starts everything, and [`Server::stop`] closes the listener and every
@@ -23,6 +24,7 @@ mod compaction;
 mod config;
 mod durable;
 mod error;
+mod experts;
 mod follower;
 mod forward;
 mod live;
@@ -46,6 +48,7 @@ use std::thread::JoinHandle;
 
 pub use config::{Limits, PeerConfig, ServerConfig, DEFAULT_LOG_RETAIN};
 pub use error::ServerError;
+pub use experts::{ExpertConfig, ExpertGauge, DEFAULT_EXPERT_QUEUE, DEFAULT_EXPERT_WORK};
 
 use crate::state::{RecordTable, Replica};
 use crate::wire::Epoch;
@@ -208,6 +211,8 @@ pub(crate) struct Shared {
     /// a thread that waits for another without sleeping does not stop the
     /// very thread it waits for.
     pub(crate) spare_cpu: bool,
+    /// Custom orders waiting for an expert.
+    pub(crate) experts: experts::ExpertPool,
     /// Open client sessions and the start time, for the status report.
     pub(crate) client_sessions: AtomicU32,
     pub(crate) started: std::time::Instant,
@@ -319,6 +324,7 @@ pub struct Server {
     accept_thread: Option<JoinHandle<()>>,
     admin_thread: Option<JoinHandle<()>>,
     metrics: Option<metrics::Endpoint>,
+    expert_threads: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -353,6 +359,7 @@ impl Server {
             log_retain: config.log_retain,
             followed_v1: AtomicBool::new(false),
             spare_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            experts: experts::ExpertPool::new(config.experts),
             client_sessions: AtomicU32::new(0),
             started: std::time::Instant::now(),
             metrics: metrics::Metrics::default(),
@@ -375,8 +382,18 @@ impl Server {
         // first (tools wait for it, then for what follows).
         log::info!("factory {} listening on {local_addr}", shared.factory_id);
         let admin_thread = admin::spawn(Arc::clone(&shared))?;
-        let accept_thread = match accept::spawn(Arc::clone(&shared), listener) {
-            Ok(t) => t,
+        let started = experts::spawn(&shared).and_then(|experts| {
+            match accept::spawn(Arc::clone(&shared), listener) {
+                Ok(t) => Ok((t, experts)),
+                Err(e) => {
+                    shared.experts.close();
+                    experts.into_iter().for_each(|t| drop(t.join()));
+                    Err(e)
+                }
+            }
+        });
+        let (accept_thread, expert_threads) = match started {
+            Ok(threads) => threads,
             Err(e) => {
                 shared.admin_queue.close();
                 let _ = admin_thread.join();
@@ -389,6 +406,7 @@ impl Server {
             accept_thread: Some(accept_thread),
             admin_thread: Some(admin_thread),
             metrics,
+            expert_threads,
         })
     }
 
@@ -439,6 +457,11 @@ impl Server {
         self.shared.records.last_order(customer_id)
     }
 
+    /// The expert pool's counters (threads, busy, queued, answered busy).
+    pub fn experts(&self) -> Arc<ExpertGauge> {
+        self.shared.experts.gauge()
+    }
+
     /// Stops the server: closes the listener and every connection, fails
     /// writes still waiting, and returns once every thread has ended.
     pub fn stop(mut self) {
@@ -454,12 +477,18 @@ impl Server {
         self.shared.registry.close_all();
         self.shared.role.changes.wake_all();
         self.shared.admin_queue.close();
+        // Before the connections are joined: their sessions may wait for
+        // an expert's answer, which closing gives them.
+        self.shared.experts.close();
         self.shared.repl.notify();
         wake_acceptor(self.local_addr);
         if let Some(t) = self.accept_thread.take() {
             let _ = t.join();
         }
         if let Some(t) = self.admin_thread.take() {
+            let _ = t.join();
+        }
+        for t in self.expert_threads.drain(..) {
             let _ = t.join();
         }
         if let Some(endpoint) = self.metrics.as_mut() {

@@ -22,11 +22,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::admin::{Completion, WriteError};
+use super::experts::Refusal;
 use super::forward::Forwarder;
 use super::metrics::Fault;
 use super::Shared;
 use crate::protocol::session::{
-    read_reply, write_reply, Action, ClientSession, Route, ServerView, Violation, REQUEST_LEN,
+    custom_reply, read_reply, write_reply, Action, ClientSession, CustomStatus, Route, ServerView,
+    Violation, REQUEST_LEN,
 };
 use crate::state::{NO_PRIMARY, V1_EPOCH};
 use crate::wire::Entry;
@@ -212,12 +214,40 @@ fn serve(shared: &Shared, conn: &mut Conn, engineer_id: i32) -> SessionEnd {
                 .map_err(SessionEnd::Read)
                 .and_then(|last_order| conn.reply(&read_reply(customer_id, last_order)))
                 .map(|()| shared.metrics.reads.inc()),
+            Action::Custom {
+                customer_id,
+                order_number,
+            } => custom(shared, customer_id, order_number)
+                .map_err(SessionEnd::Write)
+                .and_then(|status| {
+                    conn.reply(&custom_reply(
+                        customer_id,
+                        order_number,
+                        engineer_id,
+                        status,
+                    ))
+                }),
             Action::End => return SessionEnd::Closed,
             Action::Close(v) => return SessionEnd::Violation(v),
         };
         if let Err(end) = step {
             return end;
         }
+    }
+}
+
+/// Hands a custom order to an expert and waits for it to be written; a
+/// full queue or a server without experts is answered at once.
+fn custom(
+    shared: &Shared,
+    customer_id: i32,
+    order_number: i32,
+) -> Result<CustomStatus, WriteError> {
+    match shared.experts.submit(customer_id, order_number) {
+        Ok(job) => job.wait().map(|()| CustomStatus::Done),
+        Err(Refusal::Busy) => Ok(CustomStatus::Busy),
+        Err(Refusal::NoExperts) => Ok(CustomStatus::NoExperts),
+        Err(Refusal::Stopping) => Err(WriteError::Stopping),
     }
 }
 
@@ -238,7 +268,8 @@ const WRITE_ATTEMPTS: u32 = 60;
 
 /// Places a write: through our admin when we are (or may become) primary,
 /// else by forwarding it to the primary; retried while a takeover settles.
-fn write(
+/// Experts place their custom orders through it too.
+pub(super) fn write(
     shared: &Shared,
     customer_id: i32,
     order_number: i32,

@@ -20,7 +20,7 @@ mod replication;
 pub mod status;
 mod tag;
 
-pub use client::{CustomerRecord, RequestType, RobotInfo, RobotOrder};
+pub use client::{CustomerRecord, RequestType, RobotInfo, RobotOrder, CUSTOM_REQUEST_TYPE};
 pub use entry::{Entry, EntryError, Epoch, MemberSet, Op, MAX_MEMBERS};
 pub use replication::{MapOp, ReplicationAck, ReplicationRequest, OPCODE_SET};
 pub use tag::{Tag, CLIENT_TAG, HANDSHAKE_LEN, PFA_TAG};

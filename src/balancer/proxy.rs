@@ -1,0 +1,236 @@
+//! The balancer's listener and its client sessions: one thread per
+//! connection, as in the server. A v1 client session (`CLIENT` tag) is
+//! decoded by the server's own [`ClientSession`] and each request is
+//! relayed through the [`Upstream`]; anything else is closed with a log
+//! line. A client that begins a request must finish it within the
+//! handshake timeout, and must take its replies within the write timeout.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::upstream::{Upstream, UpstreamError};
+use super::BalancerConfig;
+use crate::protocol::session::{custom_reply, read_reply, Action, ClientSession, REQUEST_LEN};
+use crate::wire::{Frame, RobotInfo, CLIENT_TAG, HANDSHAKE_LEN};
+
+/// Stack of a connection thread: it holds a small buffer and a session.
+const STACK: usize = 256 * 1024;
+
+/// What every thread of one balancer shares.
+pub(super) struct Shared {
+    pub(super) config: BalancerConfig,
+    pub(super) upstream: Upstream,
+    closed: AtomicBool,
+    next_id: AtomicI32,
+    conns: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
+}
+
+impl Shared {
+    pub(super) fn new(config: BalancerConfig) -> Shared {
+        Shared {
+            upstream: Upstream::new(config.servers.clone(), config.upstream),
+            config,
+            closed: AtomicBool::new(false),
+            next_id: AtomicI32::new(0),
+            conns: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Closes every connection and joins its thread; new ones are refused.
+    pub(super) fn close_all(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.upstream.stop();
+        let conns = std::mem::take(&mut *self.conns.lock().unwrap_or_else(PoisonError::into_inner));
+        for (stream, _) in &conns {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        for (_, t) in conns {
+            let _ = t.join();
+        }
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// Starts the accept loop on `listener`.
+pub(super) fn spawn(shared: Arc<Shared>, listener: TcpListener) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("load-accept".into())
+        .spawn(move || accept_loop(&shared, &listener))
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) if shared.is_closed() => {
+                log::debug!("balancer: accept: {e}");
+                return;
+            }
+            Err(e) => {
+                log::warn!("balancer: accept failed: {e}");
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if shared.is_closed() {
+            return;
+        }
+        admit(shared, stream, peer);
+    }
+}
+
+/// Starts a connection's thread, or turns it away when too many are open.
+fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let mut conns = shared.conns.lock().unwrap_or_else(PoisonError::into_inner);
+    let (done, open): (Vec<_>, Vec<_>) = std::mem::take(&mut *conns)
+        .into_iter()
+        .partition(|(_, t)| t.is_finished());
+    *conns = open;
+    for (_, t) in done {
+        let _ = t.join();
+    }
+    if conns.len() >= shared.config.max_connections {
+        log::warn!(
+            "balancer: {peer}: {} connections open, the most allowed; closing",
+            conns.len()
+        );
+        return;
+    }
+    let Ok(handle) = stream.try_clone() else {
+        log::warn!("balancer: {peer}: cannot keep the connection; closing");
+        return;
+    };
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let for_thread = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name(format!("load-{id}"))
+        .stack_size(STACK)
+        .spawn(move || run(&for_thread, stream, peer, id));
+    match spawned {
+        Ok(t) => conns.push((handle, t)),
+        Err(e) => log::warn!("balancer: {peer}: cannot start a thread ({e}); closing"),
+    }
+}
+
+/// Why a client session ended.
+enum End {
+    Closed,
+    Io(io::Error),
+    Stalled(usize),
+    Upstream(UpstreamError),
+    Violation(crate::protocol::session::Violation),
+}
+
+fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, id: i32) {
+    session(shared, &mut stream, peer, id);
+    // The registry holds a clone of the socket until it reaps this thread:
+    // only a shutdown ends the connection now.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+fn session(shared: &Shared, stream: &mut TcpStream, peer: SocketAddr, id: i32) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(shared.config.client_write_timeout));
+    let _ = stream.set_read_timeout(Some(shared.config.handshake_timeout));
+    let mut tag = [0u8; HANDSHAKE_LEN];
+    if let Err(e) = stream.read_exact(&mut tag) {
+        log::debug!("balancer: {peer}: no handshake ({e}); closing");
+        return;
+    }
+    if tag != CLIENT_TAG {
+        log::warn!("balancer: {peer}: handshake {tag:02x?} is not a v1 client's; closing");
+        return;
+    }
+    match serve(shared, stream, id) {
+        End::Closed => log::debug!("balancer: client {peer} ended its session"),
+        End::Io(e) => log::debug!("balancer: client {peer}: {e}; closing"),
+        End::Stalled(got) => log::warn!(
+            "balancer: client {peer}: sent {got} of {REQUEST_LEN} bytes of a request, then nothing; closing"
+        ),
+        End::Upstream(e) => log::warn!("balancer: client {peer}: {e}; closing"),
+        End::Violation(v) => log::warn!("balancer: client {peer}: {v}; closing"),
+    }
+}
+
+fn serve(shared: &Shared, stream: &mut TcpStream, id: i32) -> End {
+    let mut session = ClientSession::new();
+    let mut buf = [0u8; 256];
+    let (mut at, mut len) = (0, 0);
+    loop {
+        let (used, action) = session.receive(&buf[at..len]);
+        at += used;
+        let reply: Vec<u8> = match action {
+            Action::NeedInput => {
+                match fill(
+                    stream,
+                    &mut buf,
+                    session.partial(),
+                    shared.config.handshake_timeout,
+                ) {
+                    Ok(n) => (at, len) = (0, n),
+                    Err(end) => return end,
+                }
+                continue;
+            }
+            Action::Write {
+                customer_id,
+                order_number,
+            } => match shared.upstream.order(customer_id, order_number) {
+                Ok(info) => info.to_vec(),
+                Err(e) => return End::Upstream(e),
+            },
+            Action::Read { customer_id } => match shared.upstream.read(customer_id) {
+                Ok(record) => read_reply(customer_id, record.last_order).to_vec(),
+                Err(e) => return End::Upstream(e),
+            },
+            Action::Custom {
+                customer_id,
+                order_number,
+            } => match shared.upstream.custom(customer_id, order_number) {
+                Ok(status) => custom_reply(customer_id, order_number, id, status).to_vec(),
+                Err(e) => return End::Upstream(e),
+            },
+            Action::End => return End::Closed,
+            Action::Close(v) => return End::Violation(v),
+        };
+        debug_assert!(reply.len() <= RobotInfo::SIZE);
+        if let Err(e) = stream.write_all(&reply) {
+            return End::Io(e);
+        }
+    }
+}
+
+/// Reads what the client sent. Between requests it may wait for ever (the
+/// balancer's stop shuts the socket down); a request begun must be
+/// finished within `frame_timeout`.
+fn fill(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    partial: usize,
+    frame_timeout: Duration,
+) -> Result<usize, End> {
+    let timeout = (partial > 0).then_some(frame_timeout);
+    stream.set_read_timeout(timeout).map_err(End::Io)?;
+    loop {
+        return match stream.read(buf) {
+            Ok(0) if partial == 0 => Err(End::Closed),
+            Ok(0) => Err(End::Io(io::Error::new(
+                ErrorKind::UnexpectedEof,
+                format!("closed after {partial} of {REQUEST_LEN} bytes of a request"),
+            ))),
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(End::Stalled(partial))
+            }
+            Err(e) => Err(End::Io(e)),
+        };
+    }
+}
