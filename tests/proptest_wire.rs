@@ -147,6 +147,8 @@ fn body() -> impl Strategy<Value = Body> {
                 },
                 reason
             }),
+        any::<i32>().prop_map(|replica_id| Body::ReadIndex { replica_id }),
+        any::<i32>().prop_map(|commit_index| Body::ReadIndexReply { commit_index }),
     ]
 }
 

@@ -5,7 +5,8 @@
 //! write, answer a read, end quietly, or close because the input is
 //! hostile. The caller (`server::session`) does the I/O and the waiting;
 //! replies are built by [`write_reply`] and [`read_reply`], and
-//! [`ServerView`] says whether a request is served here or forwarded.
+//! [`ServerView`] says whether a write is served here or forwarded (reads
+//! follow [`crate::replication::next_step`]).
 //!
 //! Departures from the original, which trusts its clients:
 //!
@@ -37,7 +38,10 @@ pub const WRITE_REPLY_LEN: usize = RobotInfo::SIZE;
 /// Size of the reply to a read.
 pub const READ_REPLY_LEN: usize = CustomerRecord::SIZE;
 
-/// Native frame kinds (`wire::native`): Hello = 1 through Reject = 9.
+/// Native frame kinds (`wire::native`) that a peer dialling the wrong port
+/// sends first: Hello = 1 through Reject = 9. The read-index frames (10,
+/// 11) follow a native tag, never a client one, and are left out so that
+/// no more v1 requests look like a frame than before.
 const NATIVE_KINDS: std::ops::RangeInclusive<u8> = 1..=9;
 
 /// Smallest length a native frame declares (version, kind, epoch).
@@ -94,8 +98,9 @@ pub enum Action {
         /// Its new last order.
         order_number: i32,
     },
-    /// Send [`read_reply`] with the customer's committed last order (here
-    /// or forwarded: see [`ServerView::read_route`]).
+    /// Send [`read_reply`] with the customer's committed last order, as of
+    /// a moment after the read began (the server's rule for that is
+    /// [`crate::replication::next_step`]).
     Read {
         /// The customer.
         customer_id: i32,
@@ -302,17 +307,16 @@ pub fn read_reply(customer_id: i32, last_order: i32) -> [u8; READ_REPLY_LEN] {
     out
 }
 
-/// Where a request is served.
+/// Where a write is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
-    /// Here: a write through our admin (which may make us primary), a read
-    /// from our committed records.
+    /// Here: through our admin (which may make us primary).
     Local,
     /// On the primary with this id, over a client session to it.
     Forward(i32),
 }
 
-/// What a session needs to know of the server to route a request, copied
+/// What a session needs to know of the server to route a write, copied
 /// out under the replica's lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerView {
@@ -335,16 +339,6 @@ impl ServerView {
     pub fn write_route(&self) -> Route {
         self.live_other_primary()
             .map_or(Route::Local, Route::Forward)
-    }
-
-    /// A read is answered here, unless this backup is still catching up
-    /// (not trusted) while a primary is alive: its records may be older
-    /// than what the client saw elsewhere, so the primary answers.
-    pub fn read_route(&self) -> Route {
-        match self.live_other_primary() {
-            Some(primary) if !self.trusted => Route::Forward(primary),
-            _ => Route::Local,
-        }
     }
 }
 
@@ -511,9 +505,5 @@ mod tests {
         assert_eq!(view(NO_PRIMARY, false).write_route(), Route::Local);
         assert_eq!(view(1, false).write_route(), Route::Local);
         assert_eq!(view(0, true).write_route(), Route::Forward(0));
-        assert_eq!(view(0, true).read_route(), Route::Local);
-        assert_eq!(view(0, false).read_route(), Route::Forward(0));
-        assert_eq!(view(NO_PRIMARY, false).read_route(), Route::Local);
-        assert_eq!(view(1, false).read_route(), Route::Local);
     }
 }

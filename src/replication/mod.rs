@@ -15,6 +15,8 @@
 //!   epoch follows it. A backup is brought to exactly the primary's log: by
 //!   the missing suffix when its last entry is one the primary holds, by a
 //!   snapshot otherwise.
+//! - A read is answered only from records that include every write
+//!   acknowledged before it began ([`next_step`]).
 
 mod catchup;
 pub mod election;
@@ -23,9 +25,11 @@ mod election_sim;
 #[cfg(test)]
 mod election_tests;
 pub mod lease;
+mod reads;
 mod takeover;
 
 pub use catchup::{plan_catch_up, CatchUpPlan};
+pub use reads::{applied_all_inherited, commit_point_for_asker, next_step, ReadStep, ReadView};
 pub use takeover::{decide_takeover, Decision, PeerView, ProbeOutcome};
 
 use crate::wire::MemberSet;

@@ -105,6 +105,10 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
             epoch,
             body: Body::Hello { primary_id, .. },
         }) => follow(shared, &mut conn, epoch, primary_id, peer),
+        Ok(NativeFrame {
+            body: Body::ReadIndex { replica_id },
+            ..
+        }) => answer_read_index(shared, &mut conn, &stream, replica_id),
         Ok(other) => {
             let mine = shared.replica().epoch();
             Err(conn.reject(
@@ -192,6 +196,42 @@ fn answer_probe(
         epoch_name(epoch)
     );
     conn.send(NativeFrame::new(epoch, reply))
+}
+
+/// Gives a backup our commit point for each of its reads (G6), for as long
+/// as it asks; between requests it may stay idle, as a client may.
+fn answer_read_index(
+    shared: &Shared,
+    conn: &mut Conn<'_>,
+    stream: &TcpStream,
+    backup: i32,
+) -> Result<(), End> {
+    let _ = stream.set_read_timeout(None);
+    loop {
+        let mine = shared.replica().epoch();
+        match super::read_index::answer(shared) {
+            Ok(commit_index) => conn.send(NativeFrame::new(
+                mine,
+                Body::ReadIndexReply { commit_index },
+            ))?,
+            Err(primary) => {
+                // Routine after a failover: logged at debug, not as a refusal.
+                log::debug!("no commit point for backup {backup}: primary is {primary}");
+                let _ = conn.reject(mine, RejectCode::HasPrimary, primary);
+                return Ok(());
+            }
+        }
+        match conn.receive()?.body {
+            Body::ReadIndex { .. } => {}
+            other => {
+                return Err(conn.reject(
+                    mine,
+                    RejectCode::Protocol,
+                    format!("expected a read-index request, got {}", other.name()),
+                ))
+            }
+        }
+    }
 }
 
 /// Follows the primary that sent `Hello` in `epoch`.

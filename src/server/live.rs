@@ -210,6 +210,7 @@ pub(crate) fn serve(
     epoch: Epoch,
 ) -> Result<(), PeerError> {
     *lock(slot) = Some(live);
+    let mut pushes_seen = 0;
     loop {
         if !still_primary(shared, epoch) {
             *lock(slot) = None;
@@ -231,7 +232,9 @@ pub(crate) fn serve(
             }
             live.next
         };
-        shared.repl.wait_poke(epoch, next, HEARTBEAT);
+        shared
+            .repl
+            .wait_poke(epoch, next, &mut pushes_seen, HEARTBEAT);
     }
 }
 

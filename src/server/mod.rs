@@ -9,6 +9,8 @@
 //!   [`term`] (takeover, in-sync set) and its [`replicator`]s, one per peer;
 //! - [`follower`]: a backup's handler of a native stream or probe;
 //! - [`backup`]: a backup's handler of an original (`PFA`) stream;
+//! - [`reads`]: a client's read on any role (G6), with [`read_index`]
+//!   asking the primary for its commit point;
 //! - [`experts`]: the expert threads that do custom orders.
 //!
 //! [`Server`] is the handle the binary, the tests and the C ABI hold: it
@@ -29,6 +31,8 @@ mod forward;
 mod live;
 mod metrics;
 mod progress;
+mod read_index;
+mod reads;
 mod registry;
 mod replicator;
 mod replicator_v1;
@@ -76,10 +80,17 @@ pub struct Status {
 /// Who is primary and whether this server is trusted, readable without the
 /// replica lock (client reads consult it and must never wait for a thread
 /// that holds that lock while it syncs). Published whenever the lock is
-/// released.
+/// released, with what reads need (see [`reads`]): the applied index and
+/// whether this primary has committed an entry of its own epoch.
 pub(crate) struct RoleView {
     primary_id: AtomicI32,
     trusted: AtomicBool,
+    /// The replica's commit point: every entry through it is applied.
+    applied: AtomicI32,
+    /// Primary that has applied every entry it inherited.
+    established: AtomicBool,
+    /// Reads waiting for a change of the above.
+    changes: reads::Changes,
 }
 
 impl RoleView {
@@ -87,13 +98,25 @@ impl RoleView {
         RoleView {
             primary_id: AtomicI32::new(crate::state::NO_PRIMARY),
             trusted: AtomicBool::new(false),
+            applied: AtomicI32::new(crate::state::NO_INDEX),
+            established: AtomicBool::new(false),
+            changes: reads::Changes::default(),
         }
     }
 
     fn publish(&self, replica: &Replica) {
-        self.primary_id
-            .store(replica.primary_id(), Ordering::Relaxed);
-        self.trusted.store(replica.trusted(), Ordering::Relaxed);
+        let applied = replica.committed_index();
+        let established =
+            replica.is_primary() && crate::replication::applied_all_inherited(replica);
+        // Only the holder of the replica lock publishes, so a load then a
+        // store cannot race; a value is stored only when it changed.
+        let changed = set_i32(&self.primary_id, replica.primary_id())
+            | set_bool(&self.trusted, replica.trusted())
+            | set_i32(&self.applied, applied)
+            | set_bool(&self.established, established);
+        if changed {
+            self.changes.notify();
+        }
     }
 
     /// The primary this server follows (itself, or -1), and whether it is
@@ -104,6 +127,22 @@ impl RoleView {
             self.trusted.load(Ordering::Relaxed),
         )
     }
+}
+
+fn set_i32(cell: &AtomicI32, value: i32) -> bool {
+    let changed = cell.load(Ordering::Relaxed) != value;
+    if changed {
+        cell.store(value, Ordering::Release);
+    }
+    changed
+}
+
+fn set_bool(cell: &AtomicBool, value: bool) -> bool {
+    let changed = cell.load(Ordering::Relaxed) != value;
+    if changed {
+        cell.store(value, Ordering::Release);
+    }
+    changed
 }
 
 /// The replica lock; releasing it publishes the [`RoleView`].
@@ -160,6 +199,8 @@ pub(crate) struct Shared {
     pub(crate) durable: Durable,
     /// The primary's view of its backups.
     pub(crate) repl: Replication,
+    /// A backup's requests for the primary's commit point, for reads.
+    pub(crate) read_index: read_index::ReadIndexClient,
     /// Take over even when unsure of holding every acknowledged write.
     pub(crate) force_primary: bool,
     /// Committed entries kept in the log for catch-up by suffix.
@@ -325,6 +366,7 @@ impl Server {
             next_engineer_id: AtomicI32::new(0),
             durable: Durable::new(recovered.disk),
             repl: Replication::default(),
+            read_index: read_index::ReadIndexClient::default(),
             force_primary: config.force_primary,
             log_retain: config.log_retain,
             followed_v1: AtomicBool::new(false),
@@ -335,6 +377,8 @@ impl Server {
             metrics: metrics::Metrics::default(),
             election: Mutex::new(None),
         });
+        // Publishes the recovered commit point for reads.
+        drop(shared.replica());
         if let Some(settings) = &config.election {
             let service = start_election(&shared, settings, config.data_dir.clone())?;
             *shared
@@ -470,6 +514,7 @@ impl Server {
             election.stop();
         }
         self.shared.registry.close_all();
+        self.shared.role.changes.wake_all();
         self.shared.admin_queue.close();
         // Before the connections are joined: their sessions may wait for
         // an expert's answer, which closing gives them.

@@ -41,6 +41,10 @@ pub(crate) struct Progress {
     /// The primary's last index (mirrors the replica's).
     pub last_index: i32,
     pub peers: Vec<PeerProgress>,
+    /// Requests to send the commit point to every backup now (a backup
+    /// waits for it to answer a read): replicators compare it with the
+    /// count they last saw.
+    pushes: u64,
     /// Threads asleep in [`Replication::wait`]: a change wakes them only if
     /// there are some, since a wake-up is a system call even with no one to
     /// wake, and acks arrive by the tens of thousands a second.
@@ -134,14 +138,34 @@ impl Replication {
         self.poked.notify_all();
     }
 
+    /// Asks every replicator to send the commit point now. Counted under
+    /// the lock, so that a replicator about to wait cannot miss it.
+    pub(crate) fn push_commit(&self) {
+        self.lock().pushes += 1;
+        self.poked.notify_all();
+    }
+
     /// Waits, up to `timeout`, for a poke, unless there is already an entry
-    /// at `next` to send or the term `epoch` is over.
-    pub(crate) fn wait_poke(&self, epoch: Epoch, next: i32, timeout: Duration) {
+    /// at `next` to send, the term `epoch` is over, or the commit point was
+    /// asked for since `pushes_seen` (which is updated).
+    pub(crate) fn wait_poke(
+        &self,
+        epoch: Epoch,
+        next: i32,
+        pushes_seen: &mut u64,
+        timeout: Duration,
+    ) {
         let guard = self.lock();
-        if guard.epoch != epoch || guard.last_index >= next {
+        if guard.epoch != epoch || guard.last_index >= next || guard.pushes != *pushes_seen {
+            *pushes_seen = guard.pushes;
             return;
         }
-        let _ = self.poked.wait_timeout(guard, timeout);
+        let guard = self
+            .poked
+            .wait_timeout(guard, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        *pushes_seen = guard.pushes;
     }
 
     /// Waits for a change or `timeout`.

@@ -1,8 +1,9 @@
 //! A client session (the original's "engineer" thread): reads 12-byte
 //! requests and answers each. Writes go through the admin thread and are
 //! answered once committed; on a backup they are forwarded to the primary
-//! (G2), never applied here first. Reads are answered from the committed
-//! records at once, without waiting for the admin.
+//! (G2), never applied here first. Reads follow the rule of G6
+//! ([`super::reads`]); one that cannot be answered up to date in time
+//! closes the session.
 //!
 //! What to do with the bytes received is decided by
 //! [`crate::protocol::session`] (no I/O there, so that property tests and
@@ -54,6 +55,8 @@ enum SessionEnd {
     Write(WriteError),
     /// The input makes no sense on a client session.
     Violation(Violation),
+    /// A read could not be answered with up-to-date records (G6).
+    Read(super::reads::ReadError),
 }
 
 impl SessionEnd {
@@ -66,6 +69,7 @@ impl SessionEnd {
             SessionEnd::Io(_) => Some(Fault::ClientIo),
             SessionEnd::Write(_) => Some(Fault::WriteRefused),
             SessionEnd::Violation(_) => Some(Fault::ClientProtocol),
+            SessionEnd::Read(_) => Some(Fault::ReadRefused),
         }
     }
 }
@@ -105,6 +109,7 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr, engineer
         SessionEnd::Io(e) => log::warn!("client {peer}: {e}; closing"),
         SessionEnd::Write(e) => log::warn!("client {peer}: write failed: {e}; closing"),
         SessionEnd::Violation(v) => log::warn!("client {peer}: {v}; closing"),
+        SessionEnd::Read(e) => log::warn!("client {peer}: read not answered: {e}; closing"),
     }
 }
 
@@ -205,11 +210,10 @@ fn serve(shared: &Shared, conn: &mut Conn, engineer_id: i32) -> SessionEnd {
                 .map_err(SessionEnd::Write)
                 .and_then(|()| conn.reply(&write_reply(customer_id, order_number, engineer_id)))
                 .map(|()| shared.metrics.writes.inc()),
-            Action::Read { customer_id } => {
-                let last_order = read(shared, customer_id, &mut forwarder);
-                conn.reply(&read_reply(customer_id, last_order))
-                    .map(|()| shared.metrics.reads.inc())
-            }
+            Action::Read { customer_id } => super::reads::read(shared, customer_id, &mut forwarder)
+                .map_err(SessionEnd::Read)
+                .and_then(|last_order| conn.reply(&read_reply(customer_id, last_order)))
+                .map(|()| shared.metrics.reads.inc()),
             Action::Custom {
                 customer_id,
                 order_number,
@@ -313,23 +317,4 @@ pub(super) fn write(
 /// Backs off between attempts while a primary is being found.
 fn pause(attempt: u32) {
     thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 10));
-}
-
-/// Answers a read from our committed records, or from the primary while
-/// this backup is catching up (see [`ServerView::read_route`]). Should
-/// forwarding fail, our own records are the answer.
-fn read(shared: &Shared, customer_id: i32, forwarder: &mut Forwarder) -> i32 {
-    if let Route::Forward(primary) = view(shared).read_route() {
-        match forwarder.read(shared, primary, customer_id) {
-            Ok(record) => {
-                shared.metrics.forwarded_reads.inc();
-                return record.last_order;
-            }
-            Err(e) => {
-                shared.metrics.error(Fault::ForwardFailed);
-                log::debug!("forwarding a read to server {primary} failed: {e}")
-            }
-        }
-    }
-    shared.records.last_order(customer_id)
 }

@@ -19,7 +19,9 @@
 //! sends a [`Body::Snapshot`] (in chunks) and/or [`Body::Append`] batches
 //! from there, then [`Body::Heartbeat`]s while idle. The backup acks every
 //! append and heartbeat. A candidate for primary sends [`Body::Probe`] on a
-//! short-lived connection and gets a [`Body::ProbeReply`]. Anything a peer
+//! short-lived connection and gets a [`Body::ProbeReply`]. A backup about
+//! to answer a read asks the primary [`Body::ReadIndex`] on a connection of
+//! its own and gets a [`Body::ReadIndexReply`]. Anything a peer
 //! cannot accept is answered with a [`Body::Reject`] and the connection is
 //! closed.
 
@@ -135,6 +137,15 @@ pub enum Body {
     },
     /// Either way: the receiver refuses; the connection closes after it.
     Reject { code: RejectCode, reason: String },
+    /// Backup → primary, on a connection of its own: "what is your commit
+    /// point?", asked before a read (read-index). Repeated on the same
+    /// connection for later reads.
+    ReadIndex { replica_id: i32 },
+    /// Primary → backup: its commit point, which covers every write it
+    /// has acknowledged. Only a primary that has committed an entry of its
+    /// own epoch answers; any other server sends a `Reject` (code 2, the
+    /// primary it follows or -1).
+    ReadIndexReply { commit_index: i32 },
 }
 
 /// Why bytes are not a valid native frame.
@@ -182,6 +193,8 @@ const KIND_SNAPSHOT: u8 = 6;
 const KIND_PROBE: u8 = 7;
 const KIND_PROBE_REPLY: u8 = 8;
 const KIND_REJECT: u8 = 9;
+const KIND_READ_INDEX: u8 = 10;
+const KIND_READ_INDEX_REPLY: u8 = 11;
 
 /// Checks the 4-byte length prefix before anything is read or allocated.
 ///
@@ -242,6 +255,8 @@ impl Body {
             Body::Probe { .. } => KIND_PROBE,
             Body::ProbeReply { .. } => KIND_PROBE_REPLY,
             Body::Reject { .. } => KIND_REJECT,
+            Body::ReadIndex { .. } => KIND_READ_INDEX,
+            Body::ReadIndexReply { .. } => KIND_READ_INDEX_REPLY,
         }
     }
 
@@ -257,6 +272,8 @@ impl Body {
             Body::Probe { .. } => "probe",
             Body::ProbeReply { .. } => "probe reply",
             Body::Reject { .. } => "reject",
+            Body::ReadIndex { .. } => "read-index request",
+            Body::ReadIndexReply { .. } => "read-index reply",
         }
     }
 
@@ -340,6 +357,8 @@ impl Body {
                 w.u32(text.len() as u32);
                 w.0.extend_from_slice(text.as_bytes());
             }
+            Body::ReadIndex { replica_id } => w.i32(*replica_id),
+            Body::ReadIndexReply { commit_index } => w.i32(*commit_index),
         }
     }
 
@@ -402,6 +421,18 @@ impl Body {
             KIND_REJECT => {
                 r.name = "reject";
                 decode_reject(&mut r)?
+            }
+            KIND_READ_INDEX => {
+                r.name = "read-index request";
+                Body::ReadIndex {
+                    replica_id: r.i32()?,
+                }
+            }
+            KIND_READ_INDEX_REPLY => {
+                r.name = "read-index reply";
+                Body::ReadIndexReply {
+                    commit_index: r.i32()?,
+                }
             }
             other => return Err(FrameError::UnknownKind(other)),
         };

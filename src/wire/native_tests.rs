@@ -198,6 +198,8 @@ fn every_kind_round_trips() {
             code: RejectCode::HasPrimary,
             reason: "primary 2".into(),
         },
+        Body::ReadIndex { replica_id: 2 },
+        Body::ReadIndexReply { commit_index: -1 },
     ];
     for (i, body) in bodies.into_iter().enumerate() {
         round_trip(NativeFrame::new(u64::MAX - i as u64, body));
@@ -308,4 +310,20 @@ fn a_reject_reason_that_is_not_utf8_is_refused() {
     let good = hex("01 09 00 00 00 00 00 00 00 05 01 00 00 00 02 c3 a9");
     let frame = NativeFrame::decode(&good).unwrap();
     assert_eq!(encode(&frame)[4..], good[..]);
+}
+
+#[test]
+fn read_index_frames_are_the_documented_bytes() {
+    let mut out = Vec::new();
+    NativeFrame::new(2 << 16, Body::ReadIndex { replica_id: 1 }).encode(&mut out);
+    assert_eq!(
+        out,
+        hex("00 00 00 0e 01 0a 00 00 00 00 00 02 00 00 00 00 00 01")
+    );
+    out.clear();
+    NativeFrame::new(2 << 16, Body::ReadIndexReply { commit_index: 41 }).encode(&mut out);
+    assert_eq!(
+        out,
+        hex("00 00 00 0e 01 0b 00 00 00 00 00 02 00 00 00 00 00 29")
+    );
 }

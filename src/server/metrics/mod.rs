@@ -150,6 +150,8 @@ pub(crate) enum Fault {
     WriteRefused,
     /// Forwarding a request to the primary failed (it is retried).
     ForwardFailed,
+    /// A read could not be answered up to date in time (G6): closed.
+    ReadRefused,
     /// A connection sent no valid handshake.
     Handshake,
     /// A connection beyond --max-connections was closed at once.
@@ -163,13 +165,14 @@ pub(crate) enum Fault {
 }
 
 impl Fault {
-    const ALL: [Fault; 11] = [
+    const ALL: [Fault; 12] = [
         Fault::ClientProtocol,
         Fault::ClientStalled,
         Fault::ClientReplyTimeout,
         Fault::ClientIo,
         Fault::WriteRefused,
         Fault::ForwardFailed,
+        Fault::ReadRefused,
         Fault::Handshake,
         Fault::ConnectionLimit,
         Fault::PeerLost,
@@ -185,6 +188,7 @@ impl Fault {
             Fault::ClientIo => "client_io",
             Fault::WriteRefused => "write_refused",
             Fault::ForwardFailed => "forward_failed",
+            Fault::ReadRefused => "read_refused",
             Fault::Handshake => "handshake",
             Fault::ConnectionLimit => "connection_limit",
             Fault::PeerLost => "peer_lost",
