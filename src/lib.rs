@@ -17,6 +17,7 @@
 //! | [`client`] | the client stub and the load generator                   | `ClientStub`, `ClientThread`     |
 //! | [`conn`]   | reading and writing whole frames on a blocking stream     | `Socket` (`Send`, `Recv`)        |
 //! | [`cli`]    | command-line parsing shared by the two binaries          | the `main`s' argument handling   |
+//! | `exposition` | the Prometheus text writer and `/metrics` endpoint of server and balancer | (none) |
 //! | [`logging`]| the binaries' env_logger setup (`RUST_LOG`, checked)    | (the original prints nothing)    |
 #![deny(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod balancer;
 pub mod cli;
 pub mod client;
 pub mod conn;
+mod exposition;
 pub mod ffi;
 pub mod logging;
 pub mod protocol;
