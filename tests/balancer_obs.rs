@@ -162,3 +162,72 @@ fn a_taken_metrics_address_fails_the_start() {
     let err = Balancer::start(config).err().expect("the start fails");
     assert!(err.to_string().contains("--metrics"), "{err}");
 }
+
+/// `load ... --metrics 127.0.0.1:0`: the endpoint's address is logged
+/// before the balancer says it listens, and it counts a request made
+/// through the binary.
+#[test]
+fn the_load_binary_serves_metrics() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+
+    let servers = in_process_cluster(1);
+    let server_port = servers[0].local_addr().port();
+    for _ in 0..5 {
+        let port = common::free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_load"))
+            .args([&port.to_string(), "0", "1", "4", "127.0.0.1"])
+            .arg(server_port.to_string())
+            .args(["--bind", "127.0.0.1", "--metrics", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn load");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut lines = Vec::new();
+        while let Ok(line) = rx.recv_timeout(common::DEADLINE) {
+            let listening = line.contains("balancer listening on");
+            lines.push(line);
+            if listening {
+                break;
+            }
+        }
+        if !lines.iter().any(|l| l.contains("balancer listening on")) {
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                lines.iter().any(|l| l.contains("in use")),
+                "load did not start: {lines:?}"
+            );
+            continue;
+        }
+        let line = lines
+            .iter()
+            .find(|l| l.contains("metrics on http://"))
+            .unwrap_or_else(|| panic!("no metrics line before listening: {lines:?}"));
+        let at = line.find("http://").unwrap() + 7;
+        let end = line[at..].find("/metrics").unwrap() + at;
+        let metrics: std::net::SocketAddr = line[at..end].parse().unwrap();
+        let mut c = Client::connect("127.0.0.1", port, Some(Duration::from_secs(60))).unwrap();
+        c.order(7, 3).unwrap();
+        drop(c);
+        let s = scrape(metrics);
+        assert_eq!(s.get("factory_balancer_requests_total", &[]), 1.0);
+        let server = format!("127.0.0.1:{server_port}");
+        let labels = [("server", server.as_str()), ("id", "4")];
+        assert_eq!(s.get("factory_balancer_answered_total", &labels), 1.0);
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    }
+    panic!("no free port for load");
+}

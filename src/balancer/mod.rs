@@ -141,10 +141,6 @@ impl Balancer {
                 config.cache_size
             );
         }
-        log::info!(
-            "balancer listening on {local_addr} for {}",
-            config.servers.join(",")
-        );
         let metrics_addr = config.metrics;
         let shared = Arc::new(proxy::Shared::new(config));
         let metrics = match metrics_addr {
@@ -158,6 +154,12 @@ impl Balancer {
             }
             None => None,
         };
+        // Said once nothing more can fail the start (a taken metrics
+        // address does, before it).
+        log::info!(
+            "balancer listening on {local_addr} for {}",
+            shared.config.servers.join(",")
+        );
         let accept_thread =
             proxy::spawn(Arc::clone(&shared), listener).map_err(BalancerError::Io)?;
         Ok(Balancer {
