@@ -20,6 +20,7 @@
 //! | [`balancer`]    | the `load` binary's routing, pooling and cache                 | (seed 001's load balancer)       |
 //! | [`conn`]        | reading and writing whole frames on a blocking stream          | `Socket` (`Send`, `Recv`)        |
 //! | [`cli`]         | command-line parsing, one file per binary                      | the `main`s' argument handling   |
+//! | `exposition`  | the Prometheus text writer and `/metrics` endpoint             | (new)                            |
 //! | [`logging`]     | the binaries' env_logger setup (`RUST_LOG`, checked)           | (the original prints nothing)    |
 //! | [`ffi`]         | libfactory's C ABI (`include/factory.h`), the only `unsafe`    | (new)                            |
 #![deny(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod balancer;
 pub mod cli;
 pub mod client;
 pub mod conn;
+mod exposition;
 pub mod ffi;
 pub mod logging;
 pub mod protocol;

@@ -6,7 +6,8 @@
 //! - [`cache`]: the LRU a read cache keeps its records in (pure);
 //! - [`route`]: which server a request goes to (pure);
 //! - [`upstream`]: the pooled sessions to the servers and the retry loop;
-//! - `proxy`: the listener and the per-connection threads.
+//! - `proxy`: the listener and the per-connection threads;
+//! - `status`: its answer to the status request and its `/metrics` text.
 //!
 //! The read cache is not used yet: `CACHE_SIZE` is accepted, but a cache
 //! that cannot see writes made through other paths could answer stale
@@ -16,6 +17,7 @@
 pub mod cache;
 mod proxy;
 pub mod route;
+mod status;
 pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -33,6 +35,11 @@ pub struct BalancerConfig {
     pub bind: SocketAddr,
     /// The servers, `host:port` each.
     pub servers: Vec<String>,
+    /// Their ids (from the command line), in the same order; the status
+    /// report and the metrics name servers by them.
+    pub server_ids: Vec<i32>,
+    /// Where `load --metrics` serves `/metrics` (port 0: any free one).
+    pub metrics: Option<SocketAddr>,
     /// `CACHE_SIZE`: accepted, not used (see the module notes).
     pub cache_size: usize,
     /// Deadlines, attempt timeout and pool size towards the servers.
@@ -50,7 +57,9 @@ impl BalancerConfig {
     pub fn loopback(port: u16, servers: Vec<String>) -> BalancerConfig {
         BalancerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], port)),
+            server_ids: (0..servers.len() as i32).collect(),
             servers,
+            metrics: None,
             cache_size: 0,
             upstream: UpstreamOptions::default(),
             handshake_timeout: Duration::from_secs(5),
@@ -71,12 +80,15 @@ pub struct BalancerMetrics {
     pub failovers: u64,
     /// Sessions opened to servers.
     pub connects: u64,
+    /// Client requests received.
+    pub requests: u64,
 }
 
 /// A running balancer. Dropping it stops it, as [`Balancer::stop`] does.
 pub struct Balancer {
     shared: Arc<proxy::Shared>,
     local_addr: SocketAddr,
+    metrics: Option<crate::exposition::Endpoint>,
     accept_thread: Option<JoinHandle<()>>,
 }
 
@@ -110,6 +122,13 @@ impl Balancer {
         if config.servers.is_empty() {
             return Err(BalancerError::Servers("no servers".into()));
         }
+        if config.server_ids.len() != config.servers.len() {
+            return Err(BalancerError::Servers(format!(
+                "{} ids for {} servers",
+                config.server_ids.len(),
+                config.servers.len()
+            )));
+        }
         for s in &config.servers {
             crate::client::connect::split_host_port(s)
                 .map_err(|why| BalancerError::Servers(format!("{s}: {why}")))?;
@@ -122,16 +141,31 @@ impl Balancer {
                 config.cache_size
             );
         }
+        let metrics_addr = config.metrics;
+        let shared = Arc::new(proxy::Shared::new(config));
+        let metrics = match metrics_addr {
+            Some(addr) => {
+                let for_scrapes = Arc::clone(&shared);
+                let render = Box::new(move || status::render(&for_scrapes));
+                let endpoint =
+                    crate::exposition::Endpoint::start(addr, "load-metrics".into(), render)
+                        .map_err(BalancerError::Io)?;
+                Some(endpoint)
+            }
+            None => None,
+        };
+        // Said once nothing more can fail the start (a taken metrics
+        // address does, before it).
         log::info!(
             "balancer listening on {local_addr} for {}",
-            config.servers.join(",")
+            shared.config.servers.join(",")
         );
-        let shared = Arc::new(proxy::Shared::new(config));
         let accept_thread =
             proxy::spawn(Arc::clone(&shared), listener).map_err(BalancerError::Io)?;
         Ok(Balancer {
             shared,
             local_addr,
+            metrics,
             accept_thread: Some(accept_thread),
         })
     }
@@ -139,6 +173,11 @@ impl Balancer {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(crate::exposition::Endpoint::addr)
     }
 
     /// Its counters now.
@@ -149,6 +188,7 @@ impl Balancer {
             retries: c.retries.load(Ordering::Relaxed),
             failovers: c.failovers.load(Ordering::Relaxed),
             connects: c.connects.load(Ordering::Relaxed),
+            requests: self.shared.requests.load(Ordering::Relaxed),
         }
     }
 
@@ -158,6 +198,9 @@ impl Balancer {
     }
 
     fn shutdown(&mut self) {
+        if let Some(mut m) = self.metrics.take() {
+            m.stop();
+        }
         self.shared.close_all();
         let mut wake = self.local_addr;
         if wake.ip().is_unspecified() {

@@ -1,20 +1,21 @@
 //! The balancer's listener and its client sessions: one thread per
 //! connection, as in the server. A v1 client session (`CLIENT` tag) is
 //! decoded by the server's own [`ClientSession`] and each request is
-//! relayed through the [`Upstream`]; anything else is closed with a log
-//! line. A client that begins a request must finish it within the
+//! relayed through the [`Upstream`]; a status request (`FSTA`) gets the
+//! balancer's own report; anything else is closed with a log line. A client that begins a request must finish it within the
 //! handshake timeout, and must take its replies within the write timeout.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::upstream::{Upstream, UpstreamError};
 use super::BalancerConfig;
 use crate::protocol::session::{custom_reply, read_reply, Action, ClientSession, REQUEST_LEN};
+use crate::wire::status::STATUS_TAG;
 use crate::wire::{Frame, RobotInfo, CLIENT_TAG, HANDSHAKE_LEN};
 
 /// Stack of a connection thread: it holds a small buffer and a session.
@@ -27,6 +28,11 @@ pub(super) struct Shared {
     closed: AtomicBool,
     next_id: AtomicI32,
     conns: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
+    pub(super) started: Instant,
+    /// Client requests received (writes, reads, custom orders).
+    pub(super) requests: AtomicU64,
+    /// Client sessions open now.
+    pub(super) clients: AtomicU32,
 }
 
 impl Shared {
@@ -37,6 +43,9 @@ impl Shared {
             closed: AtomicBool::new(false),
             next_id: AtomicI32::new(0),
             conns: Mutex::new(Vec::new()),
+            started: Instant::now(),
+            requests: AtomicU64::new(0),
+            clients: AtomicU32::new(0),
         }
     }
 
@@ -144,11 +153,18 @@ fn session(shared: &Shared, stream: &mut TcpStream, peer: SocketAddr, id: i32) {
         log::debug!("balancer: {peer}: no handshake ({e}); closing");
         return;
     }
+    if tag == STATUS_TAG {
+        super::status::send(shared, stream, peer);
+        return;
+    }
     if tag != CLIENT_TAG {
         log::warn!("balancer: {peer}: handshake {tag:02x?} is not a v1 client's; closing");
         return;
     }
-    match serve(shared, stream, id) {
+    shared.clients.fetch_add(1, Ordering::Relaxed);
+    let end = serve(shared, stream, id);
+    shared.clients.fetch_sub(1, Ordering::Relaxed);
+    match end {
         End::Closed => log::debug!("balancer: client {peer} ended its session"),
         End::Io(e) => log::debug!("balancer: client {peer}: {e}; closing"),
         End::Stalled(got) => log::warn!(
@@ -166,6 +182,12 @@ fn serve(shared: &Shared, stream: &mut TcpStream, id: i32) -> End {
     loop {
         let (used, action) = session.receive(&buf[at..len]);
         at += used;
+        if matches!(
+            action,
+            Action::Write { .. } | Action::Read { .. } | Action::Custom { .. }
+        ) {
+            shared.requests.fetch_add(1, Ordering::Relaxed);
+        }
         let reply: Vec<u8> = match action {
             Action::NeedInput => {
                 match fill(

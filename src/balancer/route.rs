@@ -113,6 +113,7 @@ mod tests {
             peers: vec![],
             clients: 0,
             uptime_ms: 0,
+            balancer: None,
         })
     }
 

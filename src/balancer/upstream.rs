@@ -136,6 +136,16 @@ impl Upstream {
         &self.counters
     }
 
+    /// The servers, `host:port` each, in command-line order.
+    pub(super) fn servers(&self) -> &[String] {
+        &self.servers
+    }
+
+    /// The server writes go to now, if one is known.
+    pub(super) fn primary(&self) -> Option<usize> {
+        lock(&self.state).primary.map(|(index, _)| index)
+    }
+
     /// Makes every request in progress give up at its next attempt.
     pub(super) fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);

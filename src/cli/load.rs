@@ -46,6 +46,10 @@ options:
   --pool N     idle sessions kept open per server (default 64)
   --max-connections N
                most client connections served at once (default 4096)
+  --metrics ADDR
+               serve Prometheus metrics at http://ADDR/metrics: requests
+               received, requests each server answered, retries, failovers,
+               the primary, the cache's figures (ADDR as IP:PORT)
   --handshake-timeout SECS
                a client must send its 8-byte handshake, and finish each
                request it begins, within SECS seconds (default 5)
@@ -76,6 +80,7 @@ pub fn parse_load(args: &[String]) -> Result<Command<BalancerConfig>, UsageError
         "--max-connections",
         "--handshake-timeout",
         "--client-write-timeout",
+        "--metrics",
     ];
     let (pos, options) = match split_args(args, &valued, &[])? {
         Command::Run(split) => split,
@@ -119,6 +124,7 @@ pub fn parse_load(args: &[String]) -> Result<Command<BalancerConfig>, UsageError
     let mut config = BalancerConfig {
         bind: SocketAddr::from(([0, 0, 0, 0], listen)),
         cache_size,
+        server_ids: ids,
         ..BalancerConfig::loopback(listen, servers)
     };
     let mut upstream = UpstreamOptions::default();
@@ -138,6 +144,13 @@ pub fn parse_load(args: &[String]) -> Result<Command<BalancerConfig>, UsageError
             "--max-connections" => {
                 config.max_connections =
                     number("--max-connections", &value, 1u32, 1_000_000)? as usize
+            }
+            "--metrics" => {
+                config.metrics = Some(value.parse().map_err(|_| {
+                    usage_error(format!(
+                        "--metrics must be an address such as 127.0.0.1:9100, got '{value}'"
+                    ))
+                })?)
             }
             "--handshake-timeout" => {
                 config.handshake_timeout = seconds("--handshake-timeout", &value)?
@@ -175,19 +188,23 @@ mod tests {
         assert_eq!(c.bind, SocketAddr::from(([0, 0, 0, 0], 6000)));
         assert_eq!(c.cache_size, 100);
         assert_eq!(c.servers, ["127.0.0.1:5000", "localhost:5001"]);
+        assert_eq!(c.server_ids, [0, 1]);
+        assert_eq!(c.metrics, None);
         assert_eq!(c.upstream, UpstreamOptions::default());
     }
 
     #[test]
     fn options() {
         let Command::Run(c) = parse_load(&args(
-            "6000 0 1 0 ::1 5000 --bind 127.0.0.1 --deadline 7 --attempt-timeout=2 --pool 3 --max-connections 9",
+            "6000 0 1 7 ::1 5000 --metrics 127.0.0.1:9100 --bind 127.0.0.1 --deadline 7 --attempt-timeout=2 --pool 3 --max-connections 9",
         ))
         .unwrap() else {
             panic!("expected run");
         };
         assert_eq!(c.bind, SocketAddr::from(([127, 0, 0, 1], 6000)));
         assert_eq!(c.servers, ["[::1]:5000"]);
+        assert_eq!(c.server_ids, [7]);
+        assert_eq!(c.metrics, Some(SocketAddr::from(([127, 0, 0, 1], 9100))));
         assert_eq!(c.upstream.deadline, Duration::from_secs(7));
         assert_eq!(c.upstream.attempt_timeout, Duration::from_secs(2));
         assert_eq!(c.upstream.pool_per_server, 3);
@@ -204,6 +221,7 @@ mod tests {
         assert!(err("6000 0 2 0 h 1 0 h 2").contains("given twice"));
         assert!(err("6000 0 1 0 h 0").contains("PORT of server 1"));
         assert!(err("6000 0 1 0 h 1 --deadline 0").contains("--deadline"));
+        assert!(err("6000 0 1 0 h 1 --metrics 9100").contains("--metrics"));
         assert!(err("6000 0 1 0 h 1 --frob").contains("unknown option '--frob'"));
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::status::ServerStatus;
 use super::StatsLine;
-use crate::wire::status::StatusReport;
+use crate::wire::status::{BalancerView, StatusReport};
 use crate::wire::{CustomerRecord, Epoch};
 
 /// `s` as a JSON string literal.
@@ -150,10 +150,18 @@ fn row(address: &str, status: &ServerStatus) -> Vec<String> {
     } else {
         r.primary_id.to_string()
     };
+    if r.balancer.is_some() {
+        // A balancer has no id, epoch, lease or log of its own.
+        let mut cells = vec![address.to_string(), "-".into(), r.role_name().into()];
+        cells.extend(["-".to_string(), primary]);
+        cells.extend((0..5).map(|_| "-".to_string()));
+        cells.extend([r.clients.to_string(), uptime_text(r.uptime_ms)]);
+        return cells;
+    }
     vec![
         address.to_string(),
         r.factory_id.to_string(),
-        r.role.name().into(),
+        r.role_name().into(),
         epoch_text(r.epoch),
         primary,
         r.lease.name().into(),
@@ -201,7 +209,62 @@ pub fn status_table(addresses: &[String], statuses: &[ServerStatus]) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    for (a, s) in addresses.iter().zip(statuses) {
+        if let Some(b) = s.report().and_then(|r| r.balancer.as_ref()) {
+            out.push_str(&balancer_line(a, b));
+            out.push('\n');
+        }
+    }
     out
+}
+
+/// A balancer's figures, printed under the table: requests received,
+/// requests each server (by id) answered, retries, failovers, the cache.
+fn balancer_line(address: &str, b: &BalancerView) -> String {
+    let answered: Vec<String> = b
+        .servers
+        .iter()
+        .map(|s| format!("{}={}", s.id, s.answered))
+        .collect();
+    let cache = if b.cache_enabled { "on" } else { "off" };
+    format!(
+        "balancer {address}: requests {} answered {} retries {} failovers {} cache {cache} (capacity {}, entries {}, hits {}, misses {}, invalidations {})",
+        b.requests,
+        if answered.is_empty() { "-".to_string() } else { answered.join(",") },
+        b.retries,
+        b.failovers,
+        b.cache_capacity,
+        b.cache_entries,
+        b.cache_hits,
+        b.cache_misses,
+        b.invalidations
+    )
+}
+
+fn balancer_json(b: &BalancerView) -> String {
+    let servers: Vec<String> = b
+        .servers
+        .iter()
+        .map(|s| {
+            format!(
+                "{{\"id\":{},\"answered\":{},\"primary\":{}}}",
+                s.id, s.answered, s.primary
+            )
+        })
+        .collect();
+    format!(
+        "{{\"requests\":{},\"retries\":{},\"failovers\":{},\"servers\":[{}],\"cache\":{{\"enabled\":{},\"capacity\":{},\"entries\":{},\"hits\":{},\"misses\":{},\"invalidations\":{}}}}}",
+        b.requests,
+        b.retries,
+        b.failovers,
+        servers.join(","),
+        b.cache_enabled,
+        b.cache_capacity,
+        b.cache_entries,
+        b.cache_hits,
+        b.cache_misses,
+        b.invalidations
+    )
 }
 
 fn report_json(r: &StatusReport) -> String {
@@ -220,10 +283,15 @@ fn report_json(r: &StatusReport) -> String {
         })
         .collect();
     let in_sync: Vec<String> = r.in_sync.iter().map(i32::to_string).collect();
+    let balancer = r
+        .balancer
+        .as_ref()
+        .map(|b| format!(",\"balancer\":{}", balancer_json(b)))
+        .unwrap_or_default();
     format!(
-        "\"id\":{},\"role\":{},\"epoch\":{},\"epoch_text\":{},\"primary\":{},\"lease\":{},\"lease_ms\":{},\"trusted\":{},\"in_sync\":[{}],\"last_index\":{},\"commit_index\":{},\"backups\":[{}],\"clients\":{},\"uptime_ms\":{}",
+        "\"id\":{},\"role\":{},\"epoch\":{},\"epoch_text\":{},\"primary\":{},\"lease\":{},\"lease_ms\":{},\"trusted\":{},\"in_sync\":[{}],\"last_index\":{},\"commit_index\":{},\"backups\":[{}],\"clients\":{},\"uptime_ms\":{}{}",
         r.factory_id,
-        json_string(r.role.name()),
+        json_string(r.role_name()),
         r.epoch,
         json_string(&epoch_text(r.epoch)),
         r.primary_id,
@@ -235,7 +303,8 @@ fn report_json(r: &StatusReport) -> String {
         r.commit_index,
         peers.join(","),
         r.clients,
-        r.uptime_ms
+        r.uptime_ms,
+        balancer
     )
 }
 
@@ -296,6 +365,7 @@ mod tests {
             ],
             clients: 2,
             uptime_ms: 61_000,
+            balancer: None,
         }
     }
 
@@ -344,6 +414,67 @@ mod tests {
             json.contains("{\"id\":2,\"matched\":1,\"lag\":4,\"live\":false,\"original\":false}")
         );
         assert!(json.contains("{\"address\":\"127.0.0.1:2\",\"state\":\"original\"}"));
+    }
+
+    #[test]
+    fn a_balancer_has_a_row_and_its_figures_under_the_table() {
+        use crate::wire::status::{BalancedServer, Role};
+        let servers = [(0, 7, true), (1, 3, false)].map(|(id, answered, primary)| BalancedServer {
+            id,
+            answered,
+            primary,
+        });
+        let b = StatusReport {
+            factory_id: -1,
+            role: Role::Unknown,
+            primary_id: 0,
+            in_sync: vec![],
+            peers: vec![],
+            clients: 1,
+            balancer: Some(BalancerView {
+                cache_enabled: false,
+                cache_capacity: 100,
+                cache_entries: 0,
+                cache_hits: 0,
+                cache_misses: 0,
+                invalidations: 0,
+                requests: 10,
+                retries: 2,
+                failovers: 1,
+                servers: servers.to_vec(),
+            }),
+            ..report()
+        };
+        let addresses = ["127.0.0.1:1", "127.0.0.1:9"].map(String::from).to_vec();
+        let statuses = [ServerStatus::Report(report()), ServerStatus::Report(b)];
+        let table = status_table(&addresses, &statuses);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        let cells: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "127.0.0.1:9",
+                "-",
+                "balancer",
+                "-",
+                "0",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "1",
+                "1m01s"
+            ]
+        );
+        assert_eq!(
+            lines[3],
+            "balancer 127.0.0.1:9: requests 10 answered 0=7,1=3 retries 2 failovers 1 cache off (capacity 100, entries 0, hits 0, misses 0, invalidations 0)"
+        );
+        let json = status_json(&addresses, &statuses);
+        assert!(json.contains("\"role\":\"balancer\""), "{json}");
+        assert!(json.contains("\"balancer\":{\"requests\":10,\"retries\":2,\"failovers\":1,\"servers\":[{\"id\":0,\"answered\":7,\"primary\":true},{\"id\":1,\"answered\":3,\"primary\":false}],\"cache\":{\"enabled\":false,"), "{json}");
     }
 
     #[test]

@@ -168,6 +168,7 @@ mod tests {
             peers: vec![],
             clients: 0,
             uptime_ms: 10,
+            balancer: None,
         }
     }
 

@@ -71,6 +71,7 @@ pub(super) fn report(shared: &Shared) -> StatusReport {
         peers,
         clients: shared.client_sessions.load(Ordering::Relaxed),
         uptime_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        balancer: None,
     }
 }
 

@@ -27,7 +27,31 @@
 //! 48      in-sync set    u8 count (≤ 16), then that many ids (i32 BE)
 //! ..      peers          u8 count (≤ 16), then per peer: id i32, matched i32, state u8
 //!                        (state bit 0: link live, bit 1: an original (v1) server)
+//! ..      kind           u8          optional: 1 a balancer's section follows
+//!                                    (absent: a server; other codes are skipped)
+//! ..      balancer       see below   with kind 1 only
 //! ..      (later versions may append fields; a decoder skips what follows)
+//! ```
+//!
+//! A balancer (`load`) answers the status request too. It has no log, so
+//! its role byte is 0 (unknown, which every decoder of version 1 reads),
+//! `factory_id`, `last_index` and `commit_index` are -1, `primary_id` is
+//! the server it sends writes to (-1: none found), and its own figures
+//! follow the peers, where decoders that predate them stop reading:
+//!
+//! ```text
+//! 0       flags          u8          bit 0: the read cache is in use
+//! 1       cache_capacity u32   BE    CACHE_SIZE
+//! 5       cache_entries  u32   BE
+//! 9       cache_hits     u64   BE
+//! 17      cache_misses   u64   BE
+//! 25      invalidations  u64   BE
+//! 33      requests       u64   BE    client requests received
+//! 41      retries        u64   BE    failed attempts sent again
+//! 49      failovers      u64   BE    times the primary changed
+//! 57      servers        u8 count (≤ 16), then per server: id i32,
+//!                        answered u64 (requests it answered), state u8
+//!                        (bit 0: the primary writes go to now)
 //! ```
 
 use std::fmt;
@@ -52,6 +76,15 @@ pub const MAX_STATUS_LEN: usize = 1024;
 
 /// Bytes of one peer's entry.
 const PEER_LEN: usize = 9;
+
+/// The kind byte after the peers that starts a balancer's section.
+const KIND_BALANCER: u8 = 1;
+
+/// Bytes of a balancer's section with no servers (kind byte excluded).
+const BALANCER_LEN: usize = 58;
+
+/// Bytes of one server's entry in a balancer's section.
+const SERVER_LEN: usize = 13;
 
 /// A server's role, as it sees itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +170,39 @@ pub struct PeerLag {
     pub v1: bool,
 }
 
-/// One server's view of the cluster.
+/// What a balancer reports of one server behind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BalancedServer {
+    /// The id given for it on the balancer's command line.
+    pub id: i32,
+    /// Requests it answered for this balancer.
+    pub answered: u64,
+    /// The balancer sends writes to it now.
+    pub primary: bool,
+}
+
+/// A balancer's own figures (see the module notes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BalancerView {
+    /// Reads are answered from the cache (false: every read goes to a
+    /// server).
+    pub cache_enabled: bool,
+    pub cache_capacity: u32,
+    pub cache_entries: u32,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub invalidations: u64,
+    /// Client requests received.
+    pub requests: u64,
+    /// Failed attempts sent again.
+    pub retries: u64,
+    /// Times the primary changed.
+    pub failovers: u64,
+    /// The servers behind it, in command-line order.
+    pub servers: Vec<BalancedServer>,
+}
+
+/// One server's (or balancer's) view of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusReport {
     pub factory_id: i32,
@@ -154,9 +219,21 @@ pub struct StatusReport {
     pub peers: Vec<PeerLag>,
     pub clients: u32,
     pub uptime_ms: u64,
+    /// Present when a balancer answered.
+    pub balancer: Option<BalancerView>,
 }
 
 impl StatusReport {
+    /// The role as tables print it: "balancer" for a balancer, the role
+    /// byte's name otherwise.
+    pub fn role_name(&self) -> &'static str {
+        if self.balancer.is_some() {
+            "balancer"
+        } else {
+            self.role.name()
+        }
+    }
+
     /// How far `peer` is behind this server's last index (0 when level).
     pub fn lag(&self, peer: &PeerLag) -> i64 {
         (i64::from(self.last_index) - i64::from(peer.matched)).max(0)
@@ -167,7 +244,14 @@ impl StatusReport {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let in_sync = &self.in_sync[..self.in_sync.len().min(MAX_MEMBERS)];
         let peers = &self.peers[..self.peers.len().min(MAX_MEMBERS)];
-        let len = MIN_STATUS_LEN + 4 * in_sync.len() + PEER_LEN * peers.len();
+        let servers = self
+            .balancer
+            .as_ref()
+            .map(|b| &b.servers[..b.servers.len().min(MAX_MEMBERS)]);
+        let len = MIN_STATUS_LEN
+            + 4 * in_sync.len()
+            + PEER_LEN * peers.len()
+            + servers.map_or(0, |s| 1 + BALANCER_LEN + SERVER_LEN * s.len());
         put_u32(out, len as u32);
         out.extend([
             STATUS_VERSION,
@@ -192,6 +276,27 @@ impl StatusReport {
             put_u32(out, p.id as u32);
             put_u32(out, p.matched as u32);
             out.push(u8::from(p.live) | u8::from(p.v1) << 1);
+        }
+        if let (Some(b), Some(servers)) = (&self.balancer, servers) {
+            out.extend([KIND_BALANCER, u8::from(b.cache_enabled)]);
+            put_u32(out, b.cache_capacity);
+            put_u32(out, b.cache_entries);
+            for v in [
+                b.cache_hits,
+                b.cache_misses,
+                b.invalidations,
+                b.requests,
+                b.retries,
+                b.failovers,
+            ] {
+                out.extend(v.to_be_bytes());
+            }
+            out.push(servers.len() as u8);
+            for s in servers {
+                put_u32(out, s.id as u32);
+                out.extend(s.answered.to_be_bytes());
+                out.push(u8::from(s.primary));
+            }
         }
     }
 
@@ -243,6 +348,11 @@ impl StatusReport {
                 }
             })
             .collect();
+        at += PEER_LEN * peer_count;
+        let balancer = match body.get(at) {
+            Some(&KIND_BALANCER) => Some(decode_balancer(&body[at + 1..])?),
+            _ => None,
+        };
         Ok(StatusReport {
             factory_id: i32_at(4),
             role,
@@ -257,8 +367,46 @@ impl StatusReport {
             peers,
             clients: u32_at(32),
             uptime_ms: BigEndian::read_u64(&body[36..44]),
+            balancer,
         })
     }
+}
+
+/// A balancer's section (after its kind byte); bytes after it are skipped.
+fn decode_balancer(b: &[u8]) -> Result<BalancerView, StatusError> {
+    if b.len() < BALANCER_LEN {
+        return Err(StatusError::Short);
+    }
+    let count = usize::from(b[BALANCER_LEN - 1]);
+    if count > MAX_MEMBERS {
+        return Err(StatusError::TooMany("balanced servers", count));
+    }
+    if b.len() < BALANCER_LEN + SERVER_LEN * count {
+        return Err(StatusError::Short);
+    }
+    let u64_at = |at: usize| BigEndian::read_u64(&b[at..at + 8]);
+    let servers = (0..count)
+        .map(|i| {
+            let p = BALANCER_LEN + SERVER_LEN * i;
+            BalancedServer {
+                id: BigEndian::read_i32(&b[p..p + 4]),
+                answered: u64_at(p + 4),
+                primary: b[p + 12] & 1 != 0,
+            }
+        })
+        .collect();
+    Ok(BalancerView {
+        cache_enabled: b[0] & 1 != 0,
+        cache_capacity: BigEndian::read_u32(&b[1..5]),
+        cache_entries: BigEndian::read_u32(&b[5..9]),
+        cache_hits: u64_at(9),
+        cache_misses: u64_at(17),
+        invalidations: u64_at(25),
+        requests: u64_at(33),
+        retries: u64_at(41),
+        failovers: u64_at(49),
+        servers,
+    })
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
@@ -345,7 +493,77 @@ mod tests {
             }],
             clients: 3,
             uptime_ms: 1500,
+            balancer: None,
         }
+    }
+
+    fn balancer_sample() -> StatusReport {
+        StatusReport {
+            factory_id: -1,
+            role: Role::Unknown,
+            primary_id: 2,
+            in_sync: vec![],
+            peers: vec![],
+            balancer: Some(BalancerView {
+                cache_enabled: false,
+                cache_capacity: 100,
+                cache_entries: 0,
+                cache_hits: 1,
+                cache_misses: 2,
+                invalidations: 3,
+                requests: 10,
+                retries: 4,
+                failovers: 5,
+                servers: vec![
+                    BalancedServer {
+                        id: 0,
+                        answered: 6,
+                        primary: false,
+                    },
+                    BalancedServer {
+                        id: 2,
+                        answered: 4,
+                        primary: true,
+                    },
+                ],
+            }),
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn a_balancers_report_round_trips_and_old_decoders_read_its_head() {
+        let report = balancer_sample();
+        let mut out = Vec::new();
+        report.encode(&mut out);
+        assert_eq!(
+            out.len(),
+            4 + MIN_STATUS_LEN + 1 + BALANCER_LEN + 2 * SERVER_LEN
+        );
+        assert_eq!(StatusReport::decode(&out[4..]), Ok(report.clone()));
+        assert_eq!(report.role_name(), "balancer");
+        assert_eq!(sample().role_name(), "primary");
+        // A decoder of the first version stops after the peers: what it
+        // reads there is a valid report (role unknown) by itself.
+        let head = &out[4..4 + MIN_STATUS_LEN];
+        let old = StatusReport::decode(head).unwrap();
+        assert_eq!(old.role, Role::Unknown);
+        assert_eq!(old.balancer, None);
+        assert_eq!(old.primary_id, 2);
+        // Cut anywhere inside the section, it is refused.
+        for cut in MIN_STATUS_LEN + 1..out.len() - 4 {
+            assert!(
+                StatusReport::decode(&out[4..4 + cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        // Too many servers.
+        let mut b = out[4..].to_vec();
+        b[MIN_STATUS_LEN + BALANCER_LEN] = 17;
+        assert_eq!(
+            StatusReport::decode(&b),
+            Err(StatusError::TooMany("balanced servers", 17))
+        );
     }
 
     const GOLDEN: &str = "00 00 00 3f  01 01 00 01  00 00 00 01  00 00 00 00 00 02 00 01
@@ -450,7 +668,7 @@ mod tests {
         StatusReport {
             in_sync: vec![],
             peers: vec![],
-            ..sample()
+            ..balancer_sample()
         }
         .encode(&mut out);
         for at in 4..out.len() {
@@ -514,7 +732,7 @@ mod properties {
                 any::<i32>(),
                 prop::collection::vec(peer, 0..=MAX_MEMBERS),
             ),
-            (any::<u32>(), any::<u64>()),
+            (any::<u32>(), any::<u64>(), prop::option::of(any_balancer())),
         )
             .prop_map(|(a, b, c, d)| StatusReport {
                 factory_id: a.0,
@@ -530,6 +748,35 @@ mod properties {
                 peers: c.2,
                 clients: d.0,
                 uptime_ms: d.1,
+                balancer: d.2,
+            })
+    }
+
+    fn any_balancer() -> impl Strategy<Value = BalancerView> {
+        let server =
+            (any::<i32>(), any::<u64>(), any::<bool>()).prop_map(|(id, answered, primary)| {
+                BalancedServer {
+                    id,
+                    answered,
+                    primary,
+                }
+            });
+        (
+            (any::<bool>(), any::<u32>(), any::<u32>()),
+            prop::array::uniform6(any::<u64>()),
+            prop::collection::vec(server, 0..=MAX_MEMBERS),
+        )
+            .prop_map(|(a, v, servers)| BalancerView {
+                cache_enabled: a.0,
+                cache_capacity: a.1,
+                cache_entries: a.2,
+                cache_hits: v[0],
+                cache_misses: v[1],
+                invalidations: v[2],
+                requests: v[3],
+                retries: v[4],
+                failovers: v[5],
+                servers,
             })
     }
 

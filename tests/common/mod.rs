@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod history;
+pub mod prometheus;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};

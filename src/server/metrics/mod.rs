@@ -8,7 +8,7 @@
 //! state (role, epoch, indexes, each peer's lag) are read from the replica
 //! and the replication progress when scraped, not maintained per request.
 //!
-//! The exposition text is written by hand ([`text`]): the format is a few lines per
+//! The exposition text is written by hand (`crate::exposition`, shared with the balancer): the format is a few lines per
 //! metric, and the crates that write it keep their own registries whose
 //! histograms lock on every observation.
 //!

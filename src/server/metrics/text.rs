@@ -2,59 +2,23 @@
 //! [`Metrics`](super::Metrics) and of the state read at scrape time (role,
 //! epoch, indexes, each peer's lag). Called by the endpoint per scrape.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use super::{Election, Fault, Histogram, Metrics};
+use crate::exposition::Text;
 use crate::server::Shared;
 
-/// The exposition text, one family after another.
-struct Text(String);
-
-impl Text {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
-        if labels.is_empty() {
-            let _ = writeln!(self.0, "{name} {value}");
-        } else {
-            let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
-        }
-    }
-
-    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-        self.family(name, kind, help);
-        self.sample(name, "", value);
-    }
-
-    fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
-        self.family(name, "histogram", help);
-        let counts: Vec<u64> = h.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-        let mut cumulative = 0;
-        for (bound, count) in h.bounds.iter().zip(&counts) {
-            cumulative += count;
-            let le = *bound as f64 / h.divisor;
-            self.sample(
-                &format!("{name}_bucket"),
-                &format!("le=\"{le}\""),
-                cumulative,
-            );
-        }
-        cumulative += counts[h.bounds.len()];
-        self.sample(&format!("{name}_bucket"), "le=\"+Inf\"", cumulative);
-        let sum = h.sum.load(Ordering::Relaxed) as f64 / h.divisor;
-        self.sample(&format!("{name}_sum"), "", sum);
-        self.sample(&format!("{name}_count"), "", cumulative);
-    }
+/// A histogram's buckets, sum and unit, written as one family.
+fn histogram(t: &mut Text, name: &str, help: &str, h: &Histogram) {
+    let counts: Vec<u64> = h.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let sum = h.sum.load(Ordering::Relaxed);
+    t.histogram(name, help, h.bounds, &counts, sum, h.divisor);
 }
 
 /// Everything `GET /metrics` answers, as of now.
 pub(super) fn render(shared: &Shared) -> String {
     let m = &shared.metrics;
-    let mut t = Text(String::with_capacity(8192));
+    let mut t = Text::with_capacity(8192);
     counters(&mut t, m);
     t.single(
         "factory_connections",
@@ -62,23 +26,26 @@ pub(super) fn render(shared: &Shared) -> String {
         "Connections open now (client sessions, replication streams, handshakes).",
         m.connections.get(),
     );
-    t.histogram(
+    histogram(
+        &mut t,
         "factory_batch_size",
         "Client writes per batch the primary committed.",
         &m.batch_size,
     );
-    t.histogram(
+    histogram(
+        &mut t,
         "factory_fsync_seconds",
         "Time of each fsync of the durable log (with --data-dir).",
         shared.durable.fsync_histogram(),
     );
-    t.histogram(
+    histogram(
+        &mut t,
         "factory_replication_wait_seconds",
         "Time the primary waited for its in-sync backups to acknowledge a batch.",
         &m.replication_wait,
     );
     state(&mut t, shared);
-    t.0
+    t.into_string()
 }
 
 fn counters(t: &mut Text, m: &Metrics) {
@@ -253,9 +220,9 @@ mod tests {
         for v in [1, 1, 3, 1024, 5000] {
             h.observe(v);
         }
-        let mut t = Text(String::new());
-        t.histogram("b", "help", &h);
-        let text = t.0;
+        let mut t = Text::default();
+        histogram(&mut t, "b", "help", &h);
+        let text = t.into_string();
         assert!(text.contains("b_bucket{le=\"1\"} 2\n"), "{text}");
         assert!(text.contains("b_bucket{le=\"4\"} 3\n"), "{text}");
         assert!(text.contains("b_bucket{le=\"1024\"} 4\n"), "{text}");
@@ -268,10 +235,11 @@ mod tests {
     fn latencies_are_exposed_in_seconds() {
         let h = Histogram::latency();
         h.observe_duration(Duration::from_micros(80));
-        let mut t = Text(String::new());
-        t.histogram("l", "help", &h);
-        assert!(t.0.contains("l_bucket{le=\"0.00005\"} 0\n"), "{}", t.0);
-        assert!(t.0.contains("l_bucket{le=\"0.0001\"} 1\n"), "{}", t.0);
-        assert!(t.0.contains("l_sum 0.00008\n"), "{}", t.0);
+        let mut t = Text::default();
+        histogram(&mut t, "l", "help", &h);
+        let text = t.into_string();
+        assert!(text.contains("l_bucket{le=\"0.00005\"} 0\n"), "{text}");
+        assert!(text.contains("l_bucket{le=\"0.0001\"} 1\n"), "{text}");
+        assert!(text.contains("l_sum 0.00008\n"), "{text}");
     }
 }
