@@ -331,7 +331,7 @@ fn commit_batch(
     batch: &mut Vec<WriteRequest>,
     ready: Result<(), WriteError>,
 ) -> bool {
-    let mut entries: Vec<Entry> = batch.iter().map(|r| r.entry).collect();
+    let mut entries: Vec<Entry> = batch.iter().map(|r| r.entry.clone()).collect();
     let result = ready.and_then(|()| term.commit(shared, &mut entries));
     for request in batch.drain(..) {
         request.done.finish(result.clone());

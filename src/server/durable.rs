@@ -149,7 +149,7 @@ pub(crate) fn recover(
         None => (Log::new(), None),
     };
     for entry in &found.entries {
-        log.append(*entry);
+        log.append(entry.clone());
     }
     let snapshot_end = log.first_index() - 1;
     let mut replica = Replica::restore(id, log, base_in_sync, found.epoch, snapshot_end);

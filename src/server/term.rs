@@ -272,7 +272,9 @@ impl Term {
             }
             let first = replica.last_index() + 1;
             for entry in stamped {
-                replica.append(*entry).map_err(|_| WriteError::LogFull)?;
+                replica
+                    .append(entry.clone())
+                    .map_err(|_| WriteError::LogFull)?;
             }
             (first, replica.last_index())
         };

@@ -254,8 +254,12 @@ impl Replica {
     /// # Errors
     /// [`StateError::LogFull`] when no further index exists.
     pub fn append(&mut self, entry: Entry) -> Result<i32, StateError> {
+        let in_sync = match entry.op {
+            Op::InSync(set) => Some(set),
+            _ => None,
+        };
         let index = self.log.append(entry).ok_or(StateError::LogFull)?;
-        if let Op::InSync(set) = entry.op {
+        if let Some(set) = in_sync {
             self.in_sync_changes.push((index, set));
         }
         Ok(index)
@@ -392,7 +396,7 @@ impl Replica {
             if change.appended == 0 {
                 change.first_appended = index;
             }
-            self.append(*entry)?;
+            self.append(entry.clone())?;
             change.appended += 1;
         }
         Ok(change)

@@ -90,7 +90,7 @@ impl DiskLog {
         for (index, entry) in (first_index..).zip(entries) {
             self.write(Record::Entry {
                 index,
-                entry: *entry,
+                entry: entry.clone(),
             })?;
         }
         Ok(())
@@ -257,7 +257,10 @@ impl DiskLog {
         records.extend(
             (first_index..)
                 .zip(entries_after)
-                .map(|(index, e)| Record::Entry { index, entry: *e }),
+                .map(|(index, e)| Record::Entry {
+                    index,
+                    entry: e.clone(),
+                }),
         );
         let last_index = first_index - 1 + count as i32;
         let committed = self.state.committed.min(last_index);

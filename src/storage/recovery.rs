@@ -9,7 +9,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::files::{self, LOG, LOG_PREV, LOG_TMP, SNAPSHOT, SNAPSHOT_PREV, SNAPSHOT_TMP};
-use super::log_file::{encode_header, parse_header, LogFile, LOG_HEADER_LEN};
+use super::log_file::{
+    encode_header, header_version, parse_header, upgrade_header, LogFile, LOG_HEADER_LEN,
+    LOG_VERSION,
+};
 use super::record::Record;
 use super::replay::{replay, LogState};
 use super::snapshot::{decode_file, is_torn, Snapshot};
@@ -69,6 +72,13 @@ pub(crate) fn open_dir(dir: &Path, policy: FsyncPolicy) -> Result<Opened, Storag
     } else {
         None
     };
+    if header_version(&bytes) != LOG_VERSION {
+        log::info!(
+            "{}: upgrading the log header to format version {LOG_VERSION}",
+            log_path.display()
+        );
+        upgrade_header(&log_path)?;
+    }
     let state = replayed.state;
     let recovered = Recovered {
         epoch: state.epoch,

@@ -20,7 +20,9 @@ mod replication;
 mod tag;
 
 pub use client::{CustomerRecord, RequestType, RobotInfo, RobotOrder};
-pub use entry::{Entry, EntryError, Epoch, MemberSet, Op, MAX_MEMBERS};
+pub use entry::{
+    Entry, EntryError, Epoch, MemberSet, Op, MAX_ENTRY_LEN, MAX_MEMBERS, MAX_VALUE_LEN,
+};
 pub use replication::{MapOp, ReplicationAck, ReplicationRequest, OPCODE_SET};
 pub use tag::{Tag, CLIENT_TAG, HANDSHAKE_LEN, PFA_TAG};
 

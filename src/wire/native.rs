@@ -25,7 +25,7 @@
 
 use byteorder::{BigEndian, ByteOrder};
 
-use super::entry::{Entry, EntryError, Epoch, MemberSet, MAX_MEMBERS};
+use super::entry::{Entry, EntryError, Epoch, MemberSet, MAX_ENTRY_LEN, MAX_MEMBERS};
 use super::HANDSHAKE_LEN;
 
 /// The handshake tag of a native replication connection.
@@ -35,10 +35,38 @@ pub const NATIVE_TAG: [u8; HANDSHAKE_LEN] = *b"FREP\0\0\0\x01";
 pub const NATIVE_VERSION: u8 = 1;
 
 /// Largest `length` a frame may declare; a longer one is refused unread.
-pub const MAX_FRAME_LEN: usize = 1 << 20;
+/// It holds an append of one entry of the largest size
+/// ([`MAX_ENTRY_LEN`], a string write of a 1 MiB value) with room to spare.
+pub const MAX_FRAME_LEN: usize = 2 << 20;
 
 /// Size of the part of every frame after `length`: version, kind, epoch.
 const HEADER_LEN: usize = 10;
+
+/// An append's body before its entries: prev index and epoch, commit
+/// index, count.
+const APPEND_HEAD_LEN: usize = 4 + 8 + 4 + 4;
+
+/// Most bytes of entries one append may carry, so that its frame stays
+/// within [`MAX_FRAME_LEN`]; a batch stops adding entries before passing it.
+pub const MAX_APPEND_BYTES: usize = MAX_FRAME_LEN - HEADER_LEN - APPEND_HEAD_LEN;
+
+const _: () = assert!(
+    MAX_ENTRY_LEN <= MAX_APPEND_BYTES,
+    "one entry must fit a frame"
+);
+
+/// How many of `entries` (at least one, when there is any) one append
+/// carries: at most [`MAX_BATCH_ENTRIES`] and [`MAX_APPEND_BYTES`].
+pub fn batch_len(entries: &[Entry]) -> usize {
+    let mut bytes = 0;
+    for (n, entry) in entries.iter().take(MAX_BATCH_ENTRIES).enumerate() {
+        bytes += entry.encoded_len();
+        if bytes > MAX_APPEND_BYTES {
+            return n.max(1);
+        }
+    }
+    entries.len().min(MAX_BATCH_ENTRIES)
+}
 
 /// Most entries in one append, and most records in one snapshot chunk;
 /// both keep frames far below [`MAX_FRAME_LEN`].

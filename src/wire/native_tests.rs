@@ -212,10 +212,58 @@ fn lengths_are_bounded_before_reading() {
         Err(FrameError::BadLength(u32::MAX))
     );
     assert_eq!(
-        check_length([0, 0x10, 0, 1]),
-        Err(FrameError::BadLength(0x0010_0001))
+        check_length([0, 0x20, 0, 1]),
+        Err(FrameError::BadLength(0x0020_0001))
     );
-    assert_eq!(check_length([0, 0x10, 0, 0]), Ok(MAX_FRAME_LEN));
+    assert_eq!(check_length([0, 0x20, 0, 0]), Ok(MAX_FRAME_LEN));
+}
+
+fn big_write(value_len: usize) -> Entry {
+    Entry::kv(
+        1,
+        crate::state::kv::KvWrite::Put {
+            key: vec![7; crate::wire::kv::KEY_CEILING],
+            value: vec![9; value_len],
+        },
+    )
+}
+
+#[test]
+fn an_append_of_the_largest_entry_fits_a_frame() {
+    let entry = big_write(crate::wire::MAX_VALUE_LEN);
+    let frame = NativeFrame::new(
+        1,
+        Body::Append {
+            prev_index: 0,
+            prev_epoch: 1,
+            commit_index: 0,
+            entries: vec![entry],
+        },
+    );
+    let bytes = encode(&frame);
+    let len = check_length(bytes[..4].try_into().unwrap()).unwrap();
+    assert_eq!(NativeFrame::decode(&bytes[4..]), Ok(frame));
+    assert!(len <= MAX_FRAME_LEN);
+}
+
+#[test]
+fn batches_stop_before_the_byte_bound() {
+    // Each about half a MiB: three do not fit in one frame, two do.
+    let half = big_write(500_000);
+    let entries = vec![half.clone(), half.clone(), half.clone(), half];
+    let n = batch_len(&entries);
+    assert_eq!(n, 3);
+    let bytes: usize = entries[..n].iter().map(Entry::encoded_len).sum();
+    assert!(bytes <= MAX_APPEND_BYTES);
+    assert!(bytes + entries[n].encoded_len() > MAX_APPEND_BYTES);
+    // Sets are bounded by count alone; an empty log gives an empty batch.
+    let sets = vec![Entry::set(1, 2, 3); MAX_BATCH_ENTRIES + 5];
+    assert_eq!(batch_len(&sets), MAX_BATCH_ENTRIES);
+    assert_eq!(batch_len(&sets[..3]), 3);
+    assert_eq!(batch_len(&[]), 0);
+    // One entry always goes, so a batch always progresses.
+    let largest = vec![big_write(crate::wire::MAX_VALUE_LEN); 2];
+    assert_eq!(batch_len(&largest), 1);
 }
 
 #[test]
