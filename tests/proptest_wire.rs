@@ -100,6 +100,7 @@ fn body() -> impl Strategy<Value = Body> {
                     last_epoch,
                     in_sync,
                     records,
+                    kv: Vec::new(),
                     done,
                 }
             }),

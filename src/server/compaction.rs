@@ -36,12 +36,14 @@ pub(crate) fn compact(shared: &Shared) {
         last_epoch: replica.log().epoch_at(c).unwrap_or(0),
         in_sync: replica.in_sync_at(c).unwrap_or_default(),
         records: shared.records.records(),
+        kv: shared.records.kv_items(),
     };
     let after = replica.log().range(c + 1, replica.last_index()).to_vec();
     match shared.durable.install_snapshot(&snapshot, &after) {
         Ok(()) => log::info!(
-            "durable log compacted: snapshot of {} records through index {c}",
-            snapshot.records.len()
+            "durable log compacted: snapshot of {} records and {} string keys through index {c}",
+            snapshot.records.len(),
+            snapshot.kv.len()
         ),
         Err(e) => log::error!("durable log compaction failed: {e}"),
     }

@@ -137,10 +137,11 @@ pub(crate) fn recover(
             disk: None,
         });
     };
-    let (disk, found) = DiskLog::open(dir, fsync)?;
-    let (mut log, base_in_sync) = match &found.snapshot {
+    let (disk, mut found) = DiskLog::open(dir, fsync)?;
+    let (mut log, base_in_sync) = match &mut found.snapshot {
         Some(s) => {
             records.replace_all(&s.records);
+            records.replace_kv_items(std::mem::take(&mut s.kv));
             (
                 Log::after_snapshot(s.last_index, s.last_epoch),
                 Some(s.in_sync).filter(|m| !m.is_empty()),
@@ -153,8 +154,8 @@ pub(crate) fn recover(
     }
     let snapshot_end = log.first_index() - 1;
     let mut replica = Replica::restore(id, log, base_in_sync, found.epoch, snapshot_end);
-    let committed = replica.commit_through(found.committed_index);
-    records.apply(committed);
+    let (first, committed) = replica.commit_through_indexed(found.committed_index);
+    records.apply(first, committed);
     log::info!(
         "factory {id}: recovered {} from {}: snapshot through {snapshot_end}, {} entries, committed through {}, epoch {}",
         if found.truncated_tail.is_some() { "(torn tail truncated)" } else { "cleanly" },

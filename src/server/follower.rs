@@ -12,6 +12,7 @@ use super::Shared;
 use crate::conn::{data_waiting, read_native, write_native, yield_until, ConnError, NativeError};
 use crate::state::{Replica, StateError, NO_PRIMARY};
 use crate::storage::Snapshot;
+use crate::wire::kv::KvItem;
 use crate::wire::native::{Body, NativeFrame, RejectCode};
 use crate::wire::{Entry, Epoch, MemberSet};
 
@@ -217,6 +218,7 @@ fn follow(
 
 fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End> {
     let mut snapshot: Vec<(i32, i32)> = Vec::new();
+    let mut snapshot_kv: Vec<KvItem> = Vec::new();
     loop {
         conn.await_frame_briefly();
         let frame = conn.receive()?;
@@ -243,9 +245,12 @@ fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End>
                 last_epoch,
                 in_sync,
                 records,
+                kv,
                 done,
             } => {
-                if snapshot.len() + records.len() > MAX_SNAPSHOT_RECORDS {
+                if snapshot.len() + records.len() > MAX_SNAPSHOT_RECORDS
+                    || snapshot_kv.len() + kv.len() > MAX_SNAPSHOT_RECORDS
+                {
                     return Err(conn.reject(
                         mine,
                         RejectCode::Protocol,
@@ -253,11 +258,13 @@ fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End>
                     ));
                 }
                 snapshot.extend_from_slice(&records);
+                snapshot_kv.extend(kv);
                 if !done {
                     continue;
                 }
                 let records = std::mem::take(&mut snapshot);
-                install(shared, last_index, last_epoch, in_sync, records)
+                let kv = std::mem::take(&mut snapshot_kv);
+                install(shared, last_index, last_epoch, in_sync, records, kv)
                     .map_err(|(code, why)| conn.reject(mine, code, why))?
             }
             other => {
@@ -312,8 +319,8 @@ fn append(
         .apply_change(&change, appended, commit)
         .map_err(|e| (RejectCode::Storage, e.to_string()))?;
     let mut replica = shared.replica();
-    let committed = replica.commit_through(commit);
-    shared.records.apply(committed);
+    let (first, committed) = replica.commit_through_indexed(commit);
+    shared.records.apply(first, committed);
     let me_in_sync = replica
         .in_sync()
         .is_some_and(|s| s.contains(shared.factory_id));
@@ -324,8 +331,8 @@ fn append(
 fn commit(shared: &Shared, commit_index: i32) -> i32 {
     let mut replica = shared.replica();
     let last = replica.last_index();
-    let committed = replica.commit_through(commit_index.min(last));
-    shared.records.apply(committed);
+    let (first, committed) = replica.commit_through_indexed(commit_index.min(last));
+    shared.records.apply(first, committed);
     // A heartbeat means the primary is idle: make the commit point durable.
     let _ = shared.durable.note_commit(replica.committed_index());
     if let Err(e) = shared.durable.flush_commit() {
@@ -341,19 +348,25 @@ fn install(
     last_epoch: Epoch,
     in_sync: MemberSet,
     records: Vec<(i32, i32)>,
+    kv: Vec<KvItem>,
 ) -> Result<i32, Refusal> {
     let mut replica = shared.replica();
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         last_index,
         last_epoch,
         in_sync,
         records,
+        kv,
     };
     shared
         .durable
         .install_snapshot(&snapshot, &[])
         .map_err(|e| (RejectCode::Storage, e.to_string()))?;
     shared.records.replace_all(&snapshot.records);
+    let keys = snapshot.kv.len();
+    shared
+        .records
+        .replace_kv_items(std::mem::take(&mut snapshot.kv));
     replica.install_snapshot(
         last_index,
         last_epoch,
@@ -361,7 +374,7 @@ fn install(
     );
     replica.set_trusted(false);
     log::info!(
-        "installed a snapshot of {} records through index {last_index}",
+        "installed a snapshot of {} records and {keys} string keys through index {last_index}",
         snapshot.records.len()
     );
     Ok(last_index)

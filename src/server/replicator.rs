@@ -17,7 +17,10 @@ use super::registry::Registered;
 use super::{PeerConfig, Shared};
 use crate::conn::{read_native, write_native, ConnError, NativeError};
 use crate::replication::{plan_catch_up, CatchUpPlan};
-use crate::wire::native::{Body, NativeFrame, RejectCode, MAX_CHUNK_RECORDS, NATIVE_TAG};
+use crate::wire::kv::KvItem;
+use crate::wire::native::{
+    chunk_len, Body, NativeFrame, RejectCode, MAX_CHUNK_RECORDS, NATIVE_TAG,
+};
 use crate::wire::Epoch;
 
 /// Longest silence on a live link: a heartbeat goes out after this.
@@ -328,6 +331,9 @@ fn catch_up(
     Ok(next)
 }
 
+/// The records and string keys one snapshot frame carries.
+type SnapshotChunk<'a> = (&'a [(i32, i32)], &'a [KvItem]);
+
 /// Sends the record map at our commit point in chunks and waits for the
 /// ack; returns the index after the snapshot.
 fn send_snapshot(
@@ -337,7 +343,7 @@ fn send_snapshot(
     epoch: Epoch,
 ) -> Result<i32, PeerError> {
     let started = Instant::now();
-    let (last_index, last_epoch, in_sync, records) = {
+    let (last_index, last_epoch, in_sync, records, kv) = {
         let replica = shared.replica();
         let c = replica.committed_index();
         // Records are applied under the replica lock, so they are exactly
@@ -348,20 +354,31 @@ fn send_snapshot(
             epoch_at_c,
             replica.in_sync_at(c).unwrap_or_default(),
             shared.records.records(),
+            shared.records.kv_items(),
         )
     };
-    let chunks: Vec<&[(i32, i32)]> = if records.is_empty() {
-        vec![&[]]
-    } else {
-        records.chunks(MAX_CHUNK_RECORDS).collect()
-    };
+    // Records first, then string keys, each chunk within the frame bound.
+    let mut chunks: Vec<SnapshotChunk<'_>> = records
+        .chunks(MAX_CHUNK_RECORDS)
+        .map(|r| (r, &[][..]))
+        .collect();
+    let mut rest = &kv[..];
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(chunk_len(rest));
+        chunks.push((&[], chunk));
+        rest = after;
+    }
+    if chunks.is_empty() {
+        chunks.push((&[], &[]));
+    }
     let count = chunks.len();
-    for (i, chunk) in chunks.into_iter().enumerate() {
+    for (i, (records, kv)) in chunks.into_iter().enumerate() {
         let body = Body::Snapshot {
             last_index,
             last_epoch,
             in_sync,
-            records: chunk.to_vec(),
+            records: records.to_vec(),
+            kv: kv.to_vec(),
             done: i + 1 == count,
         };
         link.send(&NativeFrame::new(epoch, body))?;
@@ -369,9 +386,10 @@ fn send_snapshot(
     link.flush()?;
     expect_ack(shared, link, last_index)?;
     log::info!(
-        "peer {}: caught up by snapshot of {} records through index {last_index} in {:?}",
+        "peer {}: caught up by snapshot of {} records and {} string keys through index {last_index} in {:?}",
         peer.id,
         records.len(),
+        kv.len(),
         started.elapsed()
     );
     Ok(last_index + 1)

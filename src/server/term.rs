@@ -341,8 +341,8 @@ impl Term {
     fn apply_commit(&self, shared: &Shared, target: i32) {
         let committed = {
             let mut replica = shared.replica();
-            let applied = replica.commit_through(target);
-            shared.records.apply(applied);
+            let (first, applied) = replica.commit_through_indexed(target);
+            shared.records.apply(first, applied);
             replica.committed_index()
         };
         let _ = shared.durable.note_commit(committed);

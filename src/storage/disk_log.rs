@@ -11,7 +11,7 @@ use super::log_file::{encode_header, LogFile};
 use super::record::Record;
 use super::recovery::{open_dir, Recovered};
 use super::replay::LogState;
-use super::snapshot::{encode_file, Snapshot};
+use super::snapshot::{write_file, Snapshot};
 use super::{FsyncPolicy, StorageError};
 use crate::wire::{Entry, Epoch};
 
@@ -197,7 +197,7 @@ impl DiskLog {
         // per `2 * --log-retain` entries), so the fsyncs cost little.
         let snap_tmp = self.dir.join(SNAPSHOT_TMP);
         let log_tmp = self.dir.join(LOG_TMP);
-        files::write_file(&snap_tmp, &encode_file(generation, snapshot), true)?;
+        files::write_file_with(&snap_tmp, true, |out| write_file(out, generation, snapshot))?;
         files::write_file(&log_tmp, &log_bytes, true)?;
         self.keep_previous_generation()?;
         // From the first rename on, the old `DIR/log` may no longer match the

@@ -35,12 +35,14 @@
 //! DIR/snapshot
 //! offset  field        type     order
 //! 0       magic        8 bytes         "FACTSNP\n"
-//! 8       version      u32      BE     1
+//! 8       version      u32      BE     2 (1, without string keys, is read)
 //! 12      body length  u32      BE
 //! 16      body CRC     u32      BE     CRC-32 of the body
 //! 20      body:        generation u64, last_index i32, last_epoch u64,
 //!                      member count u8, ids i32 × count,
 //!                      record count u32, (customer_id i32, last_order i32) × count
+//! ..      v2: string chunks (length, CRC, key count + keys), ~1 MiB each,
+//!         ending with an empty one (see snapshot.rs)
 //! ```
 //!
 //! # Replay

@@ -112,6 +112,7 @@ fn golden_snapshot_chunk() {
             last_epoch: 1,
             in_sync: MemberSet::from_ids([0, 1]).unwrap(),
             records: vec![(7, 42)],
+            kv: vec![],
             done: true,
         },
     );
@@ -183,6 +184,7 @@ fn every_kind_round_trips() {
             last_epoch: 0,
             in_sync: MemberSet::new(),
             records: vec![],
+            kv: vec![],
             done: false,
         },
         Body::Probe { candidate_id: 3 },
@@ -356,4 +358,73 @@ fn a_reject_reason_that_is_not_utf8_is_refused() {
     let good = hex("01 09 00 00 00 00 00 00 00 05 01 00 00 00 02 c3 a9");
     let frame = NativeFrame::decode(&good).unwrap();
     assert_eq!(encode(&frame)[4..], good[..]);
+}
+
+fn item(key: &str, value_len: usize) -> crate::wire::kv::KvItem {
+    crate::wire::kv::KvItem {
+        key: key.as_bytes().to_vec(),
+        version: 5,
+        value: vec![3; value_len],
+    }
+}
+
+#[test]
+fn snapshot_chunks_carry_string_keys_after_the_records() {
+    let body = Body::Snapshot {
+        last_index: 3,
+        last_epoch: 1,
+        in_sync: MemberSet::from_ids([0]).unwrap(),
+        records: vec![(7, 42)],
+        kv: vec![item("k", 2), item("", 0)],
+        done: false,
+    };
+    let bytes = encode(&NativeFrame::new(1, body.clone()));
+    // Records as before, then count 2, then key "k" version 5 value 03 03.
+    let tail = hex(
+        "00 00 00 07 00 00 00 2a  00 00 00 02  00 01 6b 00 00 00 00 00 00 00 05 \
+         00 00 00 02 03 03  00 00 00 00 00 00 00 00 00 05 00 00 00 00",
+    );
+    assert!(bytes.ends_with(&tail), "{bytes:02x?}");
+    // Not `round_trip`: the string section is optional (so that a chunk
+    // without keys is what older builds send), so the prefix that ends
+    // with the records is itself a frame; the length prefix delimits it.
+    assert_eq!(
+        NativeFrame::decode(&bytes[4..]),
+        Ok(NativeFrame::new(1, body))
+    );
+    for cut in bytes.len() - tail.len() + 9..bytes.len() - 1 {
+        assert!(NativeFrame::decode(&bytes[4..cut]).is_err(), "cut at {cut}");
+    }
+    // A value over the bound, or a count the bytes cannot hold, is refused.
+    let mut over = bytes.clone();
+    let at = over.len() - 4;
+    over[at..].copy_from_slice(&(crate::wire::MAX_VALUE_LEN as u32 + 1).to_be_bytes());
+    assert!(NativeFrame::decode(&over[4..]).is_err());
+    let mut count = bytes;
+    let at = count.len() - tail.len() + 8;
+    count[at..at + 4].copy_from_slice(&[0, 0, 0, 200]);
+    assert!(NativeFrame::decode(&count[4..]).is_err());
+}
+
+#[test]
+fn snapshot_chunks_stop_before_the_byte_bound() {
+    let items = vec![item("a", 400_000), item("b", 400_000), item("c", 400_000)];
+    assert_eq!(chunk_len(&items), 2);
+    let big = vec![item("a", crate::wire::MAX_VALUE_LEN), item("b", 1)];
+    assert_eq!(chunk_len(&big), 1, "a large key goes alone");
+    assert_eq!(chunk_len(&[]), 0);
+    let frame = NativeFrame::new(
+        1,
+        Body::Snapshot {
+            last_index: 3,
+            last_epoch: 1,
+            in_sync: MemberSet::new(),
+            records: vec![(1, 1); MAX_CHUNK_RECORDS],
+            kv: big[..1].to_vec(),
+            done: true,
+        },
+    );
+    let bytes = encode(&frame);
+    assert!(bytes.len() - 4 <= MAX_FRAME_LEN);
+    assert_eq!(NativeFrame::decode(&bytes[4..]), Ok(frame));
 }
