@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::storage::FsyncPolicy;
+use crate::wire::kv::KvLimits;
 
 /// Committed entries kept in the log by default, for catch-up by suffix.
 pub const DEFAULT_LOG_RETAIN: usize = 100_000;
@@ -66,6 +67,18 @@ impl Default for Limits {
     }
 }
 
+/// Protocol v2's limits on one server (`--max-key`, `--max-value`,
+/// `--max-memory`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvConfig {
+    /// Longest key and value a request may carry.
+    pub limits: KvLimits,
+    /// Writes that would take the string store past this many bytes (as
+    /// [`crate::state::kv::KvStore::memory_bytes`] counts them) are refused;
+    /// `None`: no limit.
+    pub max_memory: Option<usize>,
+}
+
 /// Everything [`super::Server::start`] needs.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -85,6 +98,8 @@ pub struct ServerConfig {
     pub force_primary: bool,
     /// Committed entries kept for catch-up by suffix (more: snapshot).
     pub log_retain: usize,
+    /// Protocol v2's limits.
+    pub kv: KvConfig,
 }
 
 impl ServerConfig {
@@ -100,6 +115,7 @@ impl ServerConfig {
             fsync: FsyncPolicy::Always,
             force_primary: false,
             log_retain: DEFAULT_LOG_RETAIN,
+            kv: KvConfig::default(),
         }
     }
 

@@ -23,6 +23,7 @@ mod durable;
 mod error;
 mod follower;
 mod forward;
+mod kv_session;
 mod live;
 mod progress;
 mod registry;
@@ -38,7 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-pub use config::{Limits, PeerConfig, ServerConfig, DEFAULT_LOG_RETAIN};
+pub use config::{KvConfig, Limits, PeerConfig, ServerConfig, DEFAULT_LOG_RETAIN};
 pub use error::ServerError;
 
 use crate::state::{RecordTable, Replica};
@@ -158,6 +159,8 @@ pub(crate) struct Shared {
     pub(crate) force_primary: bool,
     /// Committed entries kept in the log for catch-up by suffix.
     pub(crate) log_retain: usize,
+    /// Protocol v2's limits.
+    pub(crate) kv: KvConfig,
     /// This server has followed an original (v1) primary, whose writes carry
     /// no guarantee: it then takes over as the original would.
     pub(crate) followed_v1: AtomicBool,
@@ -272,6 +275,7 @@ impl Server {
             repl: Replication::default(),
             force_primary: config.force_primary,
             log_retain: config.log_retain,
+            kv: config.kv,
             followed_v1: AtomicBool::new(false),
             spare_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         });

@@ -143,6 +143,7 @@ impl Term {
                 op: Op::InSync(in_sync),
             }],
         )
+        .map(drop)
     }
 
     fn start(&mut self, shared: &Arc<Shared>, epoch: Epoch, in_sync: MemberSet) {
@@ -232,14 +233,16 @@ impl Term {
 
     /// Appends `entries` in this term (stamping them with its epoch), makes
     /// them durable here, waits until every in-sync member holds them, then
-    /// commits and applies.
+    /// commits and applies. Returns the index of the last of `entries`
+    /// (they take consecutive indexes).
     pub(crate) fn commit(
         &mut self,
         shared: &Shared,
         entries: &mut [Entry],
-    ) -> Result<(), WriteError> {
+    ) -> Result<i32, WriteError> {
         let last = self.append_and_send(shared, entries)?;
-        self.wait_committed(shared, last)
+        self.wait_committed(shared, last)?;
+        Ok(last)
     }
 
     /// Appends `entries` and sends them to every caught-up backup at once.
