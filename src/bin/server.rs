@@ -45,6 +45,7 @@ fn config(args: ServerArgs) -> ServerConfig {
         force_primary: args.force_primary,
         log_retain: args.log_retain,
         limits: args.limits,
+        kv: args.kv,
         ..ServerConfig::new(args.port, args.factory_id)
     }
 }
