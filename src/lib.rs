@@ -15,6 +15,7 @@
 //! | [`protocol`] | a client session's decisions on raw bytes, no I/O (sans-IO) | `EngineerThread`'s request loop |
 //! | [`server`] | accept loop, client sessions, admin (primary), backups   | `ServerMain`, `ServerThread`     |
 //! | [`client`] | the client stub and the load generator                   | `ClientStub`, `ClientThread`     |
+//! | [`kv`]     | the blocking client of protocol v2 (string keys, pipelined) | (new in the port)             |
 //! | [`conn`]   | reading and writing whole frames on a blocking stream     | `Socket` (`Send`, `Recv`)        |
 //! | [`cli`]    | command-line parsing shared by the two binaries          | the `main`s' argument handling   |
 //! | [`logging`]| a small `log` backend configured by `RUST_LOG`           | (the original prints nothing)    |
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod client;
 pub mod conn;
 pub mod ffi;
+pub mod kv;
 pub mod logging;
 pub mod protocol;
 pub mod replication;
