@@ -1,0 +1,195 @@
+//! Protocol v2 on three server processes with data directories: string
+//! writes replicated through a primary's SIGKILL (every acknowledged write
+//! on the survivors, and fresh keys written after the fault), and a backup
+//! that missed values near the 1 MiB limit caught up by snapshot.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::{wait_until, ProcessCluster};
+use factory::kv::{KvClient, KvClientError};
+use factory::wire::kv::KvStatus;
+
+fn data_dir_args(dir: &std::path::Path, i: usize) -> Vec<String> {
+    vec![
+        "--data-dir".into(),
+        dir.join(format!("s{i}")).display().to_string(),
+        "--fsync".into(),
+        "always".into(),
+    ]
+}
+
+fn connect(port: u16) -> Option<KvClient> {
+    KvClient::connect(format!("127.0.0.1:{port}"), Some(Duration::from_secs(5))).ok()
+}
+
+/// `key → (version, value)` of every acknowledged put.
+type Acked = Arc<Mutex<HashMap<Vec<u8>, (u64, Vec<u8>)>>>;
+
+/// A writer putting fresh keys `w{n}-{i}`; on any failure it moves to the
+/// next server (or to the primary a refusal names) and sends the same key
+/// again.
+fn writer(n: usize, ports: Vec<u16>, acked: Acked, stop: Arc<AtomicBool>) {
+    let mut at = n % ports.len();
+    let mut client: Option<KvClient> = None;
+    let mut i = 0u32;
+    for _ in 0..1_000_000 {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if client.is_none() {
+            client = connect(ports[at]);
+        }
+        let Some(c) = client.as_mut() else {
+            at = (at + 1) % ports.len();
+            thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let key = format!("w{n}-{i}").into_bytes();
+        let value = format!("value {n} {i}").into_bytes();
+        match c.put(&key, &value) {
+            Ok(version) => {
+                acked.lock().unwrap().insert(key, (version, value));
+                i += 1;
+            }
+            Err(KvClientError::Status {
+                status: KvStatus::NotPrimary,
+                text,
+                ..
+            }) => {
+                if let Some(p) = ports.iter().position(|p| text.ends_with(&format!(":{p}"))) {
+                    at = p;
+                } else {
+                    at = (at + 1) % ports.len();
+                }
+                client = None;
+            }
+            Err(_) => {
+                client = None;
+                at = (at + 1) % ports.len();
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn acked_count(acked: &Acked) -> usize {
+    acked.lock().unwrap().len()
+}
+
+/// True when server `port` answers every acknowledged key with its
+/// acknowledged version and value.
+fn holds_all(port: u16, acked: &HashMap<Vec<u8>, (u64, Vec<u8>)>) -> Result<(), String> {
+    let mut c = connect(port).ok_or("cannot connect")?;
+    for (key, expected) in acked {
+        match c.get(key) {
+            Ok(Some(got)) if &got == expected => {}
+            other => {
+                return Err(format!(
+                    "{}: {other:?}, acknowledged {expected:?}",
+                    String::from_utf8_lossy(key)
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn acknowledged_string_writes_survive_a_primary_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ProcessCluster::start_with(3, |i| data_dir_args(dir.path(), i));
+    let ports = cluster.ports();
+    // Server 0 takes the first write and becomes primary.
+    connect(ports[0]).unwrap().put(b"first", b"x").unwrap();
+    let acked: Acked = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|n| {
+            let (ports, acked, stop) = (ports.clone(), Arc::clone(&acked), Arc::clone(&stop));
+            thread::spawn(move || writer(n, ports, acked, stop))
+        })
+        .collect();
+    assert!(
+        wait_until(|| acked_count(&acked) >= 200),
+        "writes before the fault"
+    );
+    let primary = cluster.primary().expect("a primary");
+    cluster.kill(primary);
+    let at_fault = acked_count(&acked);
+    assert!(
+        wait_until(|| acked_count(&acked) >= at_fault + 200),
+        "fresh keys written after the fault"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    for (i, &port) in ports.iter().enumerate() {
+        if i == primary {
+            continue;
+        }
+        let mut last = Ok(());
+        assert!(
+            wait_until(|| {
+                last = holds_all(port, &acked);
+                last.is_ok()
+            }),
+            "server {i} lacks an acknowledged write: {last:?}"
+        );
+    }
+}
+
+#[test]
+fn a_backup_catches_up_by_snapshot_on_values_near_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ProcessCluster::start_with(3, |i| {
+        let mut args = data_dir_args(dir.path(), i);
+        args.extend(["--log-retain".into(), "4".into()]);
+        args
+    });
+    let ports = cluster.ports();
+    let mut c = connect(ports[0]).unwrap();
+    c.put(b"first", b"x").unwrap();
+    cluster.kill(2);
+    let near = (1 << 20) - 64;
+    let mut written = HashMap::new();
+    for i in 0..12u8 {
+        let key = format!("big-{i}").into_bytes();
+        let value = vec![i; near - usize::from(i)];
+        let version = c.put(&key, &value).unwrap();
+        written.insert(key, (version, value));
+    }
+    cluster.restart(2);
+    assert!(
+        cluster.servers[0].wait_for_line("peer 2: caught up by snapshot"),
+        "{}",
+        cluster.servers[0].log_text()
+    );
+    assert!(cluster.servers[2].wait_for_line("installed a snapshot"));
+    let mut last = Ok(());
+    assert!(
+        wait_until(|| {
+            last = holds_all(ports[2], &written);
+            last.is_ok()
+        }),
+        "the caught-up backup: {last:?}"
+    );
+    // Restarted from its own data directory (the snapshot with the large
+    // values), it still holds them.
+    cluster.kill(2);
+    cluster.restart(2);
+    assert!(
+        wait_until(|| {
+            last = holds_all(ports[2], &written);
+            last.is_ok()
+        }),
+        "the backup restarted from its snapshot: {last:?}"
+    );
+}
