@@ -285,9 +285,10 @@ fn oversized_keys_and_values_are_answered_too_large_by_id() {
     assert_eq!((a.id, a.status), (50, KvStatus::Ok), "the session goes on");
     // A length over the largest request closes the connection.
     s.write_all(&(1u32 << 30).to_be_bytes()).unwrap();
-    let mut rest = Vec::new();
-    let n = s.read_to_end(&mut rest).unwrap_or(0);
-    assert_eq!(n, 0, "closed without an answer");
+    assert!(
+        common::closed_without_reply(&mut s),
+        "closed without an answer"
+    );
     for s in servers {
         s.stop();
     }
@@ -318,6 +319,52 @@ fn writes_past_max_memory_are_refused_and_reads_served() {
     assert!(matches!(c.delete(&stored[0].0).unwrap(), KvReply::Ok(_)));
     c.put(b"m-again", &value).unwrap();
     c.put(b"m-again", b"smaller").unwrap();
+    for s in servers {
+        s.stop();
+    }
+}
+
+#[test]
+fn hostile_frames_close_only_their_own_connection() {
+    let servers = in_process_cluster_with(1, |c| {
+        c.limits.handshake_timeout = Duration::from_secs(1);
+    });
+    let mut good = connect(&servers[0]);
+    good.put(b"k", b"before").unwrap();
+    // Half a frame, then nothing: closed once the handshake timeout passes.
+    let mut stalled = raw_connect(&servers[0]);
+    let mut frame = Vec::new();
+    KvRequest {
+        id: 1,
+        op: KvOp::Get { key: b"k".to_vec() },
+    }
+    .encode(&mut frame);
+    stalled.write_all(&frame[..7]).unwrap();
+    // A frame shorter than its header: closed at once.
+    let mut short = raw_connect(&servers[0]);
+    short.write_all(&[0, 0, 0, 3, 1, 2, 3]).unwrap();
+    // An unknown op: answered bad request by id, then closed.
+    let mut unknown = raw_connect(&servers[0]);
+    let mut bad = Vec::new();
+    KvRequest {
+        id: 9,
+        op: KvOp::Get { key: b"k".to_vec() },
+    }
+    .encode(&mut bad);
+    bad[12] = 42;
+    unknown.write_all(&bad).unwrap();
+    let a = read_answer(&mut unknown);
+    assert_eq!((a.id, a.op, a.status), (9, 42, KvStatus::BadRequest));
+    for (name, s) in [
+        ("short", &mut short),
+        ("unknown op", &mut unknown),
+        ("stalled", &mut stalled),
+    ] {
+        assert!(common::closed_without_reply(s), "{name}: closed");
+    }
+    // Everyone else is served as before.
+    assert_eq!(good.get(b"k").unwrap().unwrap().1, b"before");
+    good.put(b"k", b"after").unwrap();
     for s in servers {
         s.stop();
     }
