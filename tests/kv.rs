@@ -369,3 +369,43 @@ fn hostile_frames_close_only_their_own_connection() {
         s.stop();
     }
 }
+
+#[test]
+fn pipelined_reads_of_large_values_are_all_answered() {
+    let servers = in_process_cluster(1);
+    let mut c = connect(&servers[0]);
+    let value = vec![0x5a; 1 << 20];
+    let version = c.put(b"big", &value).unwrap();
+    // 100 MiB of answers asked for before any is read: the server holds
+    // back (its queue is bounded in bytes) and still answers every one.
+    let mut s = raw_connect(&servers[0]);
+    let mut out = Vec::new();
+    for id in 0..100 {
+        KvRequest {
+            id,
+            op: KvOp::Get {
+                key: b"big".to_vec(),
+            },
+        }
+        .encode(&mut out);
+    }
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        thread::spawn(move || s.write_all(&out).unwrap())
+    };
+    for id in 0..100 {
+        let a = read_answer(&mut s);
+        assert_eq!((a.id, a.status), (id, KvStatus::Ok));
+        assert_eq!(
+            a.body,
+            KvBody::Value {
+                version,
+                value: value.clone()
+            }
+        );
+    }
+    writer.join().unwrap();
+    for s in servers {
+        s.stop();
+    }
+}

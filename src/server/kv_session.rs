@@ -9,9 +9,11 @@
 //! of every other) commit as one batch. Each answer, ready or still to
 //! come, goes in order into a bounded queue to the writer thread, which
 //! sends ready answers at once and waits for each write's commit before
-//! sending its answer. At most [`MAX_IN_FLIGHT`] requests wait in that
-//! queue: past that the reader stops reading until answers are sent, so a
-//! client that pipelines without end is held back, not buffered.
+//! sending its answer. At most [`MAX_IN_FLIGHT`] requests, holding at most
+//! [`MAX_QUEUED_BYTES`] of keys and values, wait in that queue: past that
+//! the reader stops reading until answers are sent, so a client that
+//! pipelines without end (or reads large values and never takes them) is
+//! held back, not buffered.
 //!
 //! Answers thus leave in request order (the protocol allows any order):
 //! a read sent after a write on the same connection sees that write.
@@ -25,7 +27,7 @@
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,10 @@ use crate::wire::Entry;
 
 /// Most requests of one connection started but not yet answered.
 pub(crate) const MAX_IN_FLIGHT: usize = 4096;
+
+/// Most bytes of keys and values the answers of one connection may hold
+/// while queued (one larger answer is let through alone).
+pub(crate) const MAX_QUEUED_BYTES: usize = 16 << 20;
 
 /// Most attempts to place a write while a primary is being found.
 const WRITE_ATTEMPTS: u32 = 60;
@@ -91,16 +97,20 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         }
     };
     let (tx, rx) = mpsc::sync_channel(MAX_IN_FLIGHT);
+    let budget = Budget::default();
     let end = thread::scope(|scope| {
         let writer = thread::Builder::new()
             .name(format!("kv-writer-{peer}"))
             .stack_size(WRITER_STACK)
-            .spawn_scoped(scope, || write_answers(shared, write_half, rx, peer));
+            .spawn_scoped(scope, || {
+                write_answers(shared, write_half, rx, &budget, peer);
+                budget.close();
+            });
         if let Err(e) = writer {
             log::warn!("v2 client {peer}: cannot start its writer thread: {e}; closing");
             return End::WriterGone;
         }
-        let end = read_requests(shared, &stream, &tx);
+        let end = read_requests(shared, &stream, &tx, &budget);
         drop(tx);
         end
     });
@@ -119,7 +129,12 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Reads and starts requests until the client closes or misbehaves.
-fn read_requests(shared: &Shared, stream: &TcpStream, tx: &SyncSender<Answer>) -> End {
+fn read_requests(
+    shared: &Shared,
+    stream: &TcpStream,
+    tx: &SyncSender<(Answer, usize)>,
+    budget: &Budget,
+) -> End {
     let limits = shared.kv.limits;
     let mut reader = FrameReader::new(stream, shared.limits.handshake_timeout);
     let mut buf = Vec::new();
@@ -138,12 +153,68 @@ fn read_requests(shared: &Shared, stream: &TcpStream, tx: &SyncSender<Answer>) -
                 (refused(&buf, KvStatus::BadRequest, why), Some(e))
             }
         };
-        if tx.send(answer).is_err() {
+        let bytes = answer_bytes(&answer);
+        if !budget.take(bytes) || tx.send((answer, bytes)).is_err() {
             return End::WriterGone;
         }
         if let Some(e) = bad {
             return End::BadRequest(e);
         }
+    }
+}
+
+/// Bytes of keys and values queued by the connection, bounded by
+/// [`MAX_QUEUED_BYTES`]: the reader takes before it queues an answer, the
+/// writer gives back once the answer is sent.
+#[derive(Default)]
+struct Budget {
+    state: Mutex<(usize, bool)>,
+    freed: Condvar,
+}
+
+impl Budget {
+    /// Waits until `n` more bytes fit (always, when nothing is queued);
+    /// false once the writer has stopped.
+    fn take(&self, n: usize) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let (used, closed) = *state;
+            if closed {
+                return false;
+            }
+            if used == 0 || used + n <= MAX_QUEUED_BYTES {
+                state.0 += n;
+                return true;
+            }
+            state = self
+                .freed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn give_back(&self, n: usize) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0 = state.0.saturating_sub(n);
+        drop(state);
+        self.freed.notify_one();
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+        self.freed.notify_all();
+    }
+}
+
+/// Bytes of keys and values an answer holds until it is sent.
+fn answer_bytes(answer: &Answer) -> usize {
+    match answer {
+        Answer::Ready(r) => match &r.body {
+            KvBody::Value { value, .. } => value.len(),
+            KvBody::Items { items, .. } => items.iter().map(KvResponse::item_len).sum(),
+            _ => 0,
+        },
+        Answer::Pending(w) => w.entry.encoded_len(),
     }
 }
 
@@ -269,11 +340,17 @@ fn primary_text(shared: &Shared, primary: i32) -> KvBody {
 /// The writer thread: sends every answer in order, waiting for each
 /// write's commit; ends when the reader is done and every answer is out,
 /// or when the client stops taking them.
-fn write_answers(shared: &Shared, stream: TcpStream, rx: Receiver<Answer>, peer: SocketAddr) {
+fn write_answers(
+    shared: &Shared,
+    stream: TcpStream,
+    rx: Receiver<(Answer, usize)>,
+    budget: &Budget,
+    peer: SocketAddr,
+) {
     let mut out = Vec::new();
     let mut sink = &stream;
     loop {
-        let answer = match rx.try_recv() {
+        let (answer, bytes) = match rx.try_recv() {
             Ok(answer) => answer,
             Err(TryRecvError::Empty) => {
                 if !send(&mut sink, &mut out, peer) {
@@ -297,6 +374,8 @@ fn write_answers(shared: &Shared, stream: TcpStream, rx: Receiver<Answer>, peer:
             }
         };
         response.encode(&mut out);
+        drop(response);
+        budget.give_back(bytes);
         if out.len() >= FLUSH_AT && !send(&mut sink, &mut out, peer) {
             break;
         }
@@ -490,6 +569,28 @@ mod tests {
             outcome_answer(KvOutcome::Mismatch(u64::MAX)),
             (KvStatus::VersionMismatch, KvBody::Version(u64::MAX))
         );
+    }
+
+    #[test]
+    fn the_queue_budget_holds_the_reader_back_until_answers_are_sent() {
+        let budget = Arc::new(Budget::default());
+        assert!(budget.take(MAX_QUEUED_BYTES - 10));
+        assert!(budget.take(10), "exactly full");
+        let (tx, rx) = mpsc::channel();
+        let waiter = {
+            let budget = Arc::clone(&budget);
+            thread::spawn(move || tx.send(budget.take(1)).unwrap())
+        };
+        // Still full: the reader waits (a bounded look, not a proof).
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        budget.give_back(10);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+        waiter.join().unwrap();
+        // One answer larger than the budget passes alone.
+        let alone = Budget::default();
+        assert!(alone.take(MAX_QUEUED_BYTES * 3));
+        alone.close();
+        assert!(!alone.take(1), "a closed budget stops the reader");
     }
 
     #[test]
