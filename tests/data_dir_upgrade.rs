@@ -90,3 +90,36 @@ fn the_upgraded_directory_takes_string_writes_and_reopens() {
     assert_eq!(found.committed_index, 17);
     assert_eq!(log.last_index(), 17);
 }
+
+#[test]
+fn a_snapshot_with_string_keys_installs_and_reopens() {
+    use factory::storage::Snapshot;
+    use factory::wire::kv::KvItem;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    copy_fixture(&dir);
+    let (mut log, _) = DiskLog::open(&dir, FsyncPolicy::Always).unwrap();
+    let kv: Vec<KvItem> = (0..5u8)
+        .map(|i| KvItem {
+            key: vec![i; 3],
+            version: 20 + u64::from(i),
+            value: vec![i; 900_000],
+        })
+        .collect();
+    let snap = Snapshot {
+        last_index: 16,
+        last_epoch: 0x2_0001,
+        in_sync: MemberSet::from_ids([0, 1]).unwrap(),
+        records: vec![(0, 108), (2, 999)],
+        kv,
+    };
+    log.install_snapshot(&snap, &[]).unwrap();
+    drop(log);
+    assert_eq!(
+        version(&dir.join("snapshot")),
+        2,
+        "written in the new format"
+    );
+    let (_, found) = DiskLog::open(&dir, FsyncPolicy::Always).unwrap();
+    assert_eq!(found.snapshot, Some(snap));
+}

@@ -30,7 +30,8 @@
 //! written (and checked) at most about 1 MiB: the file is written chunk by
 //! chunk, never encoded whole.
 
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
 use super::StorageError;
@@ -169,7 +170,18 @@ fn encode_base(generation: u64, snap: &Snapshot) -> Vec<u8> {
 /// [`StorageError::BadHeader`] for a short file, wrong magic or version;
 /// [`StorageError::Corrupt`] for a wrong length, CRC or field.
 pub(crate) fn decode_file(path: &Path, bytes: &[u8]) -> Result<(u64, Snapshot), StorageError> {
+    let (generation, mut snap) = decode_base(path, bytes)?;
     let (version, body) = check_header(path, bytes)?;
+    if version != SNAPSHOT_VERSION_1 {
+        snap.kv = read_chunks(path, bytes, HEADER_LEN + body.len())?;
+    }
+    Ok((generation, snap))
+}
+
+/// Decodes the header and base body at the start of `bytes` (everything
+/// but the string chunks, which are left empty).
+fn decode_base(path: &Path, bytes: &[u8]) -> Result<(u64, Snapshot), StorageError> {
+    let (_, body) = check_header(path, bytes)?;
     let corrupt = |offset: usize, detail: &str| {
         StorageError::corrupt(path, (HEADER_LEN + offset) as u64, detail)
     };
@@ -190,19 +202,119 @@ pub(crate) fn decode_file(path: &Path, bytes: &[u8]) -> Result<(u64, Snapshot), 
     let in_sync = MemberSet::from_ids(ids).ok_or_else(|| corrupt(count_at, "bad in-sync set"))?;
     let records = read_records(&mut r)
         .ok_or_else(|| corrupt(r.pos, "record count disagrees with the body length"))?;
-    let kv = if version == SNAPSHOT_VERSION_1 {
-        Vec::new()
-    } else {
-        read_chunks(path, bytes, HEADER_LEN + body.len())?
-    };
     let snap = Snapshot {
         last_index,
         last_epoch,
         in_sync,
         records,
-        kv,
+        kv: Vec::new(),
     };
     Ok((generation, snap))
+}
+
+/// What [`load`] found in a snapshot file.
+#[derive(Debug)]
+pub(crate) enum Loaded {
+    /// A write that never fully reached the disk (see [`is_torn`]), of
+    /// this many bytes.
+    Torn(u64),
+    /// A whole snapshot and its generation.
+    Whole(u64, Snapshot),
+}
+
+/// Reads the snapshot file at `path` as it is laid out: the header and
+/// base body, then one string chunk at a time into a reused buffer, so
+/// that no buffer of the file's size is needed. `None` when it does not
+/// exist.
+///
+/// # Errors
+/// As [`decode_file`]: [`StorageError::BadHeader`] for a foreign file or
+/// version, [`StorageError::Corrupt`] for damage; [`StorageError::Io`].
+pub(crate) fn load(path: &Path) -> Result<Option<Loaded>, StorageError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io(path, e)),
+    };
+    let io = |e| StorageError::io(path, e);
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut r = BufReader::with_capacity(64 * 1024, file);
+    let mut head = Vec::with_capacity(HEADER_LEN);
+    (&mut r)
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(io)?;
+    if head.len() < HEADER_LEN || head.iter().all(|&b| b == 0) {
+        return if is_torn(&head) {
+            Ok(Some(Loaded::Torn(file_len)))
+        } else {
+            decode_file(path, &head).map(|(g, s)| Some(Loaded::Whole(g, s)))
+        };
+    }
+    let version = be_u32(&head[8..12]);
+    let base = u64::from(be_u32(&head[12..16]));
+    if &head[..8] == SNAPSHOT_MAGIC && base > file_len - HEADER_LEN as u64 {
+        return Ok(Some(Loaded::Torn(file_len)));
+    }
+    // Version 1 (and anything refused by its header) is read whole: it
+    // holds no string keys, only the records.
+    if &head[..8] != SNAPSHOT_MAGIC || version != SNAPSHOT_VERSION {
+        r.read_to_end(&mut head).map_err(io)?;
+        return decode_file(path, &head).map(|(g, s)| Some(Loaded::Whole(g, s)));
+    }
+    // `base` is within the file's length, checked above.
+    (&mut r).take(base).read_to_end(&mut head).map_err(io)?;
+    let (generation, mut snap) = decode_base(path, &head)?;
+    match read_chunks_from(path, &mut r, head.len() as u64, file_len)? {
+        Some(kv) => snap.kv = kv,
+        None => return Ok(Some(Loaded::Torn(file_len))),
+    }
+    Ok(Some(Loaded::Whole(generation, snap)))
+}
+
+/// Reads the string chunks of a version 2 file from offset `at` to its
+/// end; `None` if the file ends inside one (torn).
+fn read_chunks_from(
+    path: &Path,
+    r: &mut impl Read,
+    mut at: u64,
+    file_len: u64,
+) -> Result<Option<Vec<KvItem>>, StorageError> {
+    let corrupt = |at: u64, detail: &str| StorageError::corrupt(path, at, detail);
+    let mut items = Vec::new();
+    let mut payload = Vec::new();
+    loop {
+        let mut header = [0u8; 8];
+        if file_len - at < 8 {
+            return Ok(None);
+        }
+        r.read_exact(&mut header)
+            .map_err(|e| StorageError::io(path, e))?;
+        let len = be_u32(&header[..4]) as usize;
+        if !(4..=MAX_CHUNK_PAYLOAD).contains(&len) {
+            return Err(corrupt(at, "string chunk length out of range"));
+        }
+        if file_len - at - 8 < len as u64 {
+            return Ok(None);
+        }
+        payload.clear();
+        payload.resize(len, 0);
+        r.read_exact(&mut payload)
+            .map_err(|e| StorageError::io(path, e))?;
+        if crc32fast::hash(&payload) != be_u32(&header[4..]) {
+            return Err(corrupt(at, "string chunk fails its checksum"));
+        }
+        let before = items.len();
+        read_items(&payload, &mut items).ok_or_else(|| corrupt(at, "malformed string chunk"))?;
+        at += 8 + len as u64;
+        if items.len() == before {
+            return if at == file_len {
+                Ok(Some(items))
+            } else {
+                Err(corrupt(at, "bytes after the last string chunk"))
+            };
+        }
+    }
 }
 
 /// Where each string chunk of a version 2 file starts, from `at` on.
@@ -535,6 +647,76 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// What [`load`] makes of `bytes` written to a file.
+    fn load_bytes(bytes: &[u8]) -> Result<Option<Loaded>, StorageError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot");
+        std::fs::write(&path, bytes).unwrap();
+        load(&path)
+    }
+
+    #[test]
+    fn load_reads_what_decode_reads_chunk_by_chunk() {
+        let snap = with_keys(&[600_000, 600_000, MAX_VALUE_LEN, 0, 10]);
+        let good = encode_file(4, &snap);
+        match load_bytes(&good) {
+            Ok(Some(Loaded::Whole(4, got))) => assert_eq!(got, snap),
+            other => panic!("{other:?}"),
+        }
+        let mut v1 = encode_file(4, &sample());
+        v1.truncate(v1.len() - 12);
+        v1[11] = 1;
+        match load_bytes(&v1) {
+            Ok(Some(Loaded::Whole(4, got))) => assert_eq!(got, sample()),
+            other => panic!("{other:?}"),
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(load(&dir.path().join("absent")), Ok(None)));
+    }
+
+    #[test]
+    fn load_tells_torn_files_from_damaged_ones() {
+        let good = encode_file(1, &with_keys(&[3, 70_000, 5]));
+        let base_end = encode_file(1, &sample()).len() - 12;
+        for len in [
+            0,
+            7,
+            19,
+            20,
+            30,
+            base_end + 3,
+            base_end + 40_000,
+            good.len() - 1,
+        ] {
+            assert!(
+                matches!(load_bytes(&good[..len]), Ok(Some(Loaded::Torn(n))) if n == len as u64),
+                "{len} bytes"
+            );
+        }
+        assert!(matches!(
+            load_bytes(&vec![0; good.len()]),
+            Ok(Some(Loaded::Torn(_)))
+        ));
+        for at in [25, base_end + 6, base_end + 20, good.len() - 2] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            assert!(
+                matches!(load_bytes(&bad), Err(StorageError::Corrupt { .. })),
+                "{at}"
+            );
+        }
+        let mut extra = good;
+        extra.push(1);
+        assert!(matches!(
+            load_bytes(&extra),
+            Err(StorageError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            load_bytes(b"FACTLOG\n\0\0\0\x01\0\0\0\0\0\0\0\0\0\0\0\0"),
+            Err(StorageError::BadHeader { .. })
+        ));
     }
 
     #[test]
