@@ -1,6 +1,7 @@
 //! Protocol v2 on three server processes with data directories: string
-//! writes replicated through a primary's SIGKILL (every acknowledged write
-//! on the survivors, and fresh keys written after the fault), and a backup
+//! writes replicated through SIGKILLs of a primary and of a backup and
+//! their restarts (every acknowledged write on every server in the end,
+//! fresh keys written after each fault), and a backup
 //! that missed values near the 1 MiB limit caught up by snapshot.
 
 mod common;
@@ -101,7 +102,7 @@ fn holds_all(port: u16, acked: &HashMap<Vec<u8>, (u64, Vec<u8>)>) -> Result<(), 
 }
 
 #[test]
-fn acknowledged_string_writes_survive_a_primary_sigkill() {
+fn acknowledged_string_writes_survive_kills_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = ProcessCluster::start_with(3, |i| data_dir_args(dir.path(), i));
     let ports = cluster.ports();
@@ -126,15 +127,26 @@ fn acknowledged_string_writes_survive_a_primary_sigkill() {
         wait_until(|| acked_count(&acked) >= at_fault + 200),
         "fresh keys written after the fault"
     );
+    // The old primary comes back from its data directory as a backup;
+    // then a backup is killed and restarted, with writes going on.
+    cluster.restart(primary);
+    let backup = (0..3)
+        .find(|&i| i != primary && Some(i) != cluster.primary())
+        .expect("a backup");
+    let before = acked_count(&acked);
+    assert!(wait_until(|| acked_count(&acked) >= before + 100));
+    cluster.kill(backup);
+    let before = acked_count(&acked);
+    assert!(wait_until(|| acked_count(&acked) >= before + 100));
+    cluster.restart(backup);
+    let before = acked_count(&acked);
+    assert!(wait_until(|| acked_count(&acked) >= before + 100));
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
     for (i, &port) in ports.iter().enumerate() {
-        if i == primary {
-            continue;
-        }
         let mut last = Ok(());
         assert!(
             wait_until(|| {
