@@ -109,6 +109,11 @@ impl Durable {
             .map(drop)
     }
 
+    /// Bytes of the log file (0 without a data dir).
+    pub(crate) fn log_bytes(&self) -> u64 {
+        self.lock().as_ref().map_or(0, DiskLog::log_bytes)
+    }
+
     /// Entries in the log file after its snapshot (0 without a data dir).
     pub(crate) fn entry_count(&self) -> usize {
         self.lock().as_ref().map_or(0, DiskLog::entry_count)
