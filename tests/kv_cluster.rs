@@ -253,3 +253,30 @@ fn a_log_of_large_values_is_compacted_by_its_bytes() {
         );
     }
 }
+
+/// A v2 frame whose length is past the largest request closes that
+/// connection with a log line naming the client; the server goes on.
+#[test]
+fn a_frame_that_lies_about_its_size_is_logged_and_closed() {
+    use std::io::Write;
+    let server = common::lone_server(&["--max-value", "1000"]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&factory::wire::kv::KV_TAG).unwrap();
+    s.write_all(&[0, 0, 0x10, 0]).unwrap();
+    assert!(server.wait_for_line("v2 frame of 4096 bytes is over the bound; closing"));
+    assert!(common::closed_without_reply(&mut s));
+    let mut c = connect(server.port).unwrap();
+    assert!(c.put(b"k", &[1; 1000]).is_ok());
+    let too_large = c.put(b"k", &[1; 1001]);
+    assert!(
+        matches!(
+            too_large,
+            Err(KvClientError::Status {
+                status: KvStatus::TooLarge,
+                ..
+            })
+        ),
+        "{too_large:?}"
+    );
+}
