@@ -409,3 +409,44 @@ fn pipelined_reads_of_large_values_are_all_answered() {
         s.stop();
     }
 }
+
+#[test]
+fn a_pipeline_of_writes_cannot_pass_max_memory_either() {
+    let servers = in_process_cluster_with(1, |c| c.kv.max_memory = Some(10_000));
+    let mut c = connect(&servers[0]);
+    // Twenty puts in one pipeline: none is applied when the later ones
+    // arrive, so only what is reserved for those in flight stops them.
+    let ops: Vec<KvOp> = (0..20)
+        .map(|i| KvOp::Put {
+            key: format!("p{i:02}").into_bytes(),
+            value: vec![1; 1000],
+        })
+        .collect();
+    let answers = c.batch(ops).unwrap();
+    let ok = answers.iter().filter(|a| a.status == KvStatus::Ok).count();
+    let refused = answers
+        .iter()
+        .filter(|a| a.status == KvStatus::NoMemory)
+        .count();
+    // 1000 + 3 + 64 bytes a key: nine fit under 10,000. A write applied
+    // but not yet answered still holds its reservation, so a pipeline may
+    // be refused early, never late.
+    assert!((1..=9).contains(&ok), "{answers:?}");
+    assert_eq!(ok + refused, 20);
+    // Nothing stays reserved once they are answered: one at a time, the
+    // store fills to exactly nine keys.
+    let mut more = 0;
+    while c.put(format!("q{more}").as_bytes(), &[2; 1000]).is_ok() {
+        more += 1;
+        assert!(more <= 9, "past the limit");
+    }
+    assert_eq!(ok + more, 9);
+    // After a delete, one more fits, and only one.
+    let (first, _) = c.scan(b"", 1).unwrap();
+    assert!(matches!(c.delete(&first[0].key).unwrap(), KvReply::Ok(_)));
+    c.put(b"again", &[2; 1000]).unwrap();
+    assert!(c.put(b"again2", &[2; 1000]).is_err());
+    for s in servers {
+        s.stop();
+    }
+}

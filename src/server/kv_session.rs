@@ -26,6 +26,7 @@
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
@@ -69,6 +70,23 @@ struct PendingWrite {
     op: u8,
     entry: Entry,
     done: Arc<Completion>,
+    /// Held against `--max-memory` until the write is done or dropped.
+    _reserved: Reservation,
+}
+
+/// Bytes reserved against `--max-memory` for a write in flight, given back
+/// when dropped (answered, failed, or never sent because the client left).
+struct Reservation {
+    counter: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
+    }
 }
 
 /// Why the reading side stopped.
@@ -277,14 +295,15 @@ fn start(shared: &Shared, request: KvRequest) -> Answer {
             value,
         },
     };
-    if over_memory(shared, &write) {
+    let Some(reserved) = reserve_memory(shared, &write) else {
         return ready(KvStatus::NoMemory, KvBody::Empty);
-    }
+    };
     let pending = PendingWrite {
         id,
         op: code,
         entry: Entry::kv(crate::state::V1_EPOCH, write),
         done: Arc::new(Completion::new()),
+        _reserved: reserved,
     };
     match admin::submit_nowait(shared, pending.entry.clone(), &pending.done) {
         Ok(()) => Answer::Pending(pending),
@@ -292,16 +311,33 @@ fn start(shared: &Shared, request: KvRequest) -> Answer {
     }
 }
 
-/// True when `write` would take the string store past `--max-memory`.
-/// Writes in flight are not counted, so the store may pass the limit by
-/// what one batch adds.
-fn over_memory(shared: &Shared, write: &KvWrite) -> bool {
-    let Some(max) = shared.kv.max_memory else {
-        return false;
+/// Reserves what `write` would add to the string store, counting what the
+/// writes still in flight may add, so that a pipeline of writes cannot
+/// take the store past `--max-memory` either; `None` when it does not fit.
+/// (A write that would grow a key another write in flight also grows is
+/// counted twice: the limit errs on the side of refusing.)
+fn reserve_memory(shared: &Shared, write: &KvWrite) -> Option<Reservation> {
+    let mut reservation = Reservation {
+        counter: Arc::clone(&shared.kv_reserved),
+        bytes: 0,
     };
-    let kv = shared.records.kv();
-    let growth = kv.growth(write);
-    growth > 0 && kv.memory_bytes().saturating_add(growth) > max
+    let Some(max) = shared.kv.max_memory else {
+        return Some(reservation);
+    };
+    let (used, growth) = {
+        let kv = shared.records.kv();
+        (kv.memory_bytes(), kv.growth(write))
+    };
+    if growth == 0 {
+        return Some(reservation);
+    }
+    let before = shared.kv_reserved.fetch_add(growth, Ordering::AcqRel);
+    // Given back by the drop if it does not fit.
+    reservation.bytes = growth;
+    if used.saturating_add(before).saturating_add(growth) > max {
+        return None;
+    }
+    Some(reservation)
 }
 
 fn scan(shared: &Shared, start: &[u8], limit: u32) -> KvBody {

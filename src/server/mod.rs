@@ -161,6 +161,9 @@ pub(crate) struct Shared {
     pub(crate) log_retain: usize,
     /// Protocol v2's limits.
     pub(crate) kv: KvConfig,
+    /// Bytes v2 writes in flight may add to the string store (see
+    /// `kv_session::over_memory`).
+    pub(crate) kv_reserved: Arc<std::sync::atomic::AtomicUsize>,
     /// This server has followed an original (v1) primary, whose writes carry
     /// no guarantee: it then takes over as the original would.
     pub(crate) followed_v1: AtomicBool,
@@ -276,6 +279,7 @@ impl Server {
             force_primary: config.force_primary,
             log_retain: config.log_retain,
             kv: config.kv,
+            kv_reserved: Arc::default(),
             followed_v1: AtomicBool::new(false),
             spare_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         });
