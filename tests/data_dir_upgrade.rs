@@ -93,19 +93,18 @@ fn the_upgraded_directory_takes_string_writes_and_reopens() {
 
 #[test]
 fn a_snapshot_with_string_keys_installs_and_reopens() {
+    use factory::state::kv::{KvStore, Versioned};
     use factory::storage::Snapshot;
-    use factory::wire::kv::KvItem;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     copy_fixture(&dir);
     let (mut log, _) = DiskLog::open(&dir, FsyncPolicy::Always).unwrap();
-    let kv: Vec<KvItem> = (0..5u8)
-        .map(|i| KvItem {
-            key: vec![i; 3],
-            version: 20 + u64::from(i),
-            value: vec![i; 900_000],
-        })
-        .collect();
+    let mut kv = KvStore::new();
+    for i in 0..5u8 {
+        let value = vec![i; 900_000].into();
+        let version = 20 + u64::from(i);
+        kv.restore(vec![i; 3], Versioned { version, value });
+    }
     let snap = Snapshot {
         last_index: 16,
         last_epoch: 0x2_0001,

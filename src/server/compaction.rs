@@ -50,7 +50,7 @@ pub(crate) fn compact(shared: &Shared) {
         last_epoch: replica.log().epoch_at(c).unwrap_or(0),
         in_sync: replica.in_sync_at(c).unwrap_or_default(),
         records: shared.records.records(),
-        kv: shared.records.kv_items(),
+        kv: shared.records.kv_clone(),
     };
     let after = replica.log().range(c + 1, replica.last_index()).to_vec();
     match shared.durable.install_snapshot(&snapshot, &after) {

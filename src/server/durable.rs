@@ -146,7 +146,7 @@ pub(crate) fn recover(
     let (mut log, base_in_sync) = match &mut found.snapshot {
         Some(s) => {
             records.replace_all(&s.records);
-            records.replace_kv_items(std::mem::take(&mut s.kv));
+            records.replace_kv(std::mem::take(&mut s.kv));
             (
                 Log::after_snapshot(s.last_index, s.last_epoch),
                 Some(s.in_sync).filter(|m| !m.is_empty()),

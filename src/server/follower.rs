@@ -10,9 +10,9 @@ use std::net::{SocketAddr, TcpStream};
 
 use super::Shared;
 use crate::conn::{data_waiting, read_native, write_native, yield_until, ConnError, NativeError};
+use crate::state::kv::{KvStore, Versioned};
 use crate::state::{Replica, StateError, NO_PRIMARY};
 use crate::storage::Snapshot;
-use crate::wire::kv::KvItem;
 use crate::wire::native::{Body, NativeFrame, RejectCode};
 use crate::wire::{Entry, Epoch, MemberSet};
 
@@ -218,7 +218,7 @@ fn follow(
 
 fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End> {
     let mut snapshot: Vec<(i32, i32)> = Vec::new();
-    let mut snapshot_kv: Vec<KvItem> = Vec::new();
+    let mut snapshot_kv = KvStore::new();
     loop {
         conn.await_frame_briefly();
         let frame = conn.receive()?;
@@ -258,7 +258,13 @@ fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End>
                     ));
                 }
                 snapshot.extend_from_slice(&records);
-                snapshot_kv.extend(kv);
+                for item in kv {
+                    let value = Versioned {
+                        version: item.version,
+                        value: item.value.into(),
+                    };
+                    snapshot_kv.restore(item.key, value);
+                }
                 if !done {
                     continue;
                 }
@@ -348,7 +354,7 @@ fn install(
     last_epoch: Epoch,
     in_sync: MemberSet,
     records: Vec<(i32, i32)>,
-    kv: Vec<KvItem>,
+    kv: KvStore,
 ) -> Result<i32, Refusal> {
     let mut replica = shared.replica();
     let mut snapshot = Snapshot {
@@ -364,9 +370,7 @@ fn install(
         .map_err(|e| (RejectCode::Storage, e.to_string()))?;
     shared.records.replace_all(&snapshot.records);
     let keys = snapshot.kv.len();
-    shared
-        .records
-        .replace_kv_items(std::mem::take(&mut snapshot.kv));
+    shared.records.replace_kv(std::mem::take(&mut snapshot.kv));
     replica.install_snapshot(
         last_index,
         last_epoch,

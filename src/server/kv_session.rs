@@ -274,7 +274,7 @@ fn start(shared: &Shared, request: KvRequest) -> Answer {
                     KvStatus::Ok,
                     KvBody::Value {
                         version: v.version,
-                        value: v.value.into_vec(),
+                        value: v.value.to_vec(),
                     },
                 ),
                 None => ready(KvStatus::NotFound, KvBody::Empty),

@@ -19,7 +19,7 @@ use crate::conn::{read_native, write_native, ConnError, NativeError};
 use crate::replication::{plan_catch_up, CatchUpPlan};
 use crate::wire::kv::KvItem;
 use crate::wire::native::{
-    chunk_len, Body, NativeFrame, RejectCode, MAX_CHUNK_RECORDS, NATIVE_TAG,
+    Body, NativeFrame, RejectCode, MAX_CHUNK_BYTES, MAX_CHUNK_RECORDS, NATIVE_TAG,
 };
 use crate::wire::Epoch;
 
@@ -332,7 +332,7 @@ fn catch_up(
 }
 
 /// The records and string keys one snapshot frame carries.
-type SnapshotChunk<'a> = (&'a [(i32, i32)], &'a [KvItem]);
+type SnapshotChunk = (Vec<(i32, i32)>, Vec<KvItem>);
 
 /// Sends the record map at our commit point in chunks and waits for the
 /// ack; returns the index after the snapshot.
@@ -347,41 +347,58 @@ fn send_snapshot(
         let replica = shared.replica();
         let c = replica.committed_index();
         // Records are applied under the replica lock, so they are exactly
-        // the state at `c` while we hold it.
+        // the state at `c` while we hold it. The string store's copy
+        // shares its values: it costs the keys, not the values.
         let epoch_at_c = replica.log().epoch_at(c).unwrap_or(0);
         (
             c,
             epoch_at_c,
             replica.in_sync_at(c).unwrap_or_default(),
             shared.records.records(),
-            shared.records.kv_items(),
+            shared.records.kv_clone(),
         )
     };
-    // Records first, then string keys, each chunk within the frame bound.
-    let mut chunks: Vec<SnapshotChunk<'_>> = records
-        .chunks(MAX_CHUNK_RECORDS)
-        .map(|r| (r, &[][..]))
-        .collect();
-    let mut rest = &kv[..];
-    while !rest.is_empty() {
-        let (chunk, after) = rest.split_at(chunk_len(rest));
-        chunks.push((&[], chunk));
-        rest = after;
-    }
-    if chunks.is_empty() {
-        chunks.push((&[], &[]));
-    }
-    let count = chunks.len();
-    for (i, (records, kv)) in chunks.into_iter().enumerate() {
+    // Records first, then string keys, each chunk within the frame bound
+    // and copied out of the store only as it is sent.
+    let mut record_chunks = records.chunks(MAX_CHUNK_RECORDS);
+    let mut keys = kv.iter().peekable();
+    let mut next_chunk = || -> Option<SnapshotChunk> {
+        if let Some(r) = record_chunks.next() {
+            return Some((r.to_vec(), Vec::new()));
+        }
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        while let Some((key, v)) = keys.peek() {
+            let len = 2 + key.len() + 8 + 4 + v.value.len();
+            if !items.is_empty() && bytes + len > MAX_CHUNK_BYTES {
+                break;
+            }
+            bytes += len;
+            items.push(KvItem {
+                key: key.to_vec(),
+                version: v.version,
+                value: v.value.to_vec(),
+            });
+            keys.next();
+        }
+        (!items.is_empty()).then_some((Vec::new(), items))
+    };
+    let mut current = next_chunk().unwrap_or_default();
+    loop {
+        let next = next_chunk();
         let body = Body::Snapshot {
             last_index,
             last_epoch,
             in_sync,
-            records: records.to_vec(),
-            kv: kv.to_vec(),
-            done: i + 1 == count,
+            records: current.0,
+            kv: current.1,
+            done: next.is_none(),
         };
         link.send(&NativeFrame::new(epoch, body))?;
+        match next {
+            Some(chunk) => current = chunk,
+            None => break,
+        }
     }
     link.flush()?;
     expect_ack(shared, link, last_index)?;

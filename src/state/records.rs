@@ -16,7 +16,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use super::kv::{KvOutcome, KvStore, Versioned};
-use crate::wire::kv::KvItem;
 use crate::wire::{Entry, Op};
 
 const SHARDS: usize = 64;
@@ -129,38 +128,16 @@ impl RecordTable {
         self.kv().get(key).cloned()
     }
 
-    /// Every string key with its version and value, in key order (for a
-    /// snapshot).
-    pub fn kv_items(&self) -> Vec<KvItem> {
-        self.kv()
-            .iter()
-            .map(|(key, v)| KvItem {
-                key: key.to_vec(),
-                version: v.version,
-                value: v.value.to_vec(),
-            })
-            .collect()
+    /// A copy of the string store for a snapshot: the map is copied, the
+    /// values shared (see [`Versioned::value`]), so the lock is held only
+    /// for the keys.
+    pub fn kv_clone(&self) -> KvStore {
+        self.kv().clone()
     }
 
-    /// Replaces the string store with `items` (installing a snapshot).
-    pub fn replace_kv_items(&self, items: Vec<KvItem>) {
-        self.replace_kv(|kv| {
-            for item in items {
-                let value = Versioned {
-                    version: item.version,
-                    value: item.value.into(),
-                };
-                kv.restore(item.key, value);
-            }
-        });
-    }
-
-    /// Replaces the string store (installing a snapshot): `restore` is
-    /// called with an empty store to fill.
-    pub fn replace_kv(&self, restore: impl FnOnce(&mut KvStore)) {
-        let mut fresh = KvStore::new();
-        restore(&mut fresh);
-        *self.kv_write() = fresh;
+    /// Replaces the string store (installing a snapshot).
+    pub fn replace_kv(&self, store: KvStore) {
+        *self.kv_write() = store;
         self.outcomes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -306,15 +283,15 @@ mod tests {
     fn replacing_the_string_store_drops_the_old_keys_and_outcomes() {
         let t = RecordTable::new();
         t.apply(0, &[put("old", "x")]);
-        t.replace_kv(|kv| {
-            kv.restore(
-                b"new".to_vec(),
-                Versioned {
-                    version: 7,
-                    value: b"y".to_vec().into(),
-                },
-            )
-        });
+        let mut store = KvStore::new();
+        store.restore(
+            b"new".to_vec(),
+            Versioned {
+                version: 7,
+                value: b"y".to_vec().into(),
+            },
+        );
+        t.replace_kv(store);
         assert!(t.kv_get(b"old").is_none());
         assert_eq!(t.kv_get(b"new").unwrap().version, 7);
         assert_eq!(t.kv_outcome(0), None);

@@ -35,7 +35,10 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
 use super::StorageError;
-use crate::wire::kv::{KvItem, KEY_CEILING};
+use std::sync::Arc;
+
+use crate::state::kv::{KvStore, Versioned};
+use crate::wire::kv::KEY_CEILING;
 use crate::wire::{Epoch, MemberSet, MAX_ENTRY_LEN, MAX_MEMBERS, MAX_VALUE_LEN};
 
 /// Magic bytes at the start of `DIR/snapshot`.
@@ -69,7 +72,7 @@ pub struct Snapshot {
     /// `(customer_id, last_order)` pairs, in any order.
     pub records: Vec<(i32, i32)>,
     /// The string store's keys, with their versions and values.
-    pub kv: Vec<KvItem>,
+    pub kv: KvStore,
 }
 
 /// Writes the snapshot file for `generation` to `out`, chunk by chunk.
@@ -78,55 +81,69 @@ pub struct Snapshot {
 /// Whatever `out` returns.
 pub(crate) fn write_file(out: &mut impl Write, generation: u64, snap: &Snapshot) -> io::Result<()> {
     out.write_all(&encode_base(generation, snap))?;
-    let mut chunk = Vec::new();
-    let mut rest = &snap.kv[..];
-    loop {
-        let n = chunk_len(rest);
-        encode_chunk(&rest[..n], &mut chunk);
-        out.write_all(&chunk)?;
-        if n == 0 {
-            return Ok(());
+    let mut chunk = Chunk::default();
+    for (key, v) in snap.kv.iter() {
+        // Within the budget, and at least one key a chunk.
+        if chunk.count > 0 && chunk.items_len() + item_len(key, v) > CHUNK_BUDGET {
+            out.write_all(&chunk.finish())?;
         }
-        rest = &rest[n..];
+        chunk.push(key, v);
     }
+    if chunk.count > 0 {
+        out.write_all(&chunk.finish())?;
+    }
+    out.write_all(&chunk.finish())
 }
 
-/// Bytes an item takes in a chunk.
-fn item_len(item: &KvItem) -> usize {
-    2 + item.key.len() + 8 + 4 + item.value.len()
+/// Bytes a key takes in a chunk.
+fn item_len(key: &[u8], v: &Versioned) -> usize {
+    2 + key.len() + 8 + 4 + v.value.len()
 }
 
-/// How many of `items` the next chunk holds: within [`CHUNK_BUDGET`], and
-/// at least one when any is left.
-fn chunk_len(items: &[KvItem]) -> usize {
-    let mut bytes = 0;
-    for (n, item) in items.iter().enumerate() {
-        bytes += item_len(item);
-        if bytes > CHUNK_BUDGET {
-            return n.max(1);
+/// A string chunk being filled: length and CRC (filled in last), count,
+/// keys.
+struct Chunk {
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl Default for Chunk {
+    fn default() -> Self {
+        Chunk {
+            bytes: vec![0; 12],
+            count: 0,
         }
     }
-    items.len()
 }
 
-/// Replaces `out` with the framed chunk of `items`.
-fn encode_chunk(items: &[KvItem], out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(&[0; 8]);
-    // Callers keep keys within a u16 and values within MAX_VALUE_LEN (the
-    // store holds only what the log carried).
-    out.extend_from_slice(&(items.len() as u32).to_be_bytes());
-    for item in items {
-        out.extend_from_slice(&(item.key.len() as u16).to_be_bytes());
-        out.extend_from_slice(&item.key);
-        out.extend_from_slice(&item.version.to_be_bytes());
-        out.extend_from_slice(&(item.value.len() as u32).to_be_bytes());
-        out.extend_from_slice(&item.value);
+impl Chunk {
+    fn items_len(&self) -> usize {
+        self.bytes.len() - 12
     }
-    let len = (out.len() - 8) as u32;
-    let crc = crc32fast::hash(&out[8..]);
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out[4..8].copy_from_slice(&crc.to_be_bytes());
+
+    /// Callers keep keys within a u16 and values within MAX_VALUE_LEN (the
+    /// store holds only what the log carried).
+    fn push(&mut self, key: &[u8], v: &Versioned) {
+        let out = &mut self.bytes;
+        out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&v.version.to_be_bytes());
+        out.extend_from_slice(&(v.value.len() as u32).to_be_bytes());
+        out.extend_from_slice(&v.value);
+        self.count += 1;
+    }
+
+    /// The framed chunk; this one starts empty again.
+    fn finish(&mut self) -> Vec<u8> {
+        let mut out = std::mem::replace(&mut self.bytes, vec![0; 12]);
+        let count = std::mem::take(&mut self.count);
+        let len = (out.len() - 8) as u32;
+        out[8..12].copy_from_slice(&count.to_be_bytes());
+        let crc = crc32fast::hash(&out[8..]);
+        out[..4].copy_from_slice(&len.to_be_bytes());
+        out[4..8].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
 }
 
 /// Encodes the whole snapshot file for `generation` (tests, small ones).
@@ -207,7 +224,7 @@ fn decode_base(path: &Path, bytes: &[u8]) -> Result<(u64, Snapshot), StorageErro
         last_epoch,
         in_sync,
         records,
-        kv: Vec::new(),
+        kv: KvStore::new(),
     };
     Ok((generation, snap))
 }
@@ -279,9 +296,9 @@ fn read_chunks_from(
     r: &mut impl Read,
     mut at: u64,
     file_len: u64,
-) -> Result<Option<Vec<KvItem>>, StorageError> {
+) -> Result<Option<KvStore>, StorageError> {
     let corrupt = |at: u64, detail: &str| StorageError::corrupt(path, at, detail);
-    let mut items = Vec::new();
+    let mut items = KvStore::new();
     let mut payload = Vec::new();
     loop {
         let mut header = [0u8; 8];
@@ -304,10 +321,10 @@ fn read_chunks_from(
         if crc32fast::hash(&payload) != be_u32(&header[4..]) {
             return Err(corrupt(at, "string chunk fails its checksum"));
         }
-        let before = items.len();
-        read_items(&payload, &mut items).ok_or_else(|| corrupt(at, "malformed string chunk"))?;
+        let count = read_items(&payload, &mut items)
+            .ok_or_else(|| corrupt(at, "malformed string chunk"))?;
         at += 8 + len as u64;
-        if items.len() == before {
+        if count == 0 {
             return if at == file_len {
                 Ok(Some(items))
             } else {
@@ -348,18 +365,18 @@ fn chunk_at(bytes: &[u8], at: usize) -> ChunkAt<'_> {
 }
 
 /// Reads every string chunk from `at` to the end of the file.
-fn read_chunks(path: &Path, bytes: &[u8], mut at: usize) -> Result<Vec<KvItem>, StorageError> {
+fn read_chunks(path: &Path, bytes: &[u8], mut at: usize) -> Result<KvStore, StorageError> {
     let corrupt = |at: usize, detail: &str| StorageError::corrupt(path, at as u64, detail);
-    let mut items = Vec::new();
+    let mut items = KvStore::new();
     loop {
         let (payload, end) = match chunk_at(bytes, at) {
             ChunkAt::Whole { payload, end } => (payload, end),
             ChunkAt::Cut => return Err(corrupt(at, "snapshot ends inside its string chunks")),
             ChunkAt::Bad(why) => return Err(corrupt(at, why)),
         };
-        let before = items.len();
-        read_items(payload, &mut items).ok_or_else(|| corrupt(at, "malformed string chunk"))?;
-        if items.len() == before {
+        let count =
+            read_items(payload, &mut items).ok_or_else(|| corrupt(at, "malformed string chunk"))?;
+        if count == 0 {
             return if end == bytes.len() {
                 Ok(items)
             } else {
@@ -372,14 +389,14 @@ fn read_chunks(path: &Path, bytes: &[u8], mut at: usize) -> Result<Vec<KvItem>, 
 
 /// Appends the items of one chunk's payload; `None` if it is malformed.
 /// Every length is checked against what is left before anything is copied.
-fn read_items(payload: &[u8], items: &mut Vec<KvItem>) -> Option<()> {
+fn read_items(payload: &[u8], store: &mut KvStore) -> Option<u32> {
     let mut r = Reader {
         buf: payload,
         pos: 0,
     };
-    let count = r.u32()? as usize;
-    // Each item takes at least 14 bytes.
-    if count > (payload.len() - 4) / 14 {
+    let count = r.u32()?;
+    // Each key takes at least 14 bytes.
+    if count as usize > (payload.len() - 4) / 14 {
         return None;
     }
     for _ in 0..count {
@@ -393,14 +410,10 @@ fn read_items(payload: &[u8], items: &mut Vec<KvItem>) -> Option<()> {
         if value_len > MAX_VALUE_LEN {
             return None;
         }
-        let value = r.take(value_len)?.to_vec();
-        items.push(KvItem {
-            key,
-            version,
-            value,
-        });
+        let value: Arc<[u8]> = Arc::from(r.take(value_len)?);
+        store.restore(key, Versioned { version, value });
     }
-    (r.pos == payload.len()).then_some(())
+    (r.pos == payload.len()).then_some(count)
 }
 
 /// Whether `bytes` are a snapshot whose write never fully reached the disk
@@ -547,8 +560,18 @@ mod tests {
             last_epoch: 0x0001_0002,
             in_sync: MemberSet::from_ids([2, 1]).unwrap(),
             records: vec![(7, 42), (-1, 3)],
-            kv: Vec::new(),
+            kv: KvStore::new(),
         }
+    }
+
+    /// A store of `(key, version, value)`.
+    fn store_of(items: Vec<(Vec<u8>, u64, Vec<u8>)>) -> KvStore {
+        let mut store = KvStore::new();
+        for (key, version, value) in items {
+            let value = value.into();
+            store.restore(key, Versioned { version, value });
+        }
+        store
     }
 
     /// The 8 bytes of the chunk that ends a version 2 file's string keys.
@@ -563,13 +586,15 @@ mod tests {
         let kv = sizes
             .iter()
             .enumerate()
-            .map(|(i, &n)| KvItem {
-                key: format!("key{i}").into_bytes(),
-                version: 100 + i as u64,
-                value: vec![i as u8; n],
+            .map(|(i, &n)| {
+                let key = format!("key{i}").into_bytes();
+                (key, 100 + i as u64, vec![i as u8; n])
             })
             .collect();
-        Snapshot { kv, ..sample() }
+        Snapshot {
+            kv: store_of(kv),
+            ..sample()
+        }
     }
 
     #[test]
@@ -600,11 +625,7 @@ mod tests {
     #[test]
     fn golden_string_chunk() {
         let snap = Snapshot {
-            kv: vec![KvItem {
-                key: b"k".to_vec(),
-                version: 9,
-                value: b"vv".to_vec(),
-            }],
+            kv: store_of(vec![(b"k".to_vec(), 9, b"vv".to_vec())]),
             ..sample()
         };
         let bytes = encode_file(3, &snap);
