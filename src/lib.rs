@@ -22,6 +22,7 @@
 //! | [`cli`]         | command-line parsing, one file per binary                      | the `main`s' argument handling   |
 //! | `exposition`  | the Prometheus text writer and `/metrics` endpoint             | (new)                            |
 //! | [`logging`]     | the binaries' env_logger setup (`RUST_LOG`, checked)           | (the original prints nothing)    |
+//! | [`kv`]          | the blocking client of protocol v2 (string keys, pipelined)    | (new)                            |
 //! | [`ffi`]         | libfactory's C ABI (`include/factory.h`), the only `unsafe`    | (new)                            |
 #![deny(unsafe_code)]
 
@@ -31,6 +32,7 @@ pub mod client;
 pub mod conn;
 mod exposition;
 pub mod ffi;
+pub mod kv;
 pub mod logging;
 pub mod protocol;
 pub mod replication;

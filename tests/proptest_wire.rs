@@ -109,6 +109,7 @@ fn body() -> impl Strategy<Value = Body> {
                     last_epoch,
                     in_sync,
                     records,
+                    kv: Vec::new(),
                     done,
                 }
             }),
@@ -436,7 +437,7 @@ fn well_formed_records(ops: &[LogOp]) -> (Vec<u8>, LogModel) {
                 let mut body = (last + 1).to_be_bytes().to_vec();
                 e.encode(&mut body);
                 log_record(1, &body, &mut out);
-                m.entries.push(*e);
+                m.entries.push(e.clone());
             }
             LogOp::Truncate(n) => {
                 let from = m.entries.len().saturating_sub(usize::from(*n));

@@ -247,6 +247,7 @@ fn sample_snapshot() -> Snapshot {
         last_epoch: 3,
         in_sync: MemberSet::from_ids([0, 2]).unwrap(),
         records: vec![(100, 7), (101, 9)],
+        kv: Default::default(),
     }
 }
 
@@ -429,6 +430,7 @@ fn other_snapshot() -> Snapshot {
         last_epoch: 3,
         in_sync: MemberSet::from_ids([0]).unwrap(),
         records: vec![(100, 12), (101, 13)],
+        kv: Default::default(),
     }
 }
 

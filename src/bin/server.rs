@@ -94,6 +94,7 @@ fn config(args: ServerArgs) -> ServerConfig {
         limits: args.limits,
         metrics: args.metrics,
         experts: args.experts,
+        kv: args.kv,
         ..ServerConfig::new(args.port, args.factory_id)
     }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use super::{host, number, ordinal, port, split_args, usage_error, Command, UsageError};
 use crate::server::PeerConfig;
+use crate::wire::kv::KEY_CEILING;
+use crate::wire::MAX_VALUE_LEN;
 
 /// Usage text of the server.
 pub const SERVER_USAGE: &str = "\
@@ -81,6 +83,17 @@ limits (against slow, silent or hostile peers):
                a connection must send its 8-byte handshake within SECS
                seconds of connecting, and a client must finish each request
                it begins within as long (default 5)
+
+protocol v2 (string keys and values, docs/protocol.md section 9):
+  --max-key BYTES
+               longest key a request may carry, 1 to 65535 (default 1024)
+  --max-value BYTES
+               longest value a request may carry, 0 to 1048576 (default 1048576)
+  --max-memory BYTES
+               string writes that would take the keys and values held past
+               BYTES (with 64 bytes per key counted for the map) are refused
+               with the status 'no memory'; reads are still served (default:
+               no limit)
   -h, --help   print this help and exit
   -V, --version
                print the version and exit
@@ -126,6 +139,8 @@ pub struct ServerArgs {
     pub metrics: Option<std::net::SocketAddr>,
     /// `--experts`, `--expert-queue`, `--expert-work-us`.
     pub experts: crate::server::ExpertConfig,
+    /// `--max-key`, `--max-value`, `--max-memory`.
+    pub kv: crate::server::KvConfig,
 }
 
 /// Parses the server's arguments (without the program name).
@@ -147,6 +162,9 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         "--experts",
         "--expert-queue",
         "--expert-work-us",
+        "--max-key",
+        "--max-value",
+        "--max-memory",
     ];
     let (pos, options) = match split_args(args, &valued, &["--force-primary"])? {
         Command::Run(split) => split,
@@ -183,6 +201,7 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         limits: crate::server::Limits::default(),
         metrics: None,
         experts: crate::server::ExpertConfig::default(),
+        kv: crate::server::KvConfig::default(),
     };
     let mut fsync_given = false;
     for (name, value) in options {
@@ -239,6 +258,18 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
                     0u64,
                     MAX_EXPERT_WORK_US,
                 )?)
+            }
+            "--max-key" => {
+                parsed.kv.limits.max_key =
+                    number("--max-key", &value, 1u32, KEY_CEILING as u32)? as usize
+            }
+            "--max-value" => {
+                parsed.kv.limits.max_value =
+                    number("--max-value", &value, 0u32, MAX_VALUE_LEN as u32)? as usize
+            }
+            "--max-memory" => {
+                parsed.kv.max_memory = Some(number("--max-memory", &value, 0u64, u64::MAX >> 1)?)
+                    .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
             }
             _ => parsed.force_primary = true,
         }
@@ -404,6 +435,27 @@ mod tests {
         let d = ExpertConfig::default();
         assert!(SERVER_USAGE.contains(&format!("(default {})", d.queue)));
         assert!(SERVER_USAGE.contains(&format!("(default {})", d.work.as_micros())));
+    }
+
+    #[test]
+    fn server_v2_limits() {
+        let Command::Run(a) = parse_server(&args("5000 0 0")).unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.kv, crate::server::KvConfig::default());
+        let Command::Run(a) = parse_server(&args(
+            "5000 0 0 --max-key 16 --max-value=1048576 --max-memory 100000",
+        ))
+        .unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(a.kv.limits.max_key, 16);
+        assert_eq!(a.kv.limits.max_value, 1 << 20);
+        assert_eq!(a.kv.max_memory, Some(100_000));
+        assert!(server_err("5000 0 0 --max-key 0").contains("--max-key"));
+        assert!(server_err("5000 0 0 --max-key 65536").contains("--max-key"));
+        assert!(server_err("5000 0 0 --max-value 1048577").contains("--max-value"));
+        assert!(server_err("5000 0 0 --max-memory x").contains("--max-memory"));
     }
 
     #[test]

@@ -27,8 +27,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::{backup, follower, next_engineer_id, session, status, ServerError, Shared};
+use super::{backup, follower, kv_session, next_engineer_id, session, status, ServerError, Shared};
 use crate::conn::ConnError;
+use crate::wire::kv::KV_TAG;
 use crate::wire::{Tag, HANDSHAKE_LEN};
 pub(super) use listen::listen;
 use refusal::{others, refuse, Handoff, Throttle};
@@ -187,6 +188,7 @@ fn serve(shared: &Shared, mut stream: TcpStream, engineer_id: i32) {
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + shared.limits.handshake_timeout;
     match read_tag(&mut stream, deadline) {
+        Ok(raw) if raw == KV_TAG => kv_session::run(shared, stream, peer),
         Ok(raw) => match Tag::decode(&raw) {
             Some(Tag::Client) => session::run(shared, stream, peer, engineer_id),
             Some(Tag::Pfa) => backup::run(shared, stream, peer),

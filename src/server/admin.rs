@@ -88,7 +88,8 @@ pub(crate) struct Completion {
 
 #[derive(Default)]
 struct CompletionState {
-    result: Option<Result<(), WriteError>>,
+    /// The write's log index once committed.
+    result: Option<Result<i32, WriteError>>,
     /// The session sleeps on `ready`: only then does `finish` wake it
     /// (a wake-up is a system call even when nobody sleeps).
     asleep: bool,
@@ -106,7 +107,7 @@ impl Completion {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn finish(&self, result: Result<(), WriteError>) {
+    fn finish(&self, result: Result<i32, WriteError>) {
         let mut state = self.lock();
         state.result = Some(result);
         let asleep = state.asleep;
@@ -122,7 +123,7 @@ impl Completion {
 
     /// Waits for the result, first for up to `spin` without sleeping (see
     /// [`spin_before_sleep`]).
-    fn wait(&self, spin: Duration) -> Result<(), WriteError> {
+    fn wait(&self, spin: Duration) -> Result<i32, WriteError> {
         if !spin.is_zero() {
             yield_until(spin, || self.is_finished());
         }
@@ -251,7 +252,35 @@ pub(crate) fn submit_write(
     if combine(shared, done) == Combine::NeedsAdmin {
         shared.admin_queue.wake_admin();
     }
-    done.wait(spin_before_sleep(shared))
+    done.wait(spin_before_sleep(shared)).map(drop)
+}
+
+/// Hands a write to the admin's step without waiting for it (a pipelining
+/// v2 session waits later, with [`Completion::wait_index`]); runs the step
+/// on this thread when the admin is free, as [`submit_write`] does.
+///
+/// # Errors
+/// [`WriteError::Stopping`] when the server is stopping.
+pub(crate) fn submit_nowait(
+    shared: &Shared,
+    entry: Entry,
+    done: &Arc<Completion>,
+) -> Result<(), WriteError> {
+    if !shared.admin_queue.push(entry, done) {
+        return Err(WriteError::Stopping);
+    }
+    if combine(shared, done) == Combine::NeedsAdmin {
+        shared.admin_queue.wake_admin();
+    }
+    Ok(())
+}
+
+impl Completion {
+    /// Waits for a write handed over by [`submit_nowait`]: its log index
+    /// once committed and applied.
+    pub(crate) fn wait_index(&self) -> Result<i32, WriteError> {
+        self.wait(Duration::ZERO)
+    }
 }
 
 /// How long a session waiting for its write gives the CPU away before it
@@ -331,13 +360,19 @@ fn commit_batch(
     batch: &mut Vec<WriteRequest>,
     ready: Result<(), WriteError>,
 ) -> bool {
-    let mut entries: Vec<Entry> = batch.iter().map(|r| r.entry).collect();
+    let mut entries: Vec<Entry> = batch.iter().map(|r| r.entry.clone()).collect();
     let result = ready.and_then(|()| term.commit(shared, &mut entries));
     if result.is_ok() {
         shared.metrics.batch_size.observe(batch.len() as u64);
     }
-    for request in batch.drain(..) {
-        request.done.finish(result.clone());
+    // The batch took consecutive indexes, ending at `last`.
+    let first = result
+        .as_ref()
+        .map_or(0, |last| last + 1 - batch.len() as i32);
+    for (i, request) in batch.drain(..).enumerate() {
+        request
+            .done
+            .finish(result.clone().map(|_| first + i as i32));
     }
     result.is_ok()
 }
@@ -382,7 +417,7 @@ mod tests {
         done: &Arc<Completion>,
         spin: Duration,
         finish: impl FnOnce(),
-    ) -> Result<(), WriteError> {
+    ) -> Result<i32, WriteError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let waiter = Arc::clone(done);
         let handle = thread::spawn(move || {
@@ -415,9 +450,9 @@ mod tests {
                 while !done.lock().asleep && std::time::Instant::now() < deadline {
                     thread::yield_now();
                 }
-                done.finish(Ok(()));
+                done.finish(Ok(7));
             });
-            assert_eq!(result, Ok(()));
+            assert_eq!(result, Ok(7));
         }
     }
 
@@ -442,7 +477,7 @@ mod tests {
         let done = Arc::new(Completion::new());
         for n in 0..100 {
             let expected = if n % 2 == 0 {
-                Ok(())
+                Ok(n)
             } else {
                 Err(WriteError::Stopping)
             };

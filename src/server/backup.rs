@@ -136,7 +136,7 @@ fn read_request(shared: &Shared, reader: &mut impl Read) -> Result<ReplicationRe
 
 fn apply(shared: &Shared, request: &ReplicationRequest) -> Result<ReplicationAck, StateError> {
     let mut replica = shared.replica();
-    let (ack, committed) = replica.on_replicate(request)?;
-    shared.records.apply(committed);
+    let (ack, first, committed) = replica.on_replicate_indexed(request)?;
+    shared.records.apply(first, committed);
     Ok(ack)
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::storage::FsyncPolicy;
+use crate::wire::kv::KvLimits;
 
 /// Committed entries kept in the log by default, for catch-up by suffix.
 pub const DEFAULT_LOG_RETAIN: usize = 100_000;
@@ -73,6 +74,18 @@ impl Default for Limits {
     }
 }
 
+/// Protocol v2's limits on one server (`--max-key`, `--max-value`,
+/// `--max-memory`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvConfig {
+    /// Longest key and value a request may carry.
+    pub limits: KvLimits,
+    /// Writes that would take the string store past this many bytes (as
+    /// [`crate::state::kv::KvStore::memory_bytes`] counts them) are refused;
+    /// `None`: no limit.
+    pub max_memory: Option<usize>,
+}
+
 /// Everything [`super::Server::start`] needs.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -99,6 +112,8 @@ pub struct ServerConfig {
     /// Run the majority election beside the term (docs/failover.md); it
     /// decides and reports who is primary but does not yet drive the term.
     pub election: Option<ElectionConfig>,
+    /// Protocol v2's limits.
+    pub kv: KvConfig,
 }
 
 /// How the election runs: its timing and which peers are witnesses.
@@ -126,6 +141,7 @@ impl ServerConfig {
             metrics: None,
             experts: super::ExpertConfig::default(),
             election: None,
+            kv: KvConfig::default(),
         }
     }
 

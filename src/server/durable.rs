@@ -143,6 +143,11 @@ impl Durable {
             .map_err(|source| StorageError::Io { path, source })
     }
 
+    /// Bytes of the log file (0 without a data dir).
+    pub(crate) fn log_bytes(&self) -> u64 {
+        self.lock().as_ref().map_or(0, DiskLog::log_bytes)
+    }
+
     /// Entries in the log file after its snapshot (0 without a data dir).
     pub(crate) fn entry_count(&self) -> usize {
         self.lock().as_ref().map_or(0, DiskLog::entry_count)
@@ -171,10 +176,11 @@ pub(crate) fn recover(
             disk: None,
         });
     };
-    let (disk, found) = DiskLog::open(dir, fsync)?;
-    let (mut log, base_in_sync) = match &found.snapshot {
+    let (disk, mut found) = DiskLog::open(dir, fsync)?;
+    let (mut log, base_in_sync) = match &mut found.snapshot {
         Some(s) => {
             records.replace_all(&s.records);
+            records.replace_kv(std::mem::take(&mut s.kv));
             (
                 Log::after_snapshot(s.last_index, s.last_epoch),
                 Some(s.in_sync).filter(|m| !m.is_empty()),
@@ -183,12 +189,12 @@ pub(crate) fn recover(
         None => (Log::new(), None),
     };
     for entry in &found.entries {
-        log.append(*entry);
+        log.append(entry.clone());
     }
     let snapshot_end = log.first_index() - 1;
     let mut replica = Replica::restore(id, log, base_in_sync, found.epoch, snapshot_end);
-    let committed = replica.commit_through(found.committed_index);
-    records.apply(committed);
+    let (first, committed) = replica.commit_through_indexed(found.committed_index);
+    records.apply(first, committed);
     log::info!(
         "factory {id}: recovered {} from {}: snapshot through index {snapshot_end}, {} entries after it, committed through index {}, epoch {}",
         if found.truncated_tail.is_some() { "(torn tail truncated)" } else { "cleanly" },

@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use super::Shared;
 use crate::conn::{data_waiting, read_native, write_native, yield_until, ConnError, NativeError};
 use crate::logging::epoch as epoch_name;
+use crate::state::kv::{KvStore, Versioned};
 use crate::state::{Replica, StateError, NO_PRIMARY};
 use crate::storage::Snapshot;
 use crate::wire::native::{Body, NativeFrame, RejectCode};
@@ -274,6 +275,7 @@ fn follow(
 
 fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End> {
     let mut snapshot: Vec<(i32, i32)> = Vec::new();
+    let mut snapshot_kv = KvStore::new();
     loop {
         conn.await_frame_briefly();
         let frame = conn.receive()?;
@@ -304,9 +306,12 @@ fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End>
                 last_epoch,
                 in_sync,
                 records,
+                kv,
                 done,
             } => {
-                if snapshot.len() + records.len() > MAX_SNAPSHOT_RECORDS {
+                if snapshot.len() + records.len() > MAX_SNAPSHOT_RECORDS
+                    || snapshot_kv.len() + kv.len() > MAX_SNAPSHOT_RECORDS
+                {
                     return Err(conn.reject(
                         mine,
                         RejectCode::Protocol,
@@ -314,11 +319,19 @@ fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End>
                     ));
                 }
                 snapshot.extend_from_slice(&records);
+                for item in kv {
+                    let value = Versioned {
+                        version: item.version,
+                        value: item.value.into(),
+                    };
+                    snapshot_kv.restore(item.key, value);
+                }
                 if !done {
                     continue;
                 }
                 let records = std::mem::take(&mut snapshot);
-                install(shared, last_index, last_epoch, in_sync, records)
+                let kv = std::mem::take(&mut snapshot_kv);
+                install(shared, last_index, last_epoch, in_sync, records, kv)
                     .map_err(|(code, why)| conn.reject(mine, code, why))?
             }
             other => {
@@ -373,8 +386,8 @@ fn append(
         .apply_change(&change, appended, commit)
         .map_err(|e| (RejectCode::Storage, e.to_string()))?;
     let mut replica = shared.replica();
-    let committed = replica.commit_through(commit);
-    shared.records.apply(committed);
+    let (first, committed) = replica.commit_through_indexed(commit);
+    shared.records.apply(first, committed);
     let me_in_sync = replica
         .in_sync()
         .is_some_and(|s| s.contains(shared.factory_id));
@@ -385,8 +398,8 @@ fn append(
 fn commit(shared: &Shared, commit_index: i32) -> i32 {
     let mut replica = shared.replica();
     let last = replica.last_index();
-    let committed = replica.commit_through(commit_index.min(last));
-    shared.records.apply(committed);
+    let (first, committed) = replica.commit_through_indexed(commit_index.min(last));
+    shared.records.apply(first, committed);
     // A heartbeat means the primary is idle: make the commit point durable.
     let _ = shared.durable.note_commit(replica.committed_index());
     if let Err(e) = shared.durable.flush_commit() {
@@ -402,19 +415,23 @@ fn install(
     last_epoch: Epoch,
     in_sync: MemberSet,
     records: Vec<(i32, i32)>,
+    kv: KvStore,
 ) -> Result<i32, Refusal> {
     let mut replica = shared.replica();
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         last_index,
         last_epoch,
         in_sync,
         records,
+        kv,
     };
     shared
         .durable
         .install_snapshot(&snapshot, &[])
         .map_err(|e| (RejectCode::Storage, e.to_string()))?;
     shared.records.replace_all(&snapshot.records);
+    let keys = snapshot.kv.len();
+    shared.records.replace_kv(std::mem::take(&mut snapshot.kv));
     replica.install_snapshot(
         last_index,
         last_epoch,
@@ -422,7 +439,7 @@ fn install(
     );
     replica.set_trusted(false);
     log::info!(
-        "installed a snapshot of {} records through index {last_index}",
+        "installed a snapshot of {} records and {keys} string keys through index {last_index}",
         snapshot.records.len()
     );
     Ok(last_index)

@@ -22,7 +22,7 @@ use std::time::Instant;
 use super::replicator::{rejected, still_primary, Link, PeerError, HEARTBEAT};
 use super::Shared;
 use crate::conn::{data_waiting, read_native, write_native, yield_until};
-use crate::wire::native::{Body, NativeFrame, MAX_BATCH_ENTRIES};
+use crate::wire::native::{batch_len, Body, NativeFrame, MAX_BATCH_ENTRIES};
 use crate::wire::Epoch;
 
 /// Append batches in flight before waiting for the oldest ack.
@@ -131,12 +131,15 @@ impl Live {
                 .log()
                 .epoch_at(self.next - 1)
                 .ok_or_else(|| PeerError::Frame("log compacted past the peer".into()))?;
-            let to = last.min(self.next.saturating_add(MAX_BATCH_ENTRIES as i32 - 1));
+            let most = last.min(self.next.saturating_add(MAX_BATCH_ENTRIES as i32 - 1));
+            let candidates = replica.log().range(self.next, most);
+            let entries = candidates[..batch_len(candidates)].to_vec();
+            let to = self.next - 1 + entries.len() as i32;
             let body = Body::Append {
                 prev_index: self.next - 1,
                 prev_epoch,
                 commit_index: commit,
-                entries: replica.log().range(self.next, to).to_vec(),
+                entries,
             };
             self.sent_commit = commit;
             return Ok(Some((NativeFrame::new(self.epoch, body), to)));

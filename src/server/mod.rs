@@ -28,6 +28,7 @@ mod error;
 mod experts;
 mod follower;
 mod forward;
+mod kv_session;
 mod live;
 mod metrics;
 mod progress;
@@ -47,7 +48,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-pub use config::{ElectionConfig, Limits, PeerConfig, ServerConfig, DEFAULT_LOG_RETAIN};
+pub use config::{ElectionConfig, KvConfig, Limits, PeerConfig, ServerConfig, DEFAULT_LOG_RETAIN};
 pub use error::ServerError;
 pub use experts::{ExpertConfig, ExpertGauge, DEFAULT_EXPERT_QUEUE, DEFAULT_EXPERT_WORK};
 
@@ -205,6 +206,11 @@ pub(crate) struct Shared {
     pub(crate) force_primary: bool,
     /// Committed entries kept in the log for catch-up by suffix.
     pub(crate) log_retain: usize,
+    /// Protocol v2's limits.
+    pub(crate) kv: KvConfig,
+    /// Bytes v2 writes in flight may add to the string store (see
+    /// `kv_session::over_memory`).
+    pub(crate) kv_reserved: Arc<std::sync::atomic::AtomicUsize>,
     /// This server has followed an original (v1) primary, whose writes carry
     /// no guarantee: it then takes over as the original would.
     pub(crate) followed_v1: AtomicBool,
@@ -369,6 +375,8 @@ impl Server {
             read_index: read_index::ReadIndexClient::default(),
             force_primary: config.force_primary,
             log_retain: config.log_retain,
+            kv: config.kv,
+            kv_reserved: Arc::default(),
             followed_v1: AtomicBool::new(false),
             spare_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             experts: experts::ExpertPool::new(config.experts),

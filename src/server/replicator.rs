@@ -17,7 +17,10 @@ use super::registry::Registered;
 use super::{PeerConfig, Shared};
 use crate::conn::{read_native, write_native, ConnError, NativeError};
 use crate::replication::{plan_catch_up, CatchUpPlan};
-use crate::wire::native::{Body, NativeFrame, RejectCode, MAX_CHUNK_RECORDS, NATIVE_TAG};
+use crate::wire::kv::KvItem;
+use crate::wire::native::{
+    Body, NativeFrame, RejectCode, MAX_CHUNK_BYTES, MAX_CHUNK_RECORDS, NATIVE_TAG,
+};
 use crate::wire::Epoch;
 
 /// Longest silence on a live link: a heartbeat goes out after this.
@@ -337,6 +340,9 @@ fn catch_up(
     Ok(next)
 }
 
+/// The records and string keys one snapshot frame carries.
+type SnapshotChunk = (Vec<(i32, i32)>, Vec<KvItem>);
+
 /// Sends the record map at our commit point in chunks and waits for the
 /// ack; returns the index after the snapshot.
 fn send_snapshot(
@@ -346,41 +352,70 @@ fn send_snapshot(
     epoch: Epoch,
 ) -> Result<i32, PeerError> {
     let started = Instant::now();
-    let (last_index, last_epoch, in_sync, records) = {
+    let (last_index, last_epoch, in_sync, records, kv) = {
         let replica = shared.replica();
         let c = replica.committed_index();
         // Records are applied under the replica lock, so they are exactly
-        // the state at `c` while we hold it.
+        // the state at `c` while we hold it. The string store's copy
+        // shares its values: it costs the keys, not the values.
         let epoch_at_c = replica.log().epoch_at(c).unwrap_or(0);
         (
             c,
             epoch_at_c,
             replica.in_sync_at(c).unwrap_or_default(),
             shared.records.records(),
+            shared.records.kv_clone(),
         )
     };
-    let chunks: Vec<&[(i32, i32)]> = if records.is_empty() {
-        vec![&[]]
-    } else {
-        records.chunks(MAX_CHUNK_RECORDS).collect()
+    // Records first, then string keys, each chunk within the frame bound
+    // and copied out of the store only as it is sent.
+    let mut record_chunks = records.chunks(MAX_CHUNK_RECORDS);
+    let mut keys = kv.iter().peekable();
+    let mut next_chunk = || -> Option<SnapshotChunk> {
+        if let Some(r) = record_chunks.next() {
+            return Some((r.to_vec(), Vec::new()));
+        }
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        while let Some((key, v)) = keys.peek() {
+            let len = 2 + key.len() + 8 + 4 + v.value.len();
+            if !items.is_empty() && bytes + len > MAX_CHUNK_BYTES {
+                break;
+            }
+            bytes += len;
+            items.push(KvItem {
+                key: key.to_vec(),
+                version: v.version,
+                value: v.value.to_vec(),
+            });
+            keys.next();
+        }
+        (!items.is_empty()).then_some((Vec::new(), items))
     };
-    let count = chunks.len();
-    for (i, chunk) in chunks.into_iter().enumerate() {
+    let mut current = next_chunk().unwrap_or_default();
+    loop {
+        let next = next_chunk();
         let body = Body::Snapshot {
             last_index,
             last_epoch,
             in_sync,
-            records: chunk.to_vec(),
-            done: i + 1 == count,
+            records: current.0,
+            kv: current.1,
+            done: next.is_none(),
         };
         link.send(&NativeFrame::new(epoch, body))?;
+        match next {
+            Some(chunk) => current = chunk,
+            None => break,
+        }
     }
     link.flush()?;
     expect_ack(shared, link, last_index)?;
     log::info!(
-        "peer {}: caught up by snapshot of {} records through index {last_index} in {:?}",
+        "peer {}: caught up by snapshot of {} records and {} string keys through index {last_index} in {:?}",
         peer.id,
         records.len(),
+        kv.len(),
         started.elapsed()
     );
     Ok(last_index + 1)

@@ -280,7 +280,7 @@ pub(super) fn write(
     let mut last_error = WriteError::NoPrimary;
     for attempt in 0..WRITE_ATTEMPTS {
         let target = match view(shared).write_route() {
-            Route::Local => match super::admin::submit_write(shared, entry, done) {
+            Route::Local => match super::admin::submit_write(shared, entry.clone(), done) {
                 Ok(()) => return Ok(()),
                 Err(WriteError::NotPrimary(p) | WriteError::Defer(p))
                     if p != NO_PRIMARY && p != shared.factory_id =>

@@ -151,6 +151,7 @@ impl Term {
                 op: Op::InSync(in_sync),
             }],
         )
+        .map(drop)
     }
 
     fn start(&mut self, shared: &Arc<Shared>, epoch: Epoch, in_sync: MemberSet) {
@@ -241,15 +242,17 @@ impl Term {
 
     /// Appends `entries` in this term (stamping them with its epoch), makes
     /// them durable here, waits until every in-sync member holds them, then
-    /// commits and applies.
+    /// commits and applies. Returns the index of the last of `entries`
+    /// (they take consecutive indexes).
     pub(crate) fn commit(
         &mut self,
         shared: &Shared,
         entries: &mut [Entry],
-    ) -> Result<(), WriteError> {
+    ) -> Result<i32, WriteError> {
         let last = self.append_and_send(shared, entries)?;
         if self.slots.is_empty() {
-            return self.wait_committed(shared, last);
+            self.wait_committed(shared, last)?;
+            return Ok(last);
         }
         let started = std::time::Instant::now();
         let result = self.wait_committed(shared, last);
@@ -257,7 +260,8 @@ impl Term {
             .metrics
             .replication_wait
             .observe_duration(started.elapsed());
-        result
+        result?;
+        Ok(last)
     }
 
     /// Appends `entries` and sends them to every caught-up backup at once.
@@ -290,7 +294,9 @@ impl Term {
             }
             let first = replica.last_index() + 1;
             for entry in stamped {
-                replica.append(*entry).map_err(|_| WriteError::LogFull)?;
+                replica
+                    .append(entry.clone())
+                    .map_err(|_| WriteError::LogFull)?;
             }
             (first, replica.last_index())
         };
@@ -357,8 +363,8 @@ impl Term {
     fn apply_commit(&self, shared: &Shared, target: i32) {
         let committed = {
             let mut replica = shared.replica();
-            let applied = replica.commit_through(target);
-            shared.records.apply(applied);
+            let (first, applied) = replica.commit_through_indexed(target);
+            shared.records.apply(first, applied);
             replica.committed_index()
         };
         let _ = shared.durable.note_commit(committed);

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use crate::wire::kv::{KvItem, Version, NO_VERSION};
 
@@ -24,8 +25,9 @@ pub const ENTRY_OVERHEAD: usize = 64;
 pub struct Versioned {
     /// Index of the entry that wrote the value.
     pub version: Version,
-    /// The value's bytes.
-    pub value: Box<[u8]>,
+    /// The value's bytes, shared: a read or a snapshot takes a reference,
+    /// never a copy, so neither holds the store's lock while copying.
+    pub value: Arc<[u8]>,
 }
 
 /// A write as the log carries it.
@@ -76,8 +78,9 @@ pub enum KvOutcome {
     Mismatch(Version),
 }
 
-/// The ordered map of string keys.
-#[derive(Debug, Default)]
+/// The ordered map of string keys. A clone shares every value (see
+/// [`Versioned::value`]): what a snapshot takes under the lock.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvStore {
     map: BTreeMap<Box<[u8]>, Versioned>,
     bytes: usize,

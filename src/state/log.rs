@@ -14,6 +14,13 @@ pub struct Log {
     /// Epoch of the entry at `first_index - 1` (0 when there is none).
     base_epoch: Epoch,
     entries: Vec<Entry>,
+    /// Encoded bytes of `entries` (string writes make entries of any size,
+    /// so compaction bounds the log by bytes as well as by count).
+    bytes: usize,
+}
+
+fn bytes_of(entries: &[Entry]) -> usize {
+    entries.iter().map(Entry::encoded_len).sum()
 }
 
 impl Log {
@@ -28,7 +35,13 @@ impl Log {
             first_index: last_index + 1,
             base_epoch: last_epoch,
             entries: Vec::new(),
+            bytes: 0,
         }
+    }
+
+    /// Encoded bytes of the entries held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Index of the first entry still held.
@@ -77,6 +90,7 @@ impl Log {
         if !Self::can_grow_to(index) {
             return None;
         }
+        self.bytes += entry.encoded_len();
         self.entries.push(entry);
         Some(index)
     }
@@ -84,7 +98,10 @@ impl Log {
     /// Drops the entries at `index` and after (never compacted ones).
     pub fn truncate_from(&mut self, index: i32) {
         if let Some(keep) = self.slot(index.max(self.first_index)) {
-            self.entries.truncate(keep);
+            if keep < self.entries.len() {
+                self.bytes -= bytes_of(&self.entries[keep..]);
+                self.entries.truncate(keep);
+            }
         }
     }
 
@@ -96,7 +113,13 @@ impl Log {
         let Some(at) = self.slot(index) else {
             return;
         };
+        if at < self.entries.len() {
+            self.bytes -= bytes_of(&self.entries[at..]);
+        } else {
+            self.bytes += (at - self.entries.len()) * filler.encoded_len();
+        }
         self.entries.resize(at, filler);
+        self.bytes += entry.encoded_len();
         self.entries.push(entry);
     }
 
@@ -124,6 +147,7 @@ impl Log {
             return;
         };
         let drop = (index - self.first_index + 1) as usize;
+        self.bytes -= bytes_of(&self.entries[..drop]);
         self.entries.drain(..drop);
         self.first_index = index + 1;
         self.base_epoch = epoch;
@@ -230,5 +254,39 @@ mod tests {
         assert_eq!((log.last_index(), log.last_epoch()), (9, 4));
         assert_eq!(log.append(set(0)), Some(10));
         assert_eq!(log.epoch_at(9), Some(4));
+    }
+
+    #[test]
+    fn bytes_follow_every_change() {
+        let big = Entry::kv(
+            1,
+            crate::state::kv::KvWrite::Put {
+                key: b"k".to_vec(),
+                value: vec![0; 1000],
+            },
+        );
+        let mut log = Log::new();
+        let check = |log: &Log| {
+            let held = log.range(log.first_index(), log.last_index());
+            assert_eq!(
+                log.bytes(),
+                held.iter().map(Entry::encoded_len).sum::<usize>()
+            );
+        };
+        for _ in 0..3 {
+            log.append(big.clone());
+            log.append(set(1));
+        }
+        check(&log);
+        assert!(log.bytes() > 3000);
+        log.truncate_from(4);
+        check(&log);
+        log.store_last(6, big.clone(), NOOP);
+        check(&log);
+        log.store_last(2, set(2), NOOP);
+        check(&log);
+        log.compact_through(1);
+        check(&log);
+        assert_eq!(log.bytes(), set(2).encoded_len());
     }
 }

@@ -254,8 +254,12 @@ impl Replica {
     /// # Errors
     /// [`StateError::LogFull`] when no further index exists.
     pub fn append(&mut self, entry: Entry) -> Result<i32, StateError> {
+        let in_sync = match entry.op {
+            Op::InSync(set) => Some(set),
+            _ => None,
+        };
         let index = self.log.append(entry).ok_or(StateError::LogFull)?;
-        if let Op::InSync(set) = entry.op {
+        if let Some(set) = in_sync {
             self.in_sync_changes.push((index, set));
         }
         Ok(index)
@@ -276,13 +280,22 @@ impl Replica {
     /// Commits through `index` (clamped to the log) and returns the entries
     /// that became committed, in order, for the caller to apply.
     pub fn commit_through(&mut self, index: i32) -> &[Entry] {
+        self.commit_through_indexed(index).1
+    }
+
+    /// [`Self::commit_through`], with the index of the first entry returned
+    /// (string writes are applied at their index, their version).
+    pub fn commit_through_indexed(&mut self, index: i32) -> (i32, &[Entry]) {
         let from = self.committed_index + 1;
         let target = index.min(self.last_index());
         if target < from {
-            return &[];
+            return (from, &[]);
         }
         self.committed_index = target;
-        self.log.range(from, target)
+        (
+            from.max(self.log.first_index()),
+            self.log.range(from, target),
+        )
     }
 
     /// v1 backup: handles one frame. Stores its op as the entry at its index
@@ -303,6 +316,18 @@ impl Replica {
         &mut self,
         req: &ReplicationRequest,
     ) -> Result<(ReplicationAck, &[Entry]), StateError> {
+        self.on_replicate_indexed(req)
+            .map(|(ack, _, entries)| (ack, entries))
+    }
+
+    /// [`Self::on_replicate`], with the index of the first entry returned.
+    ///
+    /// # Errors
+    /// As [`Self::on_replicate`].
+    pub fn on_replicate_indexed(
+        &mut self,
+        req: &ReplicationRequest,
+    ) -> Result<(ReplicationAck, i32, &[Entry]), StateError> {
         self.check_index(req.last_index)?;
         if req.committed_index > req.last_index {
             return Err(StateError::CommitBeyondEntry {
@@ -326,7 +351,8 @@ impl Replica {
             replica_id: self.id,
             last_index: self.last_index(),
         };
-        Ok((ack, self.log.range(old + 1, target)))
+        let first = (old + 1).max(self.log.first_index());
+        Ok((ack, first, self.log.range(old + 1, target)))
     }
 
     fn check_index(&self, index: i32) -> Result<(), StateError> {
@@ -392,7 +418,7 @@ impl Replica {
             if change.appended == 0 {
                 change.first_appended = index;
             }
-            self.append(*entry)?;
+            self.append(entry.clone())?;
             change.appended += 1;
         }
         Ok(change)

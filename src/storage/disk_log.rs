@@ -11,7 +11,7 @@ use super::log_file::{encode_header, LogFile};
 use super::record::Record;
 use super::recovery::{open_dir, Recovered};
 use super::replay::LogState;
-use super::snapshot::{encode_file, Snapshot};
+use super::snapshot::{write_file, Snapshot};
 use super::{FsyncPolicy, StorageError};
 use crate::wire::{Entry, Epoch};
 
@@ -90,7 +90,7 @@ impl DiskLog {
         for (index, entry) in (first_index..).zip(entries) {
             self.write(Record::Entry {
                 index,
-                entry: *entry,
+                entry: entry.clone(),
             })?;
         }
         Ok(())
@@ -197,7 +197,7 @@ impl DiskLog {
         // per `2 * --log-retain` entries), so the fsyncs cost little.
         let snap_tmp = self.dir.join(SNAPSHOT_TMP);
         let log_tmp = self.dir.join(LOG_TMP);
-        files::write_file(&snap_tmp, &encode_file(generation, snapshot), true)?;
+        files::write_file_with(&snap_tmp, true, |out| write_file(out, generation, snapshot))?;
         files::write_file(&log_tmp, &log_bytes, true)?;
         self.keep_previous_generation()?;
         // From the first rename on, the old `DIR/log` may no longer match the
@@ -257,7 +257,10 @@ impl DiskLog {
         records.extend(
             (first_index..)
                 .zip(entries_after)
-                .map(|(index, e)| Record::Entry { index, entry: *e }),
+                .map(|(index, e)| Record::Entry {
+                    index,
+                    entry: e.clone(),
+                }),
         );
         let last_index = first_index - 1 + count as i32;
         let committed = self.state.committed.min(last_index);

@@ -50,6 +50,28 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<(),
     Ok(())
 }
 
+/// Creates (or replaces) `path` with what `write` writes to it through a
+/// buffer, fsynced when `durable`; for files too large to encode at once.
+///
+/// # Errors
+/// [`StorageError::Io`] naming `path`.
+pub(crate) fn write_file_with(
+    path: &Path,
+    durable: bool,
+    write: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
+) -> Result<(), StorageError> {
+    let io = |e| StorageError::io(path, e);
+    let file = File::create(path).map_err(io)?;
+    let mut out = io::BufWriter::with_capacity(64 * 1024, &file);
+    write(&mut out).map_err(io)?;
+    out.flush().map_err(io)?;
+    drop(out);
+    if durable {
+        file.sync_all().map_err(io)?;
+    }
+    Ok(())
+}
+
 /// Renames `from` to `to` (replacing it) and, when `durable`, fsyncs the
 /// directory so that the rename itself survives a machine crash.
 ///

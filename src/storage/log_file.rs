@@ -6,10 +6,16 @@
 //! ```text
 //! offset  field        type     order
 //! 0       magic        8 bytes         "FACTLOG\n"
-//! 8       version      u32      BE     1
+//! 8       version      u32      BE     2 (1: written before string writes)
 //! 12      generation   u64      BE     the snapshot this log continues (0: none)
 //! 20      records      ...             see record.rs
 //! ```
+//!
+//! Version 2 added string-write entries (larger records). A version 1 log
+//! is a valid version 2 log, so it is read as one, and its header is
+//! rewritten to version 2 on open, before anything new is appended: a
+//! build that reads only version 1 then refuses the directory by its
+//! header rather than meeting an entry kind it does not know.
 //!
 //! The generation ties the log to `DIR/snapshot`: installing a snapshot
 //! replaces both files by two renames, and on reopen a mismatch tells which
@@ -25,8 +31,10 @@ use super::StorageError;
 
 /// Magic bytes at the start of `DIR/log`.
 pub(crate) const LOG_MAGIC: &[u8; 8] = b"FACTLOG\n";
-/// The log format this code reads and writes.
-pub(crate) const LOG_VERSION: u32 = 1;
+/// The log format this code writes.
+pub(crate) const LOG_VERSION: u32 = 2;
+/// The previous format, still read (and upgraded in place).
+pub(crate) const LOG_VERSION_1: u32 = 1;
 /// Bytes of the log file header.
 pub(crate) const LOG_HEADER_LEN: usize = 20;
 
@@ -41,6 +49,25 @@ pub(crate) fn encode_header(generation: u64) -> Vec<u8> {
     out.extend_from_slice(&LOG_VERSION.to_be_bytes());
     out.extend_from_slice(&generation.to_be_bytes());
     out
+}
+
+/// The format version of a log whose header [`parse_header`] accepted.
+pub(crate) fn header_version(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]])
+}
+
+/// Rewrites the version field of the log at `path` to [`LOG_VERSION`],
+/// fsynced in every policy (see the module doc).
+///
+/// # Errors
+/// [`StorageError::Io`] naming `path`.
+pub(crate) fn upgrade_header(path: &Path) -> Result<(), StorageError> {
+    use std::io::{Seek, SeekFrom};
+    let io = |e| StorageError::io(path, e);
+    let mut file = OpenOptions::new().write(true).open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(8)).map_err(io)?;
+    file.write_all(&LOG_VERSION.to_be_bytes()).map_err(io)?;
+    file.sync_data().map_err(io)
 }
 
 /// Checks the header at the start of `bytes` (read from `path`) and returns
@@ -61,8 +88,10 @@ pub(crate) fn parse_header(path: &Path, bytes: &[u8]) -> Result<u64, StorageErro
         ));
     }
     let version = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
-    if version != LOG_VERSION {
-        let detail = format!("log format version {version}, this build reads {LOG_VERSION}");
+    if version != LOG_VERSION && version != LOG_VERSION_1 {
+        let detail = format!(
+            "log format version {version}, this build reads {LOG_VERSION_1} and {LOG_VERSION}"
+        );
         return Err(StorageError::bad_header(path, detail));
     }
     let mut generation = [0; 8];
@@ -199,12 +228,16 @@ mod tests {
         let path = Path::new("/d/log");
         let header = encode_header(7);
         assert_eq!(header.len(), LOG_HEADER_LEN);
-        assert_eq!(&header[..12], b"FACTLOG\n\0\0\0\x01");
+        assert_eq!(&header[..12], b"FACTLOG\n\0\0\0\x02");
         assert_eq!(parse_header(path, &header).unwrap(), 7);
         assert!(parse_header(path, &header[..19]).is_err());
-        let mut v2 = header.clone();
-        v2[11] = 2;
-        let err = parse_header(path, &v2).unwrap_err();
-        assert!(err.to_string().contains("version 2"), "{err}");
+        let mut v1 = header.clone();
+        v1[11] = 1;
+        assert_eq!(parse_header(path, &v1).unwrap(), 7);
+        assert_eq!(header_version(&v1), LOG_VERSION_1);
+        let mut v3 = header.clone();
+        v3[11] = 3;
+        let err = parse_header(path, &v3).unwrap_err();
+        assert!(err.to_string().contains("version 3"), "{err}");
     }
 }

@@ -20,13 +20,14 @@
 //! DIR/log
 //! offset  field        type     order
 //! 0       magic        8 bytes         "FACTLOG\n"
-//! 8       version      u32      BE     1
+//! 8       version      u32      BE     2 (1 is read and upgraded in place)
 //! 12      generation   u64      BE     snapshot generation this log continues (0: none)
 //! 20      records, each:
-//!         +0  length   u32      BE     payload bytes, 1..=4096
+//!         +0  length   u32      BE     payload bytes, 1..=MAX_PAYLOAD (~1.1 MiB; 4096 in v1)
 //!         +4  crc      u32      BE     CRC-32 (IEEE, crc32fast) of the payload
 //!         +8  payload: kind u8, then
-//!             1 entry     index i32 BE, entry (wire::Entry encoding)
+//!             1 entry     index i32 BE, entry (wire::Entry encoding; v2 adds
+//!                         kind 3, string writes)
 //!             2 truncate  from i32 BE        (drop entries at index >= from)
 //!             3 epoch     epoch u64 BE
 //!             4 commit    index i32 BE       (entries up to index committed)
@@ -34,12 +35,14 @@
 //! DIR/snapshot
 //! offset  field        type     order
 //! 0       magic        8 bytes         "FACTSNP\n"
-//! 8       version      u32      BE     1
+//! 8       version      u32      BE     2 (1, without string keys, is read)
 //! 12      body length  u32      BE
 //! 16      body CRC     u32      BE     CRC-32 of the body
 //! 20      body:        generation u64, last_index i32, last_epoch u64,
 //!                      member count u8, ids i32 × count,
 //!                      record count u32, (customer_id i32, last_order i32) × count
+//! ..      v2: string chunks (length, CRC, key count + keys), ~1 MiB each,
+//!         ending with an empty one (see snapshot.rs)
 //! ```
 //!
 //! # Replay

@@ -6,7 +6,7 @@
 //! ```text
 //! frame
 //! offset  field    type   order
-//! 0       length   u32    BE     payload bytes, 1..=MAX_PAYLOAD
+//! 0       length   u32    BE     payload bytes, 1..=MAX_PAYLOAD (~1.1 MiB)
 //! 4       crc      u32    BE     CRC-32 (IEEE, crc32fast) of the payload
 //! 8       payload  length bytes
 //!
@@ -19,16 +19,17 @@
 //!         commit:   index i32 BE   (entries up to index are committed)
 //! ```
 
-use crate::wire::{Entry, Epoch};
+use crate::wire::{Entry, Epoch, MAX_ENTRY_LEN};
 
 /// Bytes before a record's payload: length and CRC.
 pub(crate) const FRAME_HEADER: usize = 8;
 
-/// The largest payload a frame may claim. The biggest record written today
-/// is under 100 bytes; the bound is kept small because a length that runs
-/// past the end of the file is read as a torn tail, and a small bound limits
-/// how far a damaged length field could reach.
-pub(crate) const MAX_PAYLOAD: usize = 4096;
+/// The largest payload a frame may claim: an entry record of the largest
+/// entry (a string write of a 1 MiB value). The bound is no larger than
+/// that because a length that runs past the end of the file is read as a
+/// torn tail, and the bound limits how far a damaged length field could
+/// reach. (Format version 1 had no string writes and a bound of 4096.)
+pub(crate) const MAX_PAYLOAD: usize = 1 + 4 + MAX_ENTRY_LEN;
 
 const KIND_ENTRY: u8 = 1;
 const KIND_TRUNCATE: u8 = 2;
@@ -36,7 +37,7 @@ const KIND_EPOCH: u8 = 3;
 const KIND_COMMIT: u8 = 4;
 
 /// One record of the log file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Record {
     /// `entry` sits at log index `index`.
     Entry { index: i32, entry: Entry },
@@ -63,7 +64,7 @@ impl Record {
     }
 
     fn encode_payload(&self, out: &mut Vec<u8>) {
-        match *self {
+        match self {
             Record::Entry { index, entry } => {
                 out.push(KIND_ENTRY);
                 out.extend_from_slice(&index.to_be_bytes());
@@ -185,7 +186,7 @@ mod tests {
     /// Encodes `r`, compares with `golden`, and decodes the golden bytes back.
     fn check_golden(r: Record, golden: &str) {
         let bytes = hex(golden);
-        assert_eq!(framed(r), bytes, "{r:?}");
+        assert_eq!(framed(r.clone()), bytes, "{r:?}");
         match read_frame(&bytes, 0) {
             Frame::Whole { payload, end } => {
                 assert_eq!(end, bytes.len());
@@ -238,6 +239,28 @@ mod tests {
             Record::Commit { index: -1 },
             "00 00 00 05 ed 19 71 3e  04 ff ff ff ff",
         );
+    }
+
+    #[test]
+    fn the_largest_entry_record_is_within_the_bound() {
+        let entry = Entry::kv(
+            1,
+            crate::state::kv::KvWrite::Cas {
+                key: vec![1; crate::wire::kv::KEY_CEILING],
+                expected: 3,
+                value: vec![2; crate::wire::MAX_VALUE_LEN],
+            },
+        );
+        let r = Record::Entry { index: 4, entry };
+        let bytes = framed(r.clone());
+        assert_eq!(bytes.len(), FRAME_HEADER + MAX_PAYLOAD);
+        match read_frame(&bytes, 0) {
+            Frame::Whole { payload, .. } => assert_eq!(Record::decode(payload), Ok(r)),
+            other => panic!("{other:?}"),
+        }
+        let mut over = bytes.clone();
+        over[..4].copy_from_slice(&(MAX_PAYLOAD as u32 + 1).to_be_bytes());
+        assert!(matches!(read_frame(&over, 0), Frame::Bad { end: 8, .. }));
     }
 
     #[test]

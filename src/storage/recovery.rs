@@ -9,10 +9,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::files::{self, LOG, LOG_PREV, LOG_TMP, SNAPSHOT, SNAPSHOT_PREV, SNAPSHOT_TMP};
-use super::log_file::{encode_header, parse_header, LogFile, LOG_HEADER_LEN};
+use super::log_file::{
+    encode_header, header_version, parse_header, upgrade_header, LogFile, LOG_HEADER_LEN,
+    LOG_VERSION,
+};
 use super::record::Record;
 use super::replay::{replay, LogState};
-use super::snapshot::{decode_file, is_torn, Snapshot};
+use super::snapshot::{load, Loaded, Snapshot};
 use super::{FsyncPolicy, StorageError};
 use crate::wire::{Entry, Epoch};
 
@@ -69,6 +72,13 @@ pub(crate) fn open_dir(dir: &Path, policy: FsyncPolicy) -> Result<Opened, Storag
     } else {
         None
     };
+    if header_version(&bytes) != LOG_VERSION {
+        log::info!(
+            "{}: upgrading the log header to format version {LOG_VERSION}",
+            log_path.display()
+        );
+        upgrade_header(&log_path)?;
+    }
     let state = replayed.state;
     let recovered = Recovered {
         epoch: state.epoch,
@@ -90,21 +100,30 @@ pub(crate) fn open_dir(dir: &Path, policy: FsyncPolicy) -> Result<Opened, Storag
 /// is replaced by the previous generation first.
 fn load_snapshot(dir: &Path) -> Result<Option<(u64, Snapshot)>, StorageError> {
     let path = dir.join(SNAPSHOT);
-    let Some(mut bytes) = files::read_optional(&path)? else {
-        return Ok(None);
-    };
-    if is_torn(&bytes) {
-        fall_back(dir, bytes.len())?;
-        match files::read_optional(&path)? {
-            Some(prev) => bytes = prev,
-            None => return Ok(None),
+    match load(&path)? {
+        None => Ok(None),
+        Some(Loaded::Torn(len)) => {
+            fall_back(dir, len)?;
+            load_whole(&path)
         }
+        Some(Loaded::Whole(generation, snap)) => checked(&path, generation, snap).map(Some),
     }
-    decode_checked(&path, &bytes).map(Some)
 }
 
-fn decode_checked(path: &Path, bytes: &[u8]) -> Result<(u64, Snapshot), StorageError> {
-    let (generation, snap) = decode_file(path, bytes)?;
+/// The snapshot at `path`, which must not be torn.
+fn load_whole(path: &Path) -> Result<Option<(u64, Snapshot)>, StorageError> {
+    match load(path)? {
+        None => Ok(None),
+        Some(Loaded::Torn(len)) => Err(StorageError::corrupt(
+            path,
+            0,
+            format!("torn ({len} bytes)"),
+        )),
+        Some(Loaded::Whole(generation, snap)) => checked(path, generation, snap).map(Some),
+    }
+}
+
+fn checked(path: &Path, generation: u64, snap: Snapshot) -> Result<(u64, Snapshot), StorageError> {
     // The first entry after it must have an index in 0..=i32::MAX.
     if snap.last_index < -1 || snap.last_index == i32::MAX {
         let detail = format!("last index {} outside -1..{}", snap.last_index, i32::MAX);
@@ -120,7 +139,7 @@ fn decode_checked(path: &Path, bytes: &[u8]) -> Result<(u64, Snapshot), StorageE
 /// # Errors
 /// [`StorageError::BadHeader`] when there is no complete previous
 /// generation; [`StorageError::Corrupt`] when `snapshot.prev` is damaged.
-fn fall_back(dir: &Path, len: usize) -> Result<(), StorageError> {
+fn fall_back(dir: &Path, len: u64) -> Result<(), StorageError> {
     let path = dir.join(SNAPSHOT);
     let (log_prev, snap_prev) = (dir.join(LOG_PREV), dir.join(SNAPSHOT_PREV));
     let nothing = || {
@@ -132,8 +151,8 @@ fn fall_back(dir: &Path, len: usize) -> Result<(), StorageError> {
         Some(bytes) => parse_header(&log_prev, &bytes).map_err(|_| nothing())?,
         None => return Err(nothing()),
     };
-    let generation = match files::read_optional(&snap_prev)? {
-        Some(bytes) => decode_checked(&snap_prev, &bytes)?.0,
+    let generation = match load_whole(&snap_prev)? {
+        Some((generation, _)) => generation,
         None => 0,
     };
     if generation != log_generation {

@@ -4,17 +4,43 @@
 //! ```text
 //! offset  field         type   order
 //! 0       epoch         u64    BE
-//! 8       kind          u8           (0 no-op, 1 set, 2 in-sync set)
+//! 8       kind          u8           (0 no-op, 1 set, 2 in-sync set, 3 string write)
 //! 9       payload       ...          set: customer_id i32 BE, order i32 BE
 //!                                    in-sync: count u8, then count × id i32 BE
+//!                                    string write: op u8 (v2 op code: 2 put,
+//!                                      3 create, 4 update, 5 delete, 6 cas),
+//!                                      key u16 BE length + bytes,
+//!                                      cas only: expected version u64 BE,
+//!                                      all but delete: value u32 BE length + bytes
 //! ```
 //!
 //! v1 peers see a set as `MapOp` opcode 1 and anything else as a no-op
-//! (opcode 0), which keeps every log index aligned with theirs.
+//! (opcode 0), which keeps every log index aligned with theirs. A string
+//! write reaching an original backup as a no-op is safe: the original has
+//! no string store and no client of it can read one, so the no-op holds
+//! the entry's log index and nothing it serves differs from a v2 server's
+//! customer records.
+//!
+//! A string write's payload sits behind an [`Arc`], so cloning an entry
+//! (the log hands out copies to every stream) never copies a value, and
+//! customer sets stay allocation-free.
+
+use std::sync::Arc;
 
 use byteorder::{BigEndian, ByteOrder};
 
+use super::kv::{Version, KEY_CEILING};
 use super::MapOp;
+use crate::state::kv::KvWrite;
+
+/// The longest value a string write in the log may carry. Every bound of
+/// the native stream and the durable log is derived from it, so a server's
+/// `--max-value` may not exceed it.
+pub const MAX_VALUE_LEN: usize = 1 << 20;
+
+/// The longest encoded entry: a compare-and-set of the largest key and
+/// value a log entry may carry.
+pub const MAX_ENTRY_LEN: usize = 9 + 1 + 2 + KEY_CEILING + 8 + 4 + MAX_VALUE_LEN;
 
 /// A primary's epoch (term). It orders primaries: `(counter << 16) | id`,
 /// so two servers never pick the same one. Epoch 0 is "no epoch": entries
@@ -99,7 +125,7 @@ impl MemberSet {
 }
 
 /// What an entry does when applied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// Nothing (a v1 op other than "set", or a filler).
     Noop,
@@ -107,10 +133,12 @@ pub enum Op {
     Set { customer_id: i32, order_number: i32 },
     /// The in-sync set becomes these servers.
     InSync(MemberSet),
+    /// A protocol v2 write to the string store.
+    Kv(Arc<KvWrite>),
 }
 
 /// One log entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Epoch of the primary that appended it.
     pub epoch: Epoch,
@@ -127,6 +155,10 @@ pub enum EntryError {
     UnknownKind(u8),
     /// An in-sync set claims more than [`MAX_MEMBERS`] members.
     TooManyMembers(u8),
+    /// A string write names no write op.
+    UnknownKvOp(u8),
+    /// A string write's value is over [`MAX_VALUE_LEN`].
+    ValueTooLong(u32),
 }
 
 impl std::fmt::Display for EntryError {
@@ -137,6 +169,10 @@ impl std::fmt::Display for EntryError {
             EntryError::TooManyMembers(n) => {
                 write!(f, "in-sync set of {n} members (at most {MAX_MEMBERS})")
             }
+            EntryError::UnknownKvOp(op) => write!(f, "unknown string write op {op}"),
+            EntryError::ValueTooLong(n) => {
+                write!(f, "string value of {n} bytes (at most {MAX_VALUE_LEN})")
+            }
         }
     }
 }
@@ -146,6 +182,14 @@ impl std::error::Error for EntryError {}
 const KIND_NOOP: u8 = 0;
 const KIND_SET: u8 = 1;
 const KIND_IN_SYNC: u8 = 2;
+const KIND_KV: u8 = 3;
+
+// The v2 client protocol's op codes, reused for string writes.
+const KV_PUT: u8 = 2;
+const KV_CREATE: u8 = 3;
+const KV_UPDATE: u8 = 4;
+const KV_DELETE: u8 = 5;
+const KV_CAS: u8 = 6;
 
 impl Entry {
     /// A "set" entry.
@@ -156,6 +200,14 @@ impl Entry {
                 customer_id,
                 order_number,
             },
+        }
+    }
+
+    /// A string write entry.
+    pub fn kv(epoch: Epoch, write: KvWrite) -> Self {
+        Entry {
+            epoch,
+            op: Op::Kv(Arc::new(write)),
         }
     }
 
@@ -184,10 +236,11 @@ impl Entry {
 
     /// Encoded size in bytes.
     pub fn encoded_len(&self) -> usize {
-        9 + match self.op {
+        9 + match &self.op {
             Op::Noop => 0,
             Op::Set { .. } => 8,
             Op::InSync(set) => 1 + 4 * set.len(),
+            Op::Kv(write) => kv_len(write),
         }
     }
 
@@ -196,16 +249,17 @@ impl Entry {
         let mut head = [0u8; 8];
         BigEndian::write_u64(&mut head, self.epoch);
         out.extend_from_slice(&head);
-        match self.op {
+        match &self.op {
             Op::Noop => out.push(KIND_NOOP),
             Op::Set {
                 customer_id,
                 order_number,
             } => {
                 out.push(KIND_SET);
-                push_i32(out, customer_id);
-                push_i32(out, order_number);
+                push_i32(out, *customer_id);
+                push_i32(out, *order_number);
             }
+            Op::Kv(write) => encode_kv(write, out),
             Op::InSync(set) => {
                 out.push(KIND_IN_SYNC);
                 out.push(set.len() as u8);
@@ -234,6 +288,7 @@ impl Entry {
                 (op, 17)
             }
             KIND_IN_SYNC => decode_members(buf)?,
+            KIND_KV => decode_kv(&buf[9..])?,
             kind => return Err(EntryError::UnknownKind(kind)),
         };
         Ok((Entry { epoch, op }, len))
@@ -251,6 +306,88 @@ fn decode_members(buf: &[u8]) -> Result<(Op, usize), EntryError> {
     // Duplicates collapse; at most MAX_MEMBERS ids, so this cannot overflow.
     let set = MemberSet::from_ids(ids).ok_or(EntryError::TooManyMembers(count))?;
     Ok((Op::InSync(set), end))
+}
+
+/// Encoded size of a string write after the entry's kind byte.
+fn kv_len(write: &KvWrite) -> usize {
+    let value = match write {
+        KvWrite::Delete { .. } => 0,
+        KvWrite::Cas { value, .. } => 8 + 4 + value.len(),
+        KvWrite::Put { value, .. }
+        | KvWrite::Create { value, .. }
+        | KvWrite::Update { value, .. } => 4 + value.len(),
+    };
+    1 + 2 + write.key().len() + value
+}
+
+/// Callers keep keys within [`KEY_CEILING`] and values within
+/// [`MAX_VALUE_LEN`] (the v2 session refuses longer ones before logging).
+fn encode_kv(write: &KvWrite, out: &mut Vec<u8>) {
+    out.push(KIND_KV);
+    let (code, expected, value) = match write {
+        KvWrite::Put { value, .. } => (KV_PUT, None, Some(value)),
+        KvWrite::Create { value, .. } => (KV_CREATE, None, Some(value)),
+        KvWrite::Update { value, .. } => (KV_UPDATE, None, Some(value)),
+        KvWrite::Delete { .. } => (KV_DELETE, None, None),
+        KvWrite::Cas {
+            expected, value, ..
+        } => (KV_CAS, Some(*expected), Some(value)),
+    };
+    out.push(code);
+    let key = write.key();
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.extend_from_slice(key);
+    if let Some(expected) = expected {
+        out.extend_from_slice(&expected.to_be_bytes());
+    }
+    if let Some(value) = value {
+        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        out.extend_from_slice(value);
+    }
+}
+
+/// Decodes a string write from the bytes after the kind byte; every length
+/// is checked against the bytes present (and the value's against
+/// [`MAX_VALUE_LEN`]) before anything is copied.
+fn decode_kv(body: &[u8]) -> Result<(Op, usize), EntryError> {
+    let mut at = 0;
+    let mut take = |n: usize| -> Result<&[u8], EntryError> {
+        let part = body.get(at..at + n).ok_or(EntryError::Short)?;
+        at += n;
+        Ok(part)
+    };
+    let code = take(1)?[0];
+    if !(KV_PUT..=KV_CAS).contains(&code) {
+        return Err(EntryError::UnknownKvOp(code));
+    }
+    let key_len = BigEndian::read_u16(take(2)?) as usize;
+    let key = take(key_len)?.to_vec();
+    let expected: Version = if code == KV_CAS {
+        BigEndian::read_u64(take(8)?)
+    } else {
+        0
+    };
+    let value = if code == KV_DELETE {
+        Vec::new()
+    } else {
+        let len = BigEndian::read_u32(take(4)?);
+        if len as usize > MAX_VALUE_LEN {
+            return Err(EntryError::ValueTooLong(len));
+        }
+        take(len as usize)?.to_vec()
+    };
+    let write = match code {
+        KV_PUT => KvWrite::Put { key, value },
+        KV_CREATE => KvWrite::Create { key, value },
+        KV_UPDATE => KvWrite::Update { key, value },
+        KV_DELETE => KvWrite::Delete { key },
+        _ => KvWrite::Cas {
+            key,
+            expected,
+            value,
+        },
+    };
+    Ok((Op::Kv(Arc::new(write)), 9 + at))
 }
 
 fn push_i32(out: &mut Vec<u8>, v: i32) {
@@ -306,6 +443,16 @@ mod tests {
     #[test]
     fn entries_round_trip() {
         round_trip(Entry::set(u64::MAX, i32::MIN, i32::MAX));
+        round_trip(kv(KvWrite::Put {
+            key: b"key".to_vec(),
+            value: vec![0, 1, 2, 255],
+        }));
+        round_trip(kv(KvWrite::Delete { key: b"k".to_vec() }));
+        round_trip(kv(KvWrite::Cas {
+            key: b"k".to_vec(),
+            expected: crate::wire::kv::NO_VERSION,
+            value: b"v".to_vec(),
+        }));
         round_trip(Entry {
             epoch: 0,
             op: Op::Noop,
@@ -319,6 +466,102 @@ mod tests {
             epoch: 9,
             op: Op::InSync(MemberSet::new()),
         });
+    }
+
+    fn kv(write: KvWrite) -> Entry {
+        Entry::kv(3, write)
+    }
+
+    #[test]
+    fn golden_string_write_entries() {
+        let mut buf = Vec::new();
+        kv(KvWrite::Put {
+            key: b"k".to_vec(),
+            value: b"vv".to_vec(),
+        })
+        .encode(&mut buf);
+        assert_eq!(
+            buf,
+            hex("00 00 00 00 00 00 00 03 03 02 00 01 6b 00 00 00 02 76 76")
+        );
+        buf.clear();
+        kv(KvWrite::Cas {
+            key: b"k".to_vec(),
+            expected: 5,
+            value: Vec::new(),
+        })
+        .encode(&mut buf);
+        assert_eq!(
+            buf,
+            hex("00 00 00 00 00 00 00 03 03 06 00 01 6b                  00 00 00 00 00 00 00 05 00 00 00 00")
+        );
+        buf.clear();
+        kv(KvWrite::Delete { key: Vec::new() }).encode(&mut buf);
+        assert_eq!(buf, hex("00 00 00 00 00 00 00 03 03 05 00 00"));
+    }
+
+    #[test]
+    fn string_writes_round_trip_up_to_the_largest() {
+        let key = vec![0xab; KEY_CEILING];
+        let value = vec![0xcd; MAX_VALUE_LEN];
+        round_trip(kv(KvWrite::Create {
+            key: b"\0".to_vec(),
+            value: b"x".to_vec(),
+        }));
+        round_trip(kv(KvWrite::Update {
+            key: Vec::new(),
+            value: Vec::new(),
+        }));
+        let largest = kv(KvWrite::Cas {
+            key,
+            expected: u64::MAX,
+            value,
+        });
+        assert_eq!(largest.encoded_len(), MAX_ENTRY_LEN);
+        let mut buf = Vec::new();
+        largest.encode(&mut buf);
+        assert_eq!(Entry::decode(&buf), Ok((largest, buf.len())));
+        // Cloning shares the payload instead of copying the value.
+        let e = kv(KvWrite::Delete { key: b"k".to_vec() });
+        match (&e.op, &e.clone().op) {
+            (Op::Kv(a), Op::Kv(b)) => assert!(Arc::ptr_eq(a, b)),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn bad_string_writes_are_errors() {
+        // Unknown op 7 (scan is no write), and op 1 (get).
+        assert_eq!(
+            Entry::decode(&hex("00 00 00 00 00 00 00 01 03 07 00 00")),
+            Err(EntryError::UnknownKvOp(7))
+        );
+        assert_eq!(
+            Entry::decode(&hex("00 00 00 00 00 00 00 01 03 01 00 00")),
+            Err(EntryError::UnknownKvOp(1))
+        );
+        // A value one byte over the bound is refused before it is read.
+        let mut over = hex("00 00 00 00 00 00 00 01 03 02 00 00");
+        over.extend_from_slice(&(MAX_VALUE_LEN as u32 + 1).to_be_bytes());
+        assert_eq!(
+            Entry::decode(&over),
+            Err(EntryError::ValueTooLong(MAX_VALUE_LEN as u32 + 1))
+        );
+        // A key that claims more bytes than are there.
+        assert_eq!(
+            Entry::decode(&hex("00 00 00 00 00 00 00 01 03 05 00 05 6b")),
+            Err(EntryError::Short)
+        );
+    }
+
+    #[test]
+    fn string_writes_reach_v1_peers_as_no_ops() {
+        let e = kv(KvWrite::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        });
+        assert_eq!(e.to_map_op(), MapOp::default());
+        assert_eq!(e.to_map_op().opcode, 0);
     }
 
     #[test]

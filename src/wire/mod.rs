@@ -22,7 +22,9 @@ pub mod status;
 mod tag;
 
 pub use client::{CustomerRecord, RequestType, RobotInfo, RobotOrder, CUSTOM_REQUEST_TYPE};
-pub use entry::{Entry, EntryError, Epoch, MemberSet, Op, MAX_MEMBERS};
+pub use entry::{
+    Entry, EntryError, Epoch, MemberSet, Op, MAX_ENTRY_LEN, MAX_MEMBERS, MAX_VALUE_LEN,
+};
 pub use replication::{MapOp, ReplicationAck, ReplicationRequest, OPCODE_SET};
 pub use tag::{Tag, CLIENT_TAG, HANDSHAKE_LEN, PFA_TAG};
 

@@ -27,7 +27,10 @@
 
 use byteorder::{BigEndian, ByteOrder};
 
-use super::entry::{Entry, EntryError, Epoch, MemberSet, MAX_MEMBERS};
+use super::entry::{
+    Entry, EntryError, Epoch, MemberSet, MAX_ENTRY_LEN, MAX_MEMBERS, MAX_VALUE_LEN,
+};
+use super::kv::{KvItem, KvResponse};
 use super::HANDSHAKE_LEN;
 
 /// The handshake tag of a native replication connection.
@@ -37,10 +40,58 @@ pub const NATIVE_TAG: [u8; HANDSHAKE_LEN] = *b"FREP\0\0\0\x01";
 pub const NATIVE_VERSION: u8 = 1;
 
 /// Largest `length` a frame may declare; a longer one is refused unread.
-pub const MAX_FRAME_LEN: usize = 1 << 20;
+/// It holds an append of one entry of the largest size
+/// ([`MAX_ENTRY_LEN`], a string write of a 1 MiB value) with room to spare.
+pub const MAX_FRAME_LEN: usize = 2 << 20;
 
 /// Size of the part of every frame after `length`: version, kind, epoch.
 const HEADER_LEN: usize = 10;
+
+/// An append's body before its entries: prev index and epoch, commit
+/// index, count.
+const APPEND_HEAD_LEN: usize = 4 + 8 + 4 + 4;
+
+/// Most bytes of entries one append may carry, so that its frame stays
+/// within [`MAX_FRAME_LEN`]; a batch stops adding entries before passing it.
+pub const MAX_APPEND_BYTES: usize = MAX_FRAME_LEN - HEADER_LEN - APPEND_HEAD_LEN;
+
+const _: () = assert!(
+    MAX_ENTRY_LEN <= MAX_APPEND_BYTES,
+    "one entry must fit a frame"
+);
+
+/// How many of `entries` (at least one, when there is any) one append
+/// carries: at most [`MAX_BATCH_ENTRIES`] and [`MAX_APPEND_BYTES`].
+pub fn batch_len(entries: &[Entry]) -> usize {
+    let mut bytes = 0;
+    for (n, entry) in entries.iter().take(MAX_BATCH_ENTRIES).enumerate() {
+        bytes += entry.encoded_len();
+        if bytes > MAX_APPEND_BYTES {
+            return n.max(1);
+        }
+    }
+    entries.len().min(MAX_BATCH_ENTRIES)
+}
+
+/// Bytes of string keys one snapshot chunk is filled to; a single larger
+/// key (at most [`MAX_ENTRY_LEN`]) goes alone. Either way the frame stays
+/// within [`MAX_FRAME_LEN`].
+pub const MAX_CHUNK_BYTES: usize = 1 << 20;
+
+const _: () = assert!(MAX_CHUNK_BYTES + 1024 <= MAX_FRAME_LEN);
+
+/// How many of `items` the next snapshot chunk carries: within
+/// [`MAX_CHUNK_BYTES`], and at least one when any is left.
+pub fn chunk_len(items: &[KvItem]) -> usize {
+    let mut bytes = 0;
+    for (n, item) in items.iter().enumerate() {
+        bytes += KvResponse::item_len(item);
+        if bytes > MAX_CHUNK_BYTES {
+            return n.max(1);
+        }
+    }
+    items.len()
+}
 
 /// Most entries in one append, and most records in one snapshot chunk;
 /// both keep frames far below [`MAX_FRAME_LEN`].
@@ -112,13 +163,17 @@ pub enum Body {
     Heartbeat { commit_index: i32 },
     /// Backup → primary: its log ends at `last_index`, durably.
     Ack { replica_id: i32, last_index: i32 },
-    /// Primary → backup: the record map as of `last_index`, in chunks; the
-    /// backup replaces its state when `done`.
+    /// Primary → backup: the record map and the string store as of
+    /// `last_index`, in chunks; the backup replaces its state when `done`.
+    /// String keys follow the records only when there are any (a chunk
+    /// without them is byte for byte what a build without string keys
+    /// sends), and a chunk stops adding them before [`MAX_CHUNK_BYTES`].
     Snapshot {
         last_index: i32,
         last_epoch: Epoch,
         in_sync: MemberSet,
         records: Vec<(i32, i32)>,
+        kv: Vec<KvItem>,
         done: bool,
     },
     /// Candidate → peer: "I want to take over; where is your log?"
@@ -323,6 +378,7 @@ impl Body {
                 last_epoch,
                 in_sync,
                 records,
+                kv,
                 done,
             } => {
                 w.i32(*last_index);
@@ -333,6 +389,16 @@ impl Body {
                 for (customer, order) in records {
                     w.i32(*customer);
                     w.i32(*order);
+                }
+                if !kv.is_empty() {
+                    w.u32(kv.len() as u32);
+                    for item in kv {
+                        w.0.extend_from_slice(&(item.key.len() as u16).to_be_bytes());
+                        w.0.extend_from_slice(&item.key);
+                        w.u64(item.version);
+                        w.u32(item.value.len() as u32);
+                        w.0.extend_from_slice(&item.value);
+                    }
                 }
             }
             Body::Probe { candidate_id } => w.i32(*candidate_id),
@@ -477,22 +543,51 @@ fn decode_snapshot(r: &mut Reader<'_>) -> Result<Body, FrameError> {
     if count as usize > MAX_CHUNK_RECORDS {
         return Err(FrameError::TooMany("snapshot records", count));
     }
-    if count as usize != r.buf.len() / 8 || !r.buf.len().is_multiple_of(8) {
-        return Err(FrameError::BadBody("snapshot"));
-    }
-    let records = r
-        .buf
+    let bytes = r.take(count as usize * 8)?;
+    let records = bytes
         .chunks_exact(8)
         .map(|c| (BigEndian::read_i32(&c[..4]), BigEndian::read_i32(&c[4..])))
         .collect();
-    r.buf = &[];
+    let kv = if r.buf.is_empty() {
+        Vec::new()
+    } else {
+        decode_kv_items(r)?
+    };
     Ok(Body::Snapshot {
         last_index,
         last_epoch,
         in_sync,
         records,
+        kv,
         done,
     })
+}
+
+/// The string keys of a snapshot chunk; each length is checked against
+/// the bytes present (and the bounds) before anything is copied.
+fn decode_kv_items(r: &mut Reader<'_>) -> Result<Vec<KvItem>, FrameError> {
+    let count = r.u32()?;
+    // An item takes at least 14 bytes; an empty list is never sent.
+    if count == 0 || count as usize > r.buf.len() / 14 {
+        return Err(FrameError::BadBody("snapshot"));
+    }
+    let mut items = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let key_len = BigEndian::read_u16(r.take(2)?) as usize;
+        let key = r.take(key_len)?.to_vec();
+        let version = r.u64()?;
+        let value_len = r.u32()?;
+        if value_len as usize > MAX_VALUE_LEN {
+            return Err(FrameError::TooMany("snapshot value bytes", value_len));
+        }
+        let value = r.take(value_len as usize)?.to_vec();
+        items.push(KvItem {
+            key,
+            version,
+            value,
+        });
+    }
+    Ok(items)
 }
 
 fn decode_reject(r: &mut Reader<'_>) -> Result<Body, FrameError> {

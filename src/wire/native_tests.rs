@@ -112,6 +112,7 @@ fn golden_snapshot_chunk() {
             last_epoch: 1,
             in_sync: MemberSet::from_ids([0, 1]).unwrap(),
             records: vec![(7, 42)],
+            kv: vec![],
             done: true,
         },
     );
@@ -183,6 +184,7 @@ fn every_kind_round_trips() {
             last_epoch: 0,
             in_sync: MemberSet::new(),
             records: vec![],
+            kv: vec![],
             done: false,
         },
         Body::Probe { candidate_id: 3 },
@@ -214,10 +216,58 @@ fn lengths_are_bounded_before_reading() {
         Err(FrameError::BadLength(u32::MAX))
     );
     assert_eq!(
-        check_length([0, 0x10, 0, 1]),
-        Err(FrameError::BadLength(0x0010_0001))
+        check_length([0, 0x20, 0, 1]),
+        Err(FrameError::BadLength(0x0020_0001))
     );
-    assert_eq!(check_length([0, 0x10, 0, 0]), Ok(MAX_FRAME_LEN));
+    assert_eq!(check_length([0, 0x20, 0, 0]), Ok(MAX_FRAME_LEN));
+}
+
+fn big_write(value_len: usize) -> Entry {
+    Entry::kv(
+        1,
+        crate::state::kv::KvWrite::Put {
+            key: vec![7; crate::wire::kv::KEY_CEILING],
+            value: vec![9; value_len],
+        },
+    )
+}
+
+#[test]
+fn an_append_of_the_largest_entry_fits_a_frame() {
+    let entry = big_write(crate::wire::MAX_VALUE_LEN);
+    let frame = NativeFrame::new(
+        1,
+        Body::Append {
+            prev_index: 0,
+            prev_epoch: 1,
+            commit_index: 0,
+            entries: vec![entry],
+        },
+    );
+    let bytes = encode(&frame);
+    let len = check_length(bytes[..4].try_into().unwrap()).unwrap();
+    assert_eq!(NativeFrame::decode(&bytes[4..]), Ok(frame));
+    assert!(len <= MAX_FRAME_LEN);
+}
+
+#[test]
+fn batches_stop_before_the_byte_bound() {
+    // Each about half a MiB: three do not fit in one frame, two do.
+    let half = big_write(500_000);
+    let entries = vec![half.clone(), half.clone(), half.clone(), half];
+    let n = batch_len(&entries);
+    assert_eq!(n, 3);
+    let bytes: usize = entries[..n].iter().map(Entry::encoded_len).sum();
+    assert!(bytes <= MAX_APPEND_BYTES);
+    assert!(bytes + entries[n].encoded_len() > MAX_APPEND_BYTES);
+    // Sets are bounded by count alone; an empty log gives an empty batch.
+    let sets = vec![Entry::set(1, 2, 3); MAX_BATCH_ENTRIES + 5];
+    assert_eq!(batch_len(&sets), MAX_BATCH_ENTRIES);
+    assert_eq!(batch_len(&sets[..3]), 3);
+    assert_eq!(batch_len(&[]), 0);
+    // One entry always goes, so a batch always progresses.
+    let largest = vec![big_write(crate::wire::MAX_VALUE_LEN); 2];
+    assert_eq!(batch_len(&largest), 1);
 }
 
 #[test]
@@ -326,4 +376,73 @@ fn read_index_frames_are_the_documented_bytes() {
         out,
         hex("00 00 00 0e 01 0b 00 00 00 00 00 02 00 00 00 00 00 29")
     );
+}
+
+fn item(key: &str, value_len: usize) -> crate::wire::kv::KvItem {
+    crate::wire::kv::KvItem {
+        key: key.as_bytes().to_vec(),
+        version: 5,
+        value: vec![3; value_len],
+    }
+}
+
+#[test]
+fn snapshot_chunks_carry_string_keys_after_the_records() {
+    let body = Body::Snapshot {
+        last_index: 3,
+        last_epoch: 1,
+        in_sync: MemberSet::from_ids([0]).unwrap(),
+        records: vec![(7, 42)],
+        kv: vec![item("k", 2), item("", 0)],
+        done: false,
+    };
+    let bytes = encode(&NativeFrame::new(1, body.clone()));
+    // Records as before, then count 2, then key "k" version 5 value 03 03.
+    let tail = hex(
+        "00 00 00 07 00 00 00 2a  00 00 00 02  00 01 6b 00 00 00 00 00 00 00 05 \
+         00 00 00 02 03 03  00 00 00 00 00 00 00 00 00 05 00 00 00 00",
+    );
+    assert!(bytes.ends_with(&tail), "{bytes:02x?}");
+    // Not `round_trip`: the string section is optional (so that a chunk
+    // without keys is what older builds send), so the prefix that ends
+    // with the records is itself a frame; the length prefix delimits it.
+    assert_eq!(
+        NativeFrame::decode(&bytes[4..]),
+        Ok(NativeFrame::new(1, body))
+    );
+    for cut in bytes.len() - tail.len() + 9..bytes.len() - 1 {
+        assert!(NativeFrame::decode(&bytes[4..cut]).is_err(), "cut at {cut}");
+    }
+    // A value over the bound, or a count the bytes cannot hold, is refused.
+    let mut over = bytes.clone();
+    let at = over.len() - 4;
+    over[at..].copy_from_slice(&(crate::wire::MAX_VALUE_LEN as u32 + 1).to_be_bytes());
+    assert!(NativeFrame::decode(&over[4..]).is_err());
+    let mut count = bytes;
+    let at = count.len() - tail.len() + 8;
+    count[at..at + 4].copy_from_slice(&[0, 0, 0, 200]);
+    assert!(NativeFrame::decode(&count[4..]).is_err());
+}
+
+#[test]
+fn snapshot_chunks_stop_before_the_byte_bound() {
+    let items = vec![item("a", 400_000), item("b", 400_000), item("c", 400_000)];
+    assert_eq!(chunk_len(&items), 2);
+    let big = vec![item("a", crate::wire::MAX_VALUE_LEN), item("b", 1)];
+    assert_eq!(chunk_len(&big), 1, "a large key goes alone");
+    assert_eq!(chunk_len(&[]), 0);
+    let frame = NativeFrame::new(
+        1,
+        Body::Snapshot {
+            last_index: 3,
+            last_epoch: 1,
+            in_sync: MemberSet::new(),
+            records: vec![(1, 1); MAX_CHUNK_RECORDS],
+            kv: big[..1].to_vec(),
+            done: true,
+        },
+    );
+    let bytes = encode(&frame);
+    assert!(bytes.len() - 4 <= MAX_FRAME_LEN);
+    assert_eq!(NativeFrame::decode(&bytes[4..]), Ok(frame));
 }
