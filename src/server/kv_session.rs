@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 use super::admin::{self, Completion, WriteError};
 use super::Shared;
 use crate::protocol::session::{Route, ServerView};
-use crate::replication::{next_step, ReadStep};
 use crate::state::kv::{KvOutcome, KvWrite};
 use crate::state::NO_PRIMARY;
 use crate::wire::kv::{KvBody, KvError, KvItem, KvLimits, KvOp, KvRequest, KvResponse, KvStatus};
@@ -248,6 +247,18 @@ fn refused(frame: &[u8], status: KvStatus, body: KvBody) -> Answer {
     })
 }
 
+/// Where a v2 read is answered: here, unless this server is not trusted
+/// and knows a live primary (then the client is sent there). Unlike v1
+/// reads (`reads::read`), a trusted backup answers from its own records,
+/// which may trail the primary by up to a heartbeat: v2 reads do not have
+/// G6 yet.
+fn read_route(view: &ServerView) -> Route {
+    match view.write_route() {
+        Route::Forward(primary) if !view.trusted => Route::Forward(primary),
+        _ => Route::Local,
+    }
+}
+
 /// Starts one request: answers a read, or hands a write to the admin.
 fn start(shared: &Shared, request: KvRequest) -> Answer {
     let KvRequest { id, op } = request;
@@ -260,21 +271,13 @@ fn start(shared: &Shared, request: KvRequest) -> Answer {
             body,
         })
     };
-    if op.is_write() {
-        if let Route::Forward(primary) = view(shared).write_route() {
-            return ready(KvStatus::NotPrimary, primary_text(shared, primary));
-        }
+    let route = if op.is_write() {
+        view(shared).write_route()
     } else {
-        // G6 for v2 reads, the simple way: only a primary that may serve
-        // reads at once (replication::next_step) answers them; any other
-        // server names the primary, where the client asks again.
-        let read_view = shared.role.read_view(shared);
-        if next_step(&read_view, None, false) != ReadStep::Serve {
-            return ready(
-                KvStatus::NotPrimary,
-                primary_text(shared, read_view.primary),
-            );
-        }
+        read_route(&view(shared))
+    };
+    if let Route::Forward(primary) = route {
+        return ready(KvStatus::NotPrimary, primary_text(shared, primary));
     }
     let write = match op {
         KvOp::Get { key } => {
