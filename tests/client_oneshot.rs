@@ -194,9 +194,6 @@ fn usage_errors_are_one_line() {
 /// Runs `client args` with stdout or stderr a pipe whose reading end is
 /// already closed, so that every write to it fails with EPIPE.
 fn with_closed(stream: &str, args: &[&str]) -> Output {
-    // std::io::pipe is newer than the declared rust-version, which the
-    // locked dependencies already exceed; this is test code only.
-    #[allow(clippy::incompatible_msrv)]
     let (reader, writer) = std::io::pipe().expect("a pipe");
     drop(reader);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_client"));
