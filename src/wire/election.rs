@@ -26,6 +26,7 @@
 
 use byteorder::{BigEndian, ByteOrder};
 
+use super::cursor::{Reader, Writer};
 use super::entry::{Epoch, MemberSet, MAX_MEMBERS};
 use super::native::FrameError;
 use super::HANDSHAKE_LEN;
@@ -338,18 +339,7 @@ pub fn check_length(prefix: [u8; 4]) -> Result<usize, FrameError> {
     Ok(len as usize)
 }
 
-struct Writer<'a>(&'a mut Vec<u8>);
-
 impl Writer<'_> {
-    fn i32(&mut self, v: i32) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
     fn pos(&mut self, p: LogPos) {
         self.u64(p.epoch);
         self.i32(p.index);
@@ -381,39 +371,7 @@ impl Writer<'_> {
     }
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    name: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
-        if self.buf.len() < n {
-            return Err(FrameError::BadBody(self.name));
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, FrameError> {
-        Ok(self.take(1)?[0])
-    }
-    fn flag(&mut self) -> Result<bool, FrameError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(FrameError::BadBody(self.name)),
-        }
-    }
-    fn i32(&mut self) -> Result<i32, FrameError> {
-        Ok(BigEndian::read_i32(self.take(4)?))
-    }
-    fn u32(&mut self) -> Result<u32, FrameError> {
-        Ok(BigEndian::read_u32(self.take(4)?))
-    }
-    fn u64(&mut self) -> Result<u64, FrameError> {
-        Ok(BigEndian::read_u64(self.take(8)?))
-    }
+impl Reader<'_> {
     fn pos(&mut self) -> Result<LogPos, FrameError> {
         Ok(LogPos {
             epoch: self.u64()?,
@@ -458,13 +416,6 @@ impl<'a> Reader<'a> {
             6 => Some(Refusal::NotInSync),
             _ => return Err(FrameError::BadBody("refusal code")),
         })
-    }
-    fn finish(&self) -> Result<(), FrameError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(FrameError::BadBody(self.name))
-        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! is for the layer above to judge.
 
 mod client;
+mod cursor;
 pub mod election;
 mod entry;
 pub mod kv;

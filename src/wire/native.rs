@@ -27,9 +27,8 @@
 
 use byteorder::{BigEndian, ByteOrder};
 
-use super::entry::{
-    Entry, EntryError, Epoch, MemberSet, MAX_ENTRY_LEN, MAX_MEMBERS, MAX_VALUE_LEN,
-};
+use super::cursor::{Reader, Writer};
+use super::entry::{Entry, EntryError, Epoch, MemberSet, MAX_ENTRY_LEN, MAX_VALUE_LEN};
 use super::kv::{KvItem, KvResponse};
 use super::HANDSHAKE_LEN;
 
@@ -616,77 +615,4 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-struct Writer<'a>(&'a mut Vec<u8>);
-
-impl Writer<'_> {
-    fn i32(&mut self, v: i32) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn members(&mut self, set: &MemberSet) {
-        self.0.push(set.len() as u8);
-        for &id in set.ids() {
-            self.i32(id);
-        }
-    }
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    name: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
-        if self.buf.len() < n {
-            return Err(FrameError::BadBody(self.name));
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, FrameError> {
-        Ok(self.take(1)?[0])
-    }
-    fn flag(&mut self) -> Result<bool, FrameError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(FrameError::BadBody(self.name)),
-        }
-    }
-    fn i32(&mut self) -> Result<i32, FrameError> {
-        Ok(BigEndian::read_i32(self.take(4)?))
-    }
-    fn u32(&mut self) -> Result<u32, FrameError> {
-        Ok(BigEndian::read_u32(self.take(4)?))
-    }
-    fn u64(&mut self) -> Result<u64, FrameError> {
-        Ok(BigEndian::read_u64(self.take(8)?))
-    }
-    fn members(&mut self) -> Result<MemberSet, FrameError> {
-        let count = self.u8()?;
-        if count as usize > MAX_MEMBERS {
-            return Err(FrameError::TooMany("in-sync members", count.into()));
-        }
-        let mut ids = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            ids.push(self.i32()?);
-        }
-        MemberSet::from_ids(ids).ok_or(FrameError::TooMany("in-sync members", count.into()))
-    }
-    fn finish(&self) -> Result<(), FrameError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(FrameError::BadBody(self.name))
-        }
-    }
 }
