@@ -68,6 +68,28 @@ pub fn closed_by_server(stream: &mut std::net::TcpStream) -> bool {
     false
 }
 
+/// A child's stderr read line by line on a thread of its own: every line
+/// kept in the returned log and sent on the channel, so that a test can
+/// both wait for a line and read everything afterwards.
+pub fn capture_lines(
+    stderr: std::process::ChildStderr,
+) -> (
+    mpsc::Receiver<String>,
+    Arc<Mutex<Vec<String>>>,
+    JoinHandle<()>,
+) {
+    let (tx, lines) = mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = Arc::clone(&log);
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log2.lock().unwrap().push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+    (lines, log, reader)
+}
+
 /// True when the server closed `stream` without sending a byte first (end
 /// of file, or a reset); false on data or when the read timeout passes.
 pub fn closed_without_reply(stream: &mut std::net::TcpStream) -> bool {
@@ -147,15 +169,7 @@ impl ServerProcess {
             .spawn()
             .expect("spawn server");
         let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let log2 = Arc::clone(&log);
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log2.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
+        let (lines, log, reader) = capture_lines(stderr);
         let mut server = ServerProcess {
             id,
             port,
