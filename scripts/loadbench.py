@@ -45,6 +45,24 @@ rotated each time) and the table shows medians. --pin runs every process
 under `taskset -c 0`, which on a 2-core machine removes the cross-CPU wakeup
 cost and makes runs repeat within a few percent.
 
+--sweep replaces the rows above with a connections sweep (issue 17's scale
+benchmark): for writes and reads, for 1 and 3 servers, ours (and with
+--original / --redis theirs, interleaved in the same run) at 8, 64, 512,
+2,048 and 10,000 connections (--sweep-connections to choose), each
+connection a thread of the load client making --sweep-total / connections
+requests (at least 1; default 160,000 in all). Each row prints ops/s, p50,
+p99 and max latency, failed requests (our client's --json count; a redis
+run that fails counts as "run failed"), the most VmRSS each server reached
+(/proc/PID/status, sampled every 50 ms while the client runs; ours and the
+original per server, primary first) and the kernel's listen-queue overflows
+during the row (TcpExt ListenOverflows in /proc/net/netstat, before and
+after the client; system-wide, so keep the machine quiet). /64: ops/s
+over the 64-connection row of the same system, workload and size. The
+script raises its own open-file soft limit to the hard limit (inherited by
+everything it starts); 10,000 connections need a hard limit above 20,000
+for our server (two descriptors per connection) and above 10,000 for the
+client.
+
 Every process started here is killed by its PID when its run ends, and on
 errors or Ctrl-C; every wait is bounded. Python 3 standard library only.
 
@@ -54,6 +72,7 @@ Build what it runs with `make loadbench`, or for --redis also
 
 import argparse
 import datetime
+import json
 import os
 import shutil
 import signal
@@ -62,7 +81,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+
+try:
+    import resource
+except ImportError:  # not on every platform; the limit is then left alone
+    resource = None
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
@@ -81,6 +106,11 @@ RESP_MAX = 1 << 20  # the longest redis reply the script reads (INFO is ~1 KiB)
 RUN_TIMEOUT = 300.0  # one client run
 KILL_TIMEOUT = 5.0  # after SIGTERM, before SIGKILL
 START_ATTEMPTS = 3  # a free port can be taken between probe and bind
+SWEEP_CONNECTIONS = (8, 64, 512, 2048, 10_000)
+SWEEP_SIZES = (1, 3)
+SWEEP_TOTAL = 160_000  # requests per sweep row, split over its connections
+SWEEP_SPARE_CONNECTIONS = 64  # the servers' connection limit above a row's clients
+SAMPLE_EVERY = 0.05  # seconds between RSS samples during a sweep row
 
 
 class BenchError(Exception):
@@ -122,6 +152,30 @@ class Processes:
                 self.stop(proc)
             except (OSError, subprocess.TimeoutExpired) as e:
                 print(f"loadbench: could not stop pid {proc.pid}: {e}", file=sys.stderr)
+
+    def run_status(self, argv, timeout=RUN_TIMEOUT, during=None):
+        """Runs a client to completion, calling during(proc) every 50 ms
+        meanwhile; returns (exit status, stdout, stderr)."""
+        proc = self.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        chunks = {"out": [], "err": []}
+        readers = [
+            threading.Thread(target=lambda f=f, k=k: chunks[k].append(f.read()), daemon=True)
+            for f, k in ((proc.stdout, "out"), (proc.stderr, "err"))
+        ]
+        for reader in readers:
+            reader.start()
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                self.stop(proc)
+                raise BenchError(f"{' '.join(argv)} did not finish within {timeout:.0f} s")
+            if during:
+                during()
+            time.sleep(0.05)
+        for reader in readers:
+            reader.join(timeout=KILL_TIMEOUT)
+        self.stop(proc)
+        return proc.returncode, "".join(chunks["out"]), "".join(chunks["err"])
 
     def run(self, argv, timeout=RUN_TIMEOUT):
         """Runs a client to completion; returns its stdout."""
@@ -165,10 +219,13 @@ class Cluster:
         self.servers = []  # (Popen, log path)
         self.port = None
 
-    def start_factory(self, binary, size, data_dir=None):
+    def start_factory(self, binary, size, data_dir=None, connections=None):
         ports = [free_port() for _ in range(size)]
         for i in range(size):
             argv = cluster_argv(binary, ports, i) + ["--bind", "127.0.0.1"]
+            if connections is not None:
+                # The default limit (4,096) would refuse a 10,000 row's clients.
+                argv += ["--max-connections", str(connections + SWEEP_SPARE_CONNECTIONS)]
             if data_dir:
                 argv += ["--data-dir", os.path.join(data_dir, f"s{i}"), "--fsync", "always"]
             self._start(argv, f"server{i}")
@@ -184,7 +241,7 @@ class Cluster:
             wait_accepting(proc, log_path, argv, port)
         self.port = ports[0]
 
-    def start_redis(self, binary, size, data_dir=None):
+    def start_redis(self, binary, size, data_dir=None, connections=None):
         """A primary and size - 1 replicas, without persistence, or with
         `--appendonly yes --appendfsync always` in data_dir."""
         ports = [free_port() for _ in range(size)]
@@ -198,6 +255,8 @@ class Cluster:
                 # rather than 5 s later; no effect once they are online.
                 "--repl-diskless-sync-delay", "0",
             ]
+            if connections is not None:
+                argv += ["--maxclients", str(connections + SWEEP_SPARE_CONNECTIONS)]
             if data_dir:
                 argv += ["--appendonly", "yes", "--appendfsync", "always"]
             else:
@@ -394,8 +453,14 @@ def redis_version(binary):
 class Row:
     """One table row: what to start, how to drive it, and its results."""
 
-    def __init__(self, workload, name, kind, size=0, fsync=False):
+    def __init__(self, workload, name, kind, size=0, fsync=False, connections=None,
+                 requests=None):
         self.workload = workload
+        # Sweep rows: connections (customers) and requests per connection.
+        self.connections = connections
+        self.requests = requests
+        self.rss = []  # sweep rows: per repetition, the max VmRSS of each server (KiB)
+        self.overflows = []  # sweep rows: listen-queue overflows per repetition
         self.name = name
         # "echo", "echo+client", "factory" (ours), "original" or "redis"
         self.kind = kind
@@ -405,7 +470,16 @@ class Row:
 
     @property
     def label(self):
+        if self.connections is not None:
+            return f"{self.workload:<6}{self.connections:>6} conns {self.name}"
         return f"{self.workload:<6}{self.name}"
+
+    def load(self):
+        """(customers, requests per customer, client mode) of this row."""
+        customers, requests, mode = WORKLOADS[self.workload]
+        if self.connections is not None:
+            return self.connections, self.requests, mode
+        return customers, requests, mode
 
 
 def servers(size):
@@ -438,13 +512,16 @@ def make_rows(with_fsync, original=False, redis=False):
 def run_row(row, bins, procs, data_base):
     """Starts the row's servers, drives them once, stops them; returns
     [ops/s, mean µs, p50 µs, p99 µs]."""
-    customers, requests, mode = WORKLOADS[row.workload]
+    customers, requests, mode = row.load()
     workdir = tempfile.mkdtemp(prefix="loadbench-")
     data_dir = tempfile.mkdtemp(prefix="loadbench-data-", dir=data_base) if row.fsync else None
     cluster = Cluster(procs, workdir)
     try:
         start_row(row, bins, cluster, data_dir)
-        out = procs.run(client_argv(row, bins, cluster.port, customers, requests, mode))
+        argv = client_argv(row, bins, cluster.port, customers, requests, mode)
+        if row.connections is not None:
+            return sweep_run(row, procs, cluster, argv)
+        out = procs.run(argv)
         return parse_stats(out)
     finally:
         cluster.stop()
@@ -457,13 +534,13 @@ def start_row(row, bins, cluster, data_dir):
     for attempt in range(START_ATTEMPTS):
         try:
             if row.kind == "factory":
-                cluster.start_factory(bins["server"], row.size, data_dir)
+                cluster.start_factory(bins["server"], row.size, data_dir, row.connections)
                 warm_up(row, bins, cluster)
             elif row.kind == "original":
                 cluster.start_original(bins["original"], row.size)
                 warm_up(row, bins, cluster)
             elif row.kind == "redis":
-                cluster.start_redis(bins["redis"], row.size, data_dir)
+                cluster.start_redis(bins["redis"], row.size, data_dir, row.connections)
                 warm_up(row, bins, cluster)
             else:
                 cluster.start_echo(bins["echo"])
@@ -478,7 +555,7 @@ def warm_up(row, bins, cluster):
     """One write per customer, unmeasured: makes server 0 primary, connects
     its backups and creates the records the read workload reads (for redis:
     the keys, written through to every replica)."""
-    customers = WORKLOADS[row.workload][0]
+    customers = row.load()[0]
     if row.kind == "redis":
         argv = [bins["resp_load"], "127.0.0.1", str(cluster.port), str(customers), "1", "1"]
         cluster.procs.run(argv + [str(row.size - 1)])
@@ -495,18 +572,206 @@ def client_argv(row, bins, port, customers, requests, mode):
         argv = [bins["echo"], "client", "127.0.0.1", str(port), str(customers), str(requests)]
         return argv + (["--reads"] if mode == 2 else []) + ["--percentiles"]
     argv = [bins["client"], "127.0.0.1", str(port), str(customers), str(requests), str(mode)]
+    if row.connections is not None:
+        return argv + ["--percentiles", "--json"]
     return argv + ["--percentiles"]
 
 
-def parse_stats(out):
+def parse_stats(out, with_max=False):
     """The last line (client, echo_floor and resp_load print the same):
     mean, min, max, throughput, p50, p99."""
     lines = out.strip().splitlines()
     fields = lines[-1].split("\t") if lines else []
     if len(fields) != 6:
         raise BenchError(f"expected a 6-field stats line, got {out.strip()[-200:]!r}")
-    mean, _min, _max, ops, p50, p99 = (float(f) for f in fields)
+    mean, _min, top, ops, p50, p99 = (float(f) for f in fields)
+    if with_max:
+        return [ops, mean, p50, p99, top]
     return [ops, mean, p50, p99]
+
+
+# --- the connections sweep ---------------------------------------------------
+
+
+def listen_overflows():
+    """TcpExt ListenOverflows from /proc/net/netstat (system-wide), or None."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for names, values in zip(lines, lines[1:]):
+        if names.startswith("TcpExt:") and values.startswith("TcpExt:"):
+            fields = dict(zip(names.split()[1:], values.split()[1:]))
+            if "ListenOverflows" in fields:
+                return int(fields["ListenOverflows"])
+    return None
+
+
+def vm_rss_kib(pid):
+    """VmRSS of a live process in KiB, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def sweep_run(row, procs, cluster, argv):
+    """Drives a sweep row once: [ops/s, mean, p50, p99, max, failed], with
+    the servers' peak RSS and the listen-queue overflows kept on the row."""
+    pids = [proc.pid for proc, _ in cluster.servers]
+    peak = [0] * len(pids)
+
+    def sample():
+        for i, pid in enumerate(pids):
+            peak[i] = max(peak[i], vm_rss_kib(pid) or 0)
+
+    before = listen_overflows()
+    status, out, err = procs.run_status(argv, during=sample)
+    after = listen_overflows()
+    sample()
+    row.rss.append(peak)
+    row.overflows.append(None if before is None or after is None else after - before)
+    if row.kind == "redis":
+        if status != 0:
+            print(f"loadbench: {row.label}: resp_load exited {status}: {err.strip()[-300:]}",
+                  file=sys.stderr)
+            return None
+        ops, mean, p50, p99, top = parse_stats(out, with_max=True)
+        return [ops, mean, p50, p99, top, 0]
+    try:
+        stats = json.loads(out.strip().splitlines()[-1])
+        return [stats["throughput_ops"], stats["mean_us"], stats.get("p50_us", 0.0),
+                stats.get("p99_us", 0.0), stats["max_us"], stats["failed"]]
+    except (IndexError, ValueError, KeyError) as e:
+        raise BenchError(f"{' '.join(argv)} exited {status} without a stats line ({e}): "
+                         f"{err.strip()[-300:]}")
+
+
+def make_sweep_rows(connections, total, original=False, redis=False):
+    rows = []
+    for workload in WORKLOADS:
+        for size in SWEEP_SIZES:
+            for n in connections:
+                requests = max(1, total // n)
+                rows.append(Row(workload, servers(size), "factory", size,
+                                connections=n, requests=requests))
+                if original:
+                    rows.append(Row(workload, f"original {servers(size)}", "original", size,
+                                    connections=n, requests=requests))
+                if redis:
+                    rows.append(Row(workload, f"redis {servers(size)}", "redis", size,
+                                    connections=n, requests=requests))
+    return rows
+
+
+def sweep_reference(rows, row):
+    """The ops/s median of the 64-connection row of the same system."""
+    for other in rows:
+        if (other.connections == 64 and other.kind == row.kind and other.size == row.size
+                and other.workload == row.workload):
+            med = sweep_medians(other)
+            return med[0] if med else None
+    return None
+
+
+def sweep_medians(row):
+    runs = [r for r in row.results if r is not None]
+    if not runs:
+        return None
+    return [statistics.median(r[i] for r in runs) for i in range(5)]
+
+
+def print_sweep_table(rows):
+    header = (
+        f"{'row':<44} {'ops/s':>10} {'p50 µs':>9} {'p99 µs':>10} {'max µs':>11}"
+        f" {'failed':>7} {'overflows':>9} {'/64':>5}  rss MiB (max, per server)"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        med = sweep_medians(row)
+        broken = sum(1 for r in row.results if r is None)
+        failed = sum(r[5] for r in row.results if r is not None)
+        failed_text = f"{failed:,}" + (f"+{broken} run failed" if broken else "")
+        known = [o for o in row.overflows if o is not None]
+        overflows = f"{sum(known):,}" if known else "?"
+        rss = "/".join(
+            f"{max(rep[i] for rep in row.rss) / 1024:.0f}" for i in range(len(row.rss[0]))
+        ) if row.rss else "?"
+        if med is None:
+            print(f"{row.label:<44} {'':>10} {'':>9} {'':>10} {'':>11} {failed_text:>7}"
+                  f" {overflows:>9} {'':>5}  {rss}")
+            continue
+        ops, _mean, p50, p99, top = med
+        ref = sweep_reference(rows, row)
+        ratio = f"{ops / ref:.2f}" if ref else ""
+        print(
+            f"{row.label:<44} {ops:>10,.0f} {p50:>9.1f} {p99:>10.1f} {top:>11.1f}"
+            f" {failed_text:>7} {overflows:>9} {ratio:>5}  {rss}"
+        )
+
+
+def print_sweep_comparisons(rows):
+    """Ours over theirs at the same workload, size and connections."""
+    pairs = [
+        (ours, theirs)
+        for theirs in rows if theirs.kind in ("original", "redis")
+        for ours in rows
+        if ours.kind == "factory" and ours.workload == theirs.workload
+        and ours.size == theirs.size and ours.connections == theirs.connections
+    ]
+    if not pairs:
+        return
+    print()
+    print("ours / theirs: our ops/s over theirs (medians), same workload, size and connections")
+    for ours, theirs in pairs:
+        a, b = sweep_medians(ours), sweep_medians(theirs)
+        ratio = f"{a[0] / b[0]:.2f}" if a and b and b[0] > 0 else "n/a"
+        print(f"{ours.label:<44} {theirs.name:<20} {ratio:>6}")
+
+
+def describe_sweep(args, bins, total):
+    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    pin = "every process pinned to CPU 0 (taskset -c 0)" if args.pin else "unpinned"
+    print(f"loadbench --sweep {date}, {git_revision()}, {os.cpu_count()} CPUs, {pin}, "
+          f"{args.reps} reps (medians)")
+    print(f"  each row: {total:,} requests split over its connections (one client thread "
+          "each); write = client mode 1, read = mode 2")
+    print(f"  open files: {open_files_text()}")
+    if args.original:
+        print(f"  original: {bins['original']}, driven by our client")
+    if args.redis:
+        print(f"  redis: {bins['redis']} {redis_version(bins['redis'])}, driven by resp_load "
+              "(SET + WAIT N-1 0; GET)")
+    print("  failed: failed requests, all reps; overflows: TcpExt ListenOverflows during the")
+    print("  client runs, all reps, system-wide; rss: the most VmRSS of each server during")
+    print("  the client runs (ours and the original: primary first; redis: primary first)")
+    print()
+
+
+def raise_open_files():
+    """The soft open-file limit to the hard one, for this script and all it
+    starts; a 10,000-connection row needs it."""
+    if resource is None:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            print(f"loadbench: cannot raise the open-file limit: {e}", file=sys.stderr)
+
+
+def open_files_text():
+    if resource is None:
+        return "unknown"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return f"soft {soft}, hard {hard}"
 
 
 # --- the run -----------------------------------------------------------------
@@ -526,7 +791,7 @@ def run_all(rows, bins, procs, reps, data_base):
     for rep, row in interleaved(rows, reps):
         started = time.monotonic()
         row.results.append(run_row(row, bins, procs, data_base))
-        ops = row.results[-1][0]
+        ops = row.results[-1][0] if row.results[-1] is not None else 0.0
         print(
             f"  rep {rep + 1}/{reps}  {row.label:<42} {ops:>12,.0f} ops/s"
             f"  ({time.monotonic() - started:.1f} s)",
@@ -693,6 +958,20 @@ def parse_args():
         "(default binary: redis-server on PATH), writes SET + WAIT N-1 0, driven by "
         "resp_load; with --data-dir, also rows with --appendonly yes --appendfsync always",
     )
+    p.add_argument(
+        "--sweep", action="store_true",
+        help="run the connections sweep instead: writes and reads, 1 and 3 servers, "
+        "8 to 10,000 connections (with --original / --redis side by side)",
+    )
+    p.add_argument(
+        "--sweep-connections", metavar="N,N,...",
+        default=",".join(str(n) for n in SWEEP_CONNECTIONS),
+        help="the sweep's connection counts (default %(default)s)",
+    )
+    p.add_argument(
+        "--sweep-total", type=int, default=SWEEP_TOTAL, metavar="REQUESTS",
+        help="requests per sweep row, split over its connections (default %(default)s)",
+    )
     p.add_argument("--server", default=os.path.join(RELEASE, "server"), help="our server")
     p.add_argument("--client", default=os.path.join(RELEASE, "client"), help="our client")
     p.add_argument("--echo", default=os.path.join(RELEASE, "examples", "echo_floor"),
@@ -707,6 +986,16 @@ def parse_args():
     args = p.parse_args()
     if args.reps < 1:
         p.error("--reps must be 1 or more")
+    try:
+        args.sweep_connections = [int(n) for n in args.sweep_connections.split(",")]
+    except ValueError:
+        p.error("--sweep-connections takes numbers separated by commas")
+    if any(n < 1 or n > 10_000 for n in args.sweep_connections):
+        p.error("--sweep-connections: each between 1 and 10000 (the clients' limit)")
+    if args.sweep_total < 1:
+        p.error("--sweep-total must be 1 or more")
+    if args.sweep and args.data_dir:
+        p.error("--sweep runs without --data-dir")
     return args
 
 
@@ -744,7 +1033,12 @@ def main():
     elif args.data_dir:
         os.makedirs(args.data_dir, exist_ok=True)
         fsync_note = f"fsync rows: data directories under {args.data_dir}"
-    rows = make_rows(bool(args.data_dir), bool(args.original), bool(args.redis))
+    if args.sweep:
+        raise_open_files()
+        rows = make_sweep_rows(args.sweep_connections, args.sweep_total,
+                               bool(args.original), bool(args.redis))
+    else:
+        rows = make_rows(bool(args.data_dir), bool(args.original), bool(args.redis))
     procs = Processes(args.pin)
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -755,6 +1049,11 @@ def main():
         sys.exit("loadbench: interrupted")
     finally:
         procs.stop_all()
+    if args.sweep:
+        describe_sweep(args, bins, args.sweep_total)
+        print_sweep_table(rows)
+        print_sweep_comparisons(rows)
+        return
     describe(args, args.reps, fsync_note, bins)
     print_table(rows)
     print_comparisons(rows)

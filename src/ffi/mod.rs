@@ -25,11 +25,13 @@
 mod boundary;
 mod client;
 mod cluster;
+mod rlimit;
 mod server;
 mod signal;
 mod status;
 
 pub use client::*;
 pub use cluster::*;
+pub(crate) use rlimit::raise_open_files_limit;
 pub use server::*;
 pub use status::*;

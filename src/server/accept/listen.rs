@@ -20,6 +20,12 @@ const FALLBACK_BACKLOG: u32 = 4096;
 /// A socket listening on `addr` with a backlog of `asked` connections, or
 /// of the system's `somaxconn` when `None`.
 pub(crate) fn listen(addr: SocketAddr, asked: Option<u32>) -> io::Result<TcpListener> {
+    // A backlog of thousands is worth little if the descriptors run out
+    // first: take the whole open-file limit the system grants.
+    match crate::ffi::raise_open_files_limit() {
+        Some(open_files) => log::debug!("open-file limit {open_files}"),
+        None => log::debug!("cannot read the open-file limit"),
+    }
     let somaxconn = system_somaxconn();
     let backlog = backlog_for(asked, somaxconn);
     if let (Some(asked), Some(cap)) = (asked, somaxconn) {
