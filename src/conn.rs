@@ -5,8 +5,6 @@
 
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 use crate::wire::native::{check_length, FrameError, NativeFrame};
 use crate::wire::{Frame, Tag, HANDSHAKE_LEN, MAX_FRAME_SIZE};
@@ -175,67 +173,15 @@ pub fn data_waiting(stream: &std::net::TcpStream) -> bool {
     }
 }
 
-/// Threads of this process looking for an answer in [`yield_until`] now.
-static SPINNERS: AtomicUsize = AtomicUsize::new(0);
-
-/// How many threads may look at once: one per CPU, read once.
-fn spin_slots() -> usize {
-    static SLOTS: OnceLock<usize> = OnceLock::new();
-    *SLOTS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// Looks for `ready` without sleeping until it holds or `limit` passes,
-/// when a CPU is free for it; returns at once otherwise, and the caller
-/// then sleeps as it would have after looking. A peer on this machine
-/// usually answers within tens of microseconds, and sleeping then being
-/// woken from the other CPU costs about 40 µs more on a small virtual
-/// machine. But with thousands of connections, thousands of threads looking
-/// at once only take the CPU from the threads they wait for: at most one
-/// thread per CPU looks (a process-wide count), every other sleeps at once.
-/// crossbeam's `Backoff` does the looking (a few `PAUSE` spins, then
-/// yields), in place of a hand-written `yield_now` loop.
-pub fn yield_until(limit: std::time::Duration, ready: impl FnMut() -> bool) {
-    yield_within(&SPINNERS, spin_slots(), limit, ready);
-}
-
-/// [`yield_until`] with its count of lookers and its number of slots.
-fn yield_within(
-    spinners: &AtomicUsize,
-    slots: usize,
-    limit: std::time::Duration,
-    mut ready: impl FnMut() -> bool,
-) -> bool {
-    let Some(_slot) = SpinSlot::take(spinners, slots) else {
-        return false;
-    };
+/// Gives the CPU away, without sleeping, until `ready` holds or `limit`
+/// passes. A peer on this machine usually answers within tens of
+/// microseconds, and sleeping then being woken from the other CPU costs
+/// about 40 µs more on a small virtual machine; yielding lets the peer run
+/// here meanwhile.
+pub fn yield_until(limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
-    let backoff = crossbeam_utils::Backoff::new();
-    while !ready() {
-        if std::time::Instant::now() >= deadline {
-            return true;
-        }
-        backoff.snooze();
-    }
-    true
-}
-
-/// One of the slots of [`yield_until`], given back when dropped.
-struct SpinSlot<'a>(&'a AtomicUsize);
-
-impl<'a> SpinSlot<'a> {
-    fn take(spinners: &'a AtomicUsize, slots: usize) -> Option<SpinSlot<'a>> {
-        spinners
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < slots).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| SpinSlot(spinners))
-    }
-}
-
-impl Drop for SpinSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+    while !ready() && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
     }
 }
 
@@ -315,43 +261,6 @@ mod tests {
             read_native(&mut &*cut, &mut scratch),
             Err(NativeError::Conn(ConnError::Truncated { .. }))
         ));
-    }
-
-    #[test]
-    fn only_as_many_threads_look_as_there_are_slots() {
-        let spinners = AtomicUsize::new(0);
-        let limit = std::time::Duration::from_secs(10);
-        let mut inner_looked = None;
-        let outer = yield_within(&spinners, 1, limit, || {
-            // The one slot is taken by this call: a second returns at once
-            // without asking (a bound of 10 s would fail the test's time).
-            let started = std::time::Instant::now();
-            let mut asked = false;
-            let looked = yield_within(&spinners, 1, limit, || {
-                asked = true;
-                true
-            });
-            inner_looked = Some((looked, asked, started.elapsed() < limit));
-            true
-        });
-        assert!(outer, "the first caller looks");
-        assert_eq!(
-            inner_looked,
-            Some((false, false, true)),
-            "the second does not"
-        );
-        assert_eq!(spinners.load(Ordering::SeqCst), 0, "slots given back");
-        assert!(yield_within(&spinners, 1, limit, || true), "free again");
-    }
-
-    #[test]
-    fn looking_ends_at_the_limit() {
-        let spinners = AtomicUsize::new(0);
-        let started = std::time::Instant::now();
-        let limit = std::time::Duration::from_millis(5);
-        assert!(yield_within(&spinners, 2, limit, || false));
-        assert!(started.elapsed() >= limit);
-        assert_eq!(spinners.load(Ordering::SeqCst), 0);
     }
 
     #[test]
