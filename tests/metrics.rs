@@ -71,7 +71,10 @@ fn counters_add_up_to_what_the_client_did() {
     let reads = run_client(server.port, &["4", "25", "2"]).wait().unwrap();
     assert!(reads.success());
 
-    let s = scrape(addr);
+    // A session counts its write after sending the reply, so a scrape right
+    // after the last reply may be one short: wait for the count, then
+    // require it exactly (too many fails at once).
+    let s = settled(addr, "factory_writes_total", 1000.0);
     assert_eq!(s.get("factory_writes_total", &[]), 1000.0);
     assert_eq!(s.get("factory_reads_total", &[]), 100.0);
     assert_eq!(s.get("factory_batch_size_sum", &[]), 1000.0);
@@ -115,7 +118,8 @@ fn a_cluster_reports_forwarding_replication_and_lag() {
     }
     c1.close();
 
-    let primary = scrape(addrs[0]);
+    settled(addrs[1], "factory_writes_total", 30.0);
+    let primary = settled(addrs[0], "factory_writes_total", 50.0);
     let backup = scrape(addrs[1]);
     assert_eq!(primary.get("factory_role", &[("role", "primary")]), 1.0);
     assert_eq!(backup.get("factory_role", &[("role", "backup")]), 1.0);
@@ -192,7 +196,10 @@ fn scraping_in_a_loop_while_writing() {
     common::write_concurrently(port, 4, 100);
     done.store(true, Ordering::Relaxed);
     assert!(scraper.join().unwrap() >= 1);
-    assert_eq!(scrape(addr).get("factory_writes_total", &[]), 400.0);
+    assert_eq!(
+        settled(addr, "factory_writes_total", 400.0).get("factory_writes_total", &[]),
+        400.0
+    );
 }
 
 #[test]
@@ -211,4 +218,15 @@ fn a_taken_metrics_address_fails_the_start_before_listening() {
         "{err}"
     );
     assert!(!err.contains("listening on"), "{err}");
+}
+
+/// A scrape once the unlabelled counter `name` has reached `expected`, or
+/// the last one at the deadline (the caller's assertion then fails).
+fn settled(addr: SocketAddr, name: &str, expected: f64) -> common::prometheus::Scrape {
+    let mut last = scrape(addr);
+    wait_until(|| {
+        last = scrape(addr);
+        last.get(name, &[]) >= expected
+    });
+    last
 }
