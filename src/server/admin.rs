@@ -243,15 +243,7 @@ pub(crate) fn submit_write(
     entry: Entry,
     done: &Arc<Completion>,
 ) -> Result<(), WriteError> {
-    if !shared.admin_queue.push(entry, done) {
-        return Err(WriteError::Stopping);
-    }
-    // A term held by another thread needs no wake-up: its holder looks at
-    // the queue before it sleeps (a combiner after unlocking, the admin
-    // thread in its loop). Only a takeover must be left to the admin.
-    if combine(shared, done) == Combine::NeedsAdmin {
-        shared.admin_queue.wake_admin();
-    }
+    submit_nowait(shared, entry, done)?;
     done.wait(spin_before_sleep(shared)).map(drop)
 }
 
@@ -269,6 +261,9 @@ pub(crate) fn submit_nowait(
     if !shared.admin_queue.push(entry, done) {
         return Err(WriteError::Stopping);
     }
+    // A term held by another thread needs no wake-up: its holder looks at
+    // the queue before it sleeps (a combiner after unlocking, the admin
+    // thread in its loop). Only a takeover must be left to the admin.
     if combine(shared, done) == Combine::NeedsAdmin {
         shared.admin_queue.wake_admin();
     }
