@@ -10,11 +10,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -288,13 +288,8 @@ fn load_process(list: &[String], cache_size: usize) -> (Child, u16, Vec<String>)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn load");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        // The reader thread ends with the process's stderr.
+        let (rx, _log, _reader) = common::capture_lines(child.stderr.take().unwrap());
         let mut lines = Vec::new();
         while let Ok(line) = rx.recv_timeout(DEADLINE) {
             lines.push(line.clone());

@@ -168,9 +168,7 @@ fn a_taken_metrics_address_fails_the_start() {
 /// through the binary.
 #[test]
 fn the_load_binary_serves_metrics() {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    use std::sync::mpsc;
 
     let servers = in_process_cluster(1);
     let server_port = servers[0].local_addr().port();
@@ -186,13 +184,8 @@ fn the_load_binary_serves_metrics() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn load");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        // The reader thread ends with the process's stderr.
+        let (rx, _log, _reader) = common::capture_lines(child.stderr.take().unwrap());
         let mut lines = Vec::new();
         while let Ok(line) = rx.recv_timeout(common::DEADLINE) {
             let listening = line.contains("balancer listening on");

@@ -13,32 +13,8 @@ use std::process::Command;
 use factory::client::ClientError;
 use factory::wire::{Frame, RobotOrder, CLIENT_TAG};
 
-use common::history::{History, Workload};
+use common::history::Workload;
 use common::{client, every_server_holds, read, wait_until, ProcessCluster, ServerProcess};
-
-/// Waits until every server holds every acknowledged write of `history`
-/// and they agree, then checks every read against the history; panics
-/// naming each lost write or stale read, with the servers' logs.
-fn check_history(cluster: &ProcessCluster, history: &History) {
-    let ports = cluster.ports();
-    let mut last = Ok(());
-    if !wait_until(|| {
-        last = history.check_writes_on(&ports);
-        last.is_ok()
-    }) {
-        cluster.dump();
-        panic!(
-            "acknowledged writes missing or servers disagree ({} acks, {} reads):\n{}",
-            history.ack_count(),
-            history.reads().len(),
-            last.unwrap_err()
-        );
-    }
-    if let Err(e) = history.check_reads() {
-        cluster.dump();
-        panic!("reads against the history:\n{e}");
-    }
-}
 
 fn data_dir_args(dir: &std::path::Path, i: usize) -> Vec<String> {
     vec![
@@ -112,7 +88,7 @@ fn kill_primaries_and_backups_under_load() {
         );
     }
     let history = load.finish();
-    check_history(&cluster, &history);
+    cluster.check_history(&history);
 }
 
 /// G1 across a full-cluster crash: every acknowledged write survives
@@ -139,7 +115,7 @@ fn full_cluster_restart_from_data_dirs() {
     let mut c = client(ports[0]);
     c.order(1000, 1).expect("a write after the restart");
     c.close();
-    check_history(&cluster, &history);
+    cluster.check_history(&history);
 }
 
 fn log_file(dir: &std::path::Path) -> std::path::PathBuf {
@@ -345,5 +321,5 @@ fn reads_on_every_server_never_go_back_in_time() {
     load.read_from_every();
     flowing(&cluster, &load, 2000);
     let history = load.finish();
-    check_history(&cluster, &history);
+    cluster.check_history(&history);
 }

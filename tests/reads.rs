@@ -95,30 +95,6 @@ fn customers_of(round: u32) -> Vec<i32> {
         .collect()
 }
 
-/// Waits until every server holds every acknowledged write (so the
-/// history is complete and the cluster agrees), then checks every read.
-fn check_history(cluster: &ProcessCluster, history: &History) {
-    let ports = cluster.ports();
-    let mut last = Ok(());
-    if !wait_until(|| {
-        last = history.check_writes_on(&ports);
-        last.is_ok()
-    }) {
-        cluster.dump();
-        panic!(
-            "acknowledged writes missing or servers disagree:\n{}",
-            last.unwrap_err()
-        );
-    }
-    if let Err(e) = history.check_reads() {
-        cluster.dump();
-        panic!(
-            "reads against the history ({} reads):\n{e}",
-            history.reads().len()
-        );
-    }
-}
-
 fn flowing(cluster: &ProcessCluster, load: &Workload, more: usize, what: &str) {
     if !load.wait_for_more(more) {
         cluster.dump();
@@ -181,7 +157,7 @@ fn restarted_backup_reads(data_dir: bool) {
             reads_on(&history, port)
         );
     }
-    check_history(&cluster, &history);
+    cluster.check_history(&history);
 }
 
 #[test]
@@ -228,7 +204,7 @@ fn g6_reads_right_after_a_takeover_never_go_below_an_acknowledged_write() {
         flowing(&cluster, &load, 200, "after the rejoin");
     }
     let history = load.finish();
-    check_history(&cluster, &history);
+    cluster.check_history(&history);
 }
 
 /// G6, the takeover window made certain: the test's own write is

@@ -376,6 +376,33 @@ impl ProcessCluster {
     }
 
     /// Prints every server's log (for a failing test).
+    /// Waits until every server holds every acknowledged write of
+    /// `history` and they agree, then checks every read against it; panics
+    /// naming each lost write or stale read, with the servers' logs.
+    pub fn check_history(&self, history: &history::History) {
+        let ports = self.ports();
+        let mut last = Ok(());
+        if !wait_until(|| {
+            last = history.check_writes_on(&ports);
+            last.is_ok()
+        }) {
+            self.dump();
+            panic!(
+                "acknowledged writes missing or servers disagree ({} acks, {} reads):\n{}",
+                history.ack_count(),
+                history.reads().len(),
+                last.unwrap_err()
+            );
+        }
+        if let Err(e) = history.check_reads() {
+            self.dump();
+            panic!(
+                "reads against the history ({} reads):\n{e}",
+                history.reads().len()
+            );
+        }
+    }
+
     pub fn dump(&self) {
         for (i, s) in self.servers.iter().enumerate() {
             eprintln!("---- server {i} ----\n{}", s.log_text());
