@@ -172,8 +172,7 @@ impl History {
         }
         let mut problems = Vec::new();
         for (customer, mut rs) in reads {
-            let mut written = acks.remove(&customer).unwrap_or_default();
-            written.sort_by_key(|a| a.acked);
+            let written = acks.remove(&customer).unwrap_or_default();
             rs.sort_by_key(|r| r.ended);
             for r in &rs {
                 if let Some(a) = written
