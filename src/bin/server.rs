@@ -9,7 +9,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use factory::cli::{self, Command, ServerArgs};
-use factory::server::{PeerConfig, Server, ServerConfig};
+use factory::server::{ElectionConfig, PeerConfig, Server, ServerConfig, Witness};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,6 +36,9 @@ fn main() -> ExitCode {
         }
     };
     warn_unresolved_peers(&args.peers);
+    if args.witness {
+        return run_witness(&config(args), signals);
+    }
     match Server::start(config(args)) {
         Ok(server) => {
             // The server runs on its own threads; this one waits for a
@@ -52,6 +55,22 @@ fn main() -> ExitCode {
                 }
             });
             server.stop_because(&format!("on {name}"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            cli::print_err(&format!("server: {e}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs a witness (`--witness`) until SIGTERM or SIGINT.
+fn run_witness(config: &ServerConfig, mut signals: Signals) -> ExitCode {
+    match Witness::start(config) {
+        Ok(witness) => {
+            let name = signal_name(signals.forever().next());
+            log::info!("factory {} (witness): {name}; stopping", config.factory_id);
+            witness.stop();
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -95,6 +114,10 @@ fn config(args: ServerArgs) -> ServerConfig {
         metrics: args.metrics,
         experts: args.experts,
         kv: args.kv,
+        election: (args.witness || !args.witnesses.is_empty()).then(|| ElectionConfig {
+            witnesses: args.witnesses,
+            ..ElectionConfig::default()
+        }),
         ..ServerConfig::new(args.port, args.factory_id)
     }
 }

@@ -11,6 +11,7 @@ use crate::wire::MAX_VALUE_LEN;
 /// Usage text of the server.
 pub const SERVER_USAGE: &str = "\
 usage: server [OPTIONS] PORT FACTORY_ID NUM_PEERS [PEER_ID PEER_IP PEER_PORT]...
+       server --witness [OPTIONS] PORT FACTORY_ID NUM_PEERS [PEER_ID PEER_IP PEER_PORT]...
 
 Runs one factory server. The first write a cluster without a live primary
 receives makes the server that got it the primary, once its peers have told
@@ -94,6 +95,21 @@ protocol v2 (string keys and values, docs/protocol.md section 9):
                BYTES (with 64 bytes per key counted for the map) are refused
                with the status 'no memory'; reads are still served (default:
                no limit)
+witness (a vote-only member, docs/failover.md section Witness):
+  --witness    run as a witness: it takes part in the majority election
+               (grants votes and leases) and keeps only its epoch, its vote
+               and the latest in-sync set (in DIR/election with --data-dir),
+               holds no log and never becomes primary; clients are told
+               \"not primary\" (v2: with the primary's address; v1: the
+               session is closed), the status request reports role witness.
+               Two servers and a witness fail over automatically; two
+               servers without one keep the takeover on a client's write.
+               A witness uses --bind, --data-dir, --witnesses,
+               --max-connections and --handshake-timeout; the other options
+               are accepted and ignored, --force-primary is refused
+  --witnesses ID[,ID...]
+               these peers are witnesses (every server of the cluster must
+               name them, and each witness is started with --witness)
   -h, --help   print this help and exit
   -V, --version
                print the version and exit
@@ -141,6 +157,10 @@ pub struct ServerArgs {
     pub experts: crate::server::ExpertConfig,
     /// `--max-key`, `--max-value`, `--max-memory`.
     pub kv: crate::server::KvConfig,
+    /// `--witness`: run as a vote-only member.
+    pub witness: bool,
+    /// `--witnesses`: the peer ids that are witnesses.
+    pub witnesses: Vec<i32>,
 }
 
 /// Parses the server's arguments (without the program name).
@@ -165,8 +185,10 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         "--max-key",
         "--max-value",
         "--max-memory",
+        "--witnesses",
     ];
-    let (pos, options) = match split_args(args, &valued, &["--force-primary"])? {
+    let flags = ["--force-primary", "--witness"];
+    let (pos, options) = match split_args(args, &valued, &flags)? {
         Command::Run(split) => split,
         Command::Help => return Ok(Command::Help),
         Command::Version => return Ok(Command::Version),
@@ -202,6 +224,8 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         metrics: None,
         experts: crate::server::ExpertConfig::default(),
         kv: crate::server::KvConfig::default(),
+        witness: false,
+        witnesses: Vec::new(),
     };
     let mut fsync_given = false;
     for (name, value) in options {
@@ -271,12 +295,15 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
                 parsed.kv.max_memory = Some(number("--max-memory", &value, 0u64, u64::MAX >> 1)?)
                     .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
             }
+            "--witnesses" => parsed.witnesses.extend(witness_ids(&value)?),
+            "--witness" => parsed.witness = true,
             _ => parsed.force_primary = true,
         }
     }
     if fsync_given && parsed.data_dir.is_none() {
         return Err(usage_error("--fsync needs --data-dir"));
     }
+    check_witnesses(&parsed)?;
     Ok(Command::Run(parsed))
 }
 
@@ -303,6 +330,38 @@ const MAX_TIMEOUT_SECS: u64 = 86_400;
 /// every limit exists so that nobody waits for ever.
 fn seconds(name: &str, value: &str) -> Result<Duration, UsageError> {
     number(name, value, 1u64, MAX_TIMEOUT_SECS).map(Duration::from_secs)
+}
+
+/// The ids of `--witnesses ID[,ID...]`.
+fn witness_ids(value: &str) -> Result<Vec<i32>, UsageError> {
+    value
+        .split(',')
+        .map(|id| number("--witnesses", id.trim(), 0, i32::MAX))
+        .collect()
+}
+
+/// Every id in `--witnesses` is a peer, and a witness is not forced.
+fn check_witnesses(args: &ServerArgs) -> Result<(), UsageError> {
+    if let Some(w) = args
+        .witnesses
+        .iter()
+        .find(|w| !args.peers.iter().any(|p| p.id == **w))
+    {
+        return Err(usage_error(format!(
+            "--witnesses names {w}, which is not a peer id{}",
+            if *w == args.factory_id {
+                " (this server is one with --witness)"
+            } else {
+                ""
+            }
+        )));
+    }
+    if args.witness && args.force_primary {
+        return Err(usage_error(
+            "--force-primary makes no sense with --witness (a witness is never primary)",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_peers(rest: &[String], own_id: i32) -> Result<Vec<PeerConfig>, UsageError> {
@@ -456,6 +515,36 @@ mod tests {
         assert!(server_err("5000 0 0 --max-key 65536").contains("--max-key"));
         assert!(server_err("5000 0 0 --max-value 1048577").contains("--max-value"));
         assert!(server_err("5000 0 0 --max-memory x").contains("--max-memory"));
+    }
+
+    #[test]
+    fn server_witness() {
+        let Command::Run(a) = parse_server(&args(
+            "5002 2 2 0 127.0.0.1 5000 1 127.0.0.1 5001 --witness --data-dir w",
+        ))
+        .unwrap() else {
+            panic!("expected run");
+        };
+        assert!(a.witness);
+        assert!(a.witnesses.is_empty());
+        let Command::Run(a) =
+            parse_server(&args("5000 0 2 1 h 5001 2 h 5002 --witnesses 2")).unwrap()
+        else {
+            panic!("expected run");
+        };
+        assert!(!a.witness);
+        assert_eq!(a.witnesses, vec![2]);
+        let Command::Run(a) =
+            parse_server(&args("5000 0 3 1 h 1 2 h 2 3 h 3 --witnesses=2,3")).unwrap()
+        else {
+            panic!("expected run");
+        };
+        assert_eq!(a.witnesses, vec![2, 3]);
+        assert!(server_err("5000 0 1 1 h 1 --witnesses 5").contains("not a peer id"));
+        assert!(server_err("5000 0 1 1 h 1 --witnesses 0").contains("--witness)"));
+        assert!(server_err("5000 0 1 1 h 1 --witnesses x").contains("--witnesses"));
+        assert!(server_err("5000 0 1 1 h 1 --witness --force-primary").contains("--force-primary"));
+        assert!(SERVER_USAGE.contains("server --witness"));
     }
 
     #[test]

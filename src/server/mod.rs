@@ -41,6 +41,7 @@ mod session;
 mod status;
 mod takeover;
 mod term;
+pub mod witness;
 
 use std::net::{SocketAddr, TcpStream};
 use std::ops::{Deref, DerefMut};
@@ -51,6 +52,7 @@ use std::thread::JoinHandle;
 pub use config::{ElectionConfig, KvConfig, Limits, PeerConfig, ServerConfig, DEFAULT_LOG_RETAIN};
 pub use error::ServerError;
 pub use experts::{ExpertConfig, ExpertGauge, DEFAULT_EXPERT_QUEUE, DEFAULT_EXPERT_WORK};
+pub use witness::Witness;
 
 use crate::state::{RecordTable, Replica};
 use crate::wire::Epoch;

@@ -5,8 +5,10 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod history;
+pub mod net;
 pub mod prometheus;
 pub mod proxy;
+pub mod sides;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
