@@ -14,6 +14,11 @@
 //!   side acknowledged nothing once its primary's lease had to be over;
 //! - G7: the majority side kept taking writes during the fault.
 //!
+//! Scenarios: the primary isolated (reset, blackhole) and cut one way
+//! (either direction), 3 servers; a split with the primary in the
+//! minority, 3 and 5 servers, reset and blackhole, clients on both sides;
+//! flapping links under load; a bridge node.
+//!
 //! Loops are bounded in count and time; ports are ephemeral; every process
 //! and thread is stopped when its handle drops. The flapping test runs
 //! 8 s by default (`make test`'s budget); `FACTORY_FLAP_SECS=20` runs the
@@ -214,6 +219,39 @@ fn g1_g2_g6_g7_isolated_primary_reset() {
 #[test]
 fn g1_g2_g6_g7_isolated_primary_blackhole() {
     isolate_the_primary(Mode::Blackhole);
+}
+
+/// The primary's links to the other servers cut in one direction only
+/// (`outbound`: what it sends is lost, it still hears them; else the
+/// reverse), blackholed; clients cannot reach it. Either way it cannot
+/// keep a majority's acks, so its lease ends and the others must elect.
+fn one_way_cut_of_the_primary(outbound: bool) {
+    let net = Net::start(3, &[], 1, |_| Vec::new());
+    let p = first_primary(&net).id;
+    let run = scenario(&net, &[net.client_ports(0)], |net| {
+        for q in others(net, p) {
+            if outbound {
+                net.cut_one_way(p, q, Mode::Blackhole);
+            } else {
+                net.cut_one_way(q, p, Mode::Blackhole);
+            }
+        }
+        net.cut_clients(0, p, Mode::Blackhole);
+    });
+    check_all(&net, run, 0, None);
+}
+
+/// G1 G2 G6 G7: the primary's outbound links blackholed (one-way), 3 servers.
+#[test]
+fn g1_g2_g6_g7_one_way_cut_primary_cannot_send() {
+    one_way_cut_of_the_primary(true);
+}
+
+/// G1 G2 G6 G7: the primary's inbound links blackholed (one-way): its
+/// heartbeats still arrive, their acks do not, 3 servers.
+#[test]
+fn g1_g2_g6_g7_one_way_cut_primary_cannot_hear() {
+    one_way_cut_of_the_primary(false);
 }
 
 /// A split with the primary (and `with_primary - 1` backups) on the
