@@ -84,7 +84,12 @@ fn warn_unresolved_peers(peers: &[PeerConfig]) {
 }
 
 fn config(args: ServerArgs) -> ServerConfig {
+    let election = args.election_on().then(|| factory::server::ElectionConfig {
+        timing: args.timing,
+        witnesses: Vec::new(),
+    });
     ServerConfig {
+        election,
         bind: SocketAddr::new(args.bind, args.port),
         peers: args.peers,
         data_dir: args.data_dir,
