@@ -103,7 +103,12 @@ fn warn_unresolved_peers(peers: &[PeerConfig]) {
 }
 
 fn config(args: ServerArgs) -> ServerConfig {
+    let election = (args.election_on() || args.witness).then(|| ElectionConfig {
+        timing: args.timing,
+        witnesses: args.witnesses.clone(),
+    });
     ServerConfig {
+        election,
         bind: SocketAddr::new(args.bind, args.port),
         peers: args.peers,
         data_dir: args.data_dir,
@@ -114,10 +119,6 @@ fn config(args: ServerArgs) -> ServerConfig {
         metrics: args.metrics,
         experts: args.experts,
         kv: args.kv,
-        election: (args.witness || !args.witnesses.is_empty()).then(|| ElectionConfig {
-            witnesses: args.witnesses,
-            ..ElectionConfig::default()
-        }),
         ..ServerConfig::new(args.port, args.factory_id)
     }
 }

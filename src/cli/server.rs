@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{host, number, ordinal, port, split_args, usage_error, Command, UsageError};
+use crate::replication::lease::Timing;
 use crate::server::PeerConfig;
 use crate::wire::kv::KEY_CEILING;
 use crate::wire::MAX_VALUE_LEN;
@@ -13,14 +14,23 @@ pub const SERVER_USAGE: &str = "\
 usage: server [OPTIONS] PORT FACTORY_ID NUM_PEERS [PEER_ID PEER_IP PEER_PORT]...
        server --witness [OPTIONS] PORT FACTORY_ID NUM_PEERS [PEER_ID PEER_IP PEER_PORT]...
 
-Runs one factory server. The first write a cluster without a live primary
-receives makes the server that got it the primary, once its peers have told
-it that it holds the longest log; the primary then answers a write only when
-every in-sync peer holds it. A write sent to a backup is forwarded to the
-primary. A server that cannot be sure it holds every acknowledged write (its
-in-sync peers are down and none that answers stayed in sync) refuses writes:
-the client's connection is closed; see --force-primary. Peers that are
-original (C++) servers are replicated to with the original's frames.
+Runs one factory server. In a cluster of three or more factory servers a
+majority elects the primary (see --election): it holds a lease renewed by
+heartbeats, answers a write only when every in-sync peer holds it and its
+lease is live, and a new one is elected within about half a second when it
+dies, pauses or is cut off; a change of the in-sync set counts only once a
+majority accepted it. A write or read sent to a backup is forwarded to the
+primary (reads: the backup first learns the primary's commit point). A
+primary that loses its lease refuses writes and reads (the client's
+connection is closed).
+
+With the election off (one or two servers, --election off, or a cluster with
+original servers) the first write a cluster without a live primary receives
+makes the server that got it the primary, once its peers have told it that
+it holds the longest log. A server that cannot be sure it holds every
+acknowledged write (its in-sync peers are down and none that answers stayed
+in sync) refuses writes; see --force-primary. Peers that are original (C++)
+servers are replicated to with the original's frames.
 
 arguments:
   PORT         TCP port to listen on (1-65535)
@@ -51,6 +61,37 @@ options:
   --metrics ADDR
                serve Prometheus metrics on http://ADDR/metrics (for example
                127.0.0.1:9100; port 0 picks a free one, logged at start)
+
+election (docs/failover.md):
+  --election auto|on|off
+               who chooses the primary. auto (the default): a majority
+               election when this server and its peers are at least three,
+               else off. on: the election whatever the size. off: the
+               original's rule, a takeover on a client's write. Every
+               factory server of one cluster must use the same mode. A
+               cluster with original (C++) servers, which never vote: use
+               off; a server in auto or on that finds an original peer
+               (it closes the native handshake, or streams v1 frames to
+               this server) turns the election off for good and says so
+  --heartbeat-ms MS
+               a primary sends a heartbeat to every peer this often
+               (default 50)
+  --lease-ms MS
+               a heartbeat acknowledged by a majority keeps the primary's
+               lease for MS after it was sent; at least two heartbeats
+               (default 300)
+  --grace-ms MS
+               a server that took a heartbeat refuses votes for MS after
+               it, and one that just started for as long; at least a tenth
+               more than the lease, so the old primary's lease always ends
+               first (default 360)
+  --election-jitter-ms MS
+               a backup whose primary went silent waits a random 0..MS more
+               before it stands, so that two seldom stand at once
+               (default 100)
+  --election-round-ms MS
+               a candidate without a majority after MS lost the round and
+               backs off (default 100)
 
 experts (custom orders, docs/protocol.md, section Custom orders):
   --experts N  start N expert threads that do custom orders, each costing
@@ -104,7 +145,8 @@ witness (a vote-only member, docs/failover.md section Witness):
                session is closed), the status request reports role witness.
                Two servers and a witness fail over automatically; two
                servers without one keep the takeover on a client's write.
-               A witness uses --bind, --data-dir, --witnesses,
+               A witness uses --bind, --data-dir, --witnesses, the election
+               timing options (give it the servers' values),
                --max-connections and --handshake-timeout; the other options
                are accepted and ignored, --force-primary is refused
   --witnesses ID[,ID...]
@@ -161,6 +203,33 @@ pub struct ServerArgs {
     pub witness: bool,
     /// `--witnesses`: the peer ids that are witnesses.
     pub witnesses: Vec<i32>,
+    /// `--election`.
+    pub election: ElectionMode,
+    /// `--heartbeat-ms`, `--lease-ms`, `--grace-ms`, `--election-jitter-ms`,
+    /// `--election-round-ms`.
+    pub timing: Timing,
+}
+
+/// `--election`: who chooses the primary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElectionMode {
+    /// The election with at least three servers, else off.
+    Auto,
+    /// The election whatever the cluster's size.
+    On,
+    /// A takeover on a client's write (the original's rule).
+    Off,
+}
+
+impl ServerArgs {
+    /// True if this server runs the majority election.
+    pub fn election_on(&self) -> bool {
+        match self.election {
+            ElectionMode::On => true,
+            ElectionMode::Off => false,
+            ElectionMode::Auto => self.peers.len() >= 2,
+        }
+    }
 }
 
 /// Parses the server's arguments (without the program name).
@@ -186,6 +255,12 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         "--max-value",
         "--max-memory",
         "--witnesses",
+        "--election",
+        "--heartbeat-ms",
+        "--lease-ms",
+        "--grace-ms",
+        "--election-jitter-ms",
+        "--election-round-ms",
     ];
     let flags = ["--force-primary", "--witness"];
     let (pos, options) = match split_args(args, &valued, &flags)? {
@@ -226,6 +301,8 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         kv: crate::server::KvConfig::default(),
         witness: false,
         witnesses: Vec::new(),
+        election: ElectionMode::Auto,
+        timing: Timing::default(),
     };
     let mut fsync_given = false;
     for (name, value) in options {
@@ -297,6 +374,23 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
             }
             "--witnesses" => parsed.witnesses.extend(witness_ids(&value)?),
             "--witness" => parsed.witness = true,
+            "--election" => {
+                parsed.election = match value.as_str() {
+                    "auto" => ElectionMode::Auto,
+                    "on" => ElectionMode::On,
+                    "off" => ElectionMode::Off,
+                    _ => {
+                        return Err(usage_error(format!(
+                            "--election must be auto, on or off, got '{value}'"
+                        )))
+                    }
+                }
+            }
+            "--heartbeat-ms" => parsed.timing.heartbeat_ms = millis(&name, &value)?,
+            "--lease-ms" => parsed.timing.lease_ms = millis(&name, &value)?,
+            "--grace-ms" => parsed.timing.grace_ms = millis(&name, &value)?,
+            "--election-jitter-ms" => parsed.timing.jitter_ms = millis(&name, &value)?,
+            "--election-round-ms" => parsed.timing.round_ms = millis(&name, &value)?,
             _ => parsed.force_primary = true,
         }
     }
@@ -304,6 +398,11 @@ pub fn parse_server(args: &[String]) -> Result<Command<ServerArgs>, UsageError> 
         return Err(usage_error("--fsync needs --data-dir"));
     }
     check_witnesses(&parsed)?;
+    if let Err(e) = parsed.timing.validate() {
+        return Err(usage_error(format!(
+            "election timing (--heartbeat-ms, --lease-ms, --grace-ms, --election-jitter-ms, --election-round-ms): {e}"
+        )));
+    }
     Ok(Command::Run(parsed))
 }
 
@@ -322,6 +421,11 @@ const MAX_EXPERT_QUEUE: u32 = 1_000_000;
 
 /// The longest work per custom order: one minute.
 const MAX_EXPERT_WORK_US: u64 = 60_000_000;
+
+/// An election timing option in milliseconds.
+fn millis(name: &str, value: &str) -> Result<u64, UsageError> {
+    number(name, value, 1u64, crate::replication::lease::MAX_TIMING_MS)
+}
 
 /// The largest timeout in seconds (one day).
 const MAX_TIMEOUT_SECS: u64 = 86_400;
@@ -355,6 +459,11 @@ fn check_witnesses(args: &ServerArgs) -> Result<(), UsageError> {
                 ""
             }
         )));
+    }
+    if !args.witnesses.is_empty() && args.election == ElectionMode::Off {
+        return Err(usage_error(
+            "--witnesses needs the election (a witness only votes), not --election off",
+        ));
     }
     if args.witness && args.force_primary {
         return Err(usage_error(
@@ -566,6 +675,48 @@ mod tests {
                 text[shown..].starts_with(&format!("(default {default})")),
                 "{option}: {}",
                 &text[..shown + 14]
+            );
+        }
+    }
+
+    #[test]
+    fn server_election_options() {
+        let run = |s: &str| match parse_server(&args(s)).unwrap() {
+            Command::Run(a) => a,
+            _ => panic!("expected run"),
+        };
+        assert!(!run("5000 0 0").election_on(), "one server: off");
+        assert!(!run("5000 0 1 1 h 1").election_on(), "two servers: off");
+        let three = run("5000 0 2 1 h 1 2 h 2");
+        assert!(three.election_on(), "three servers: on");
+        assert_eq!(three.timing, Timing::default());
+        assert!(!run("5000 0 2 1 h 1 2 h 2 --election off").election_on());
+        assert!(run("5000 0 0 --election on").election_on());
+        let a = run(
+            "5000 0 0 --heartbeat-ms 20 --lease-ms 100 --grace-ms 120 --election-jitter-ms 30 --election-round-ms 40",
+        );
+        let t = a.timing;
+        assert_eq!((t.heartbeat_ms, t.lease_ms, t.grace_ms), (20, 100, 120));
+        assert_eq!((t.jitter_ms, t.round_ms), (30, 40));
+        assert!(server_err("5000 0 0 --election maybe").contains("--election must be"));
+        assert!(server_err("5000 0 0 --lease-ms 300 --grace-ms 300").contains("grace of 300 ms"));
+        assert!(server_err("5000 0 0 --heartbeat-ms 200").contains("shorter than two heartbeats"));
+        assert!(
+            server_err("5000 0 0 --heartbeat-ms 0").contains("--heartbeat-ms must be between 1")
+        );
+        let d = Timing::default();
+        for (option, default) in [
+            ("--heartbeat-ms MS", d.heartbeat_ms),
+            ("--lease-ms MS", d.lease_ms),
+            ("--grace-ms MS", d.grace_ms),
+            ("--election-jitter-ms MS", d.jitter_ms),
+            ("--election-round-ms MS", d.round_ms),
+        ] {
+            let text = &SERVER_USAGE[SERVER_USAGE.find(option).expect(option)..];
+            let shown = text.find("(default ").expect("a default");
+            assert!(
+                text[shown..].starts_with(&format!("(default {default})")),
+                "{option}"
             );
         }
     }

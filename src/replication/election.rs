@@ -470,6 +470,12 @@ impl Election {
         set
     }
 
+    /// The latest of this primary's in-sync sets that a majority accepted
+    /// (`None`: not primary, or its first set not settled yet).
+    pub fn settled_config(&self) -> Option<Config> {
+        self.term.as_ref().and_then(|t| t.stable)
+    }
+
     /// A change of the in-sync set waiting for a majority, if any.
     pub fn pending_config(&self) -> Option<Config> {
         self.term.as_ref().and_then(|t| t.pending)

@@ -63,6 +63,8 @@ pub(crate) enum WriteError {
     Unsafe(String),
     /// The durable log failed.
     Storage(String),
+    /// This elected primary's lease ended: no majority answers it.
+    LeaseLost,
 }
 
 impl fmt::Display for WriteError {
@@ -75,6 +77,10 @@ impl fmt::Display for WriteError {
             WriteError::NoPrimary => write!(f, "no primary is available"),
             WriteError::Unsafe(why) => write!(f, "refusing writes: {why}"),
             WriteError::Storage(why) => write!(f, "the durable log failed: {why}"),
+            WriteError::LeaseLost => write!(
+                f,
+                "not primary: this server's lease ended (it cannot reach a majority of the servers)"
+            ),
         }
     }
 }
@@ -151,6 +157,8 @@ struct WriteRequest {
 struct QueueState {
     items: VecDeque<WriteRequest>,
     closed: bool,
+    /// The election has a decision for the admin thread.
+    nudged: bool,
 }
 
 /// Writes waiting for the admin thread.
@@ -187,6 +195,12 @@ impl AdminQueue {
         self.ready.notify_one();
     }
 
+    /// Wakes the admin thread to carry out the election's decisions.
+    pub(crate) fn nudge(&self) {
+        self.lock().nudged = true;
+        self.ready.notify_one();
+    }
+
     /// Moves up to [`MAX_BATCH`] waiting writes into `batch` without
     /// waiting; false if there were none.
     fn take_now(&self, batch: &mut Vec<WriteRequest>) -> bool {
@@ -207,6 +221,9 @@ impl AdminQueue {
         while state.items.is_empty() {
             if state.closed {
                 return Take::Closed;
+            }
+            if std::mem::take(&mut state.nudged) {
+                return Take::Idle;
             }
             let Some(idle) = idle else {
                 state = self
@@ -382,6 +399,7 @@ pub(super) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, ServerError> 
 fn run(shared: &Arc<Shared>) {
     let mut batch = Vec::new();
     loop {
+        super::elected::carry_out(shared);
         let idle = shared.term().active().then_some(MAINTENANCE);
         match shared.admin_queue.take_batch(&mut batch, idle) {
             Take::Closed => break,

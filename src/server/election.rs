@@ -6,9 +6,12 @@
 //! messages queued to one sender thread per peer, decisions logged and
 //! published in [`ElectionStatus`].
 //!
-//! It is not yet wired into the primary's term (docs/failover.md, "what the
-//! I/O integration must do"): a server or a witness starts it, and it
-//! decides and reports who is primary. Connections come either from its own
+//! A server passes [`ElectionHooks`] ([`ElectionService::start_with`]):
+//! they are told every decision (become primary, step down, lease lost,
+//! follow, in-sync set accepted) and see the election after every step, on
+//! the election's thread, and must return at once; that is how the
+//! election drives the server's term (`server::elected`). A witness and
+//! the tests start it with only the log end. Connections come either from its own
 //! listener ([`ElectionService::listen`], what a witness and the tests
 //! use) or are handed over by a server's accept loop
 //! ([`ElectionService::serve`]).
@@ -74,13 +77,43 @@ pub struct ElectionStatus {
     pub config: Config,
     /// Epochs in which this server became primary, in order.
     pub terms: Vec<Epoch>,
+    /// A proposed in-sync set not yet accepted by a majority.
+    pub pending: Option<Config>,
+    /// What is left of the primary's lease, in ms, when published.
+    pub lease_left_ms: Millis,
 }
 
 enum Input {
     Frame(Message),
     Committed(i32, Epoch),
-    Propose(MemberSet),
+    /// A proposed in-sync set, for the primary of this epoch (`None`: any).
+    Propose(Option<Epoch>, MemberSet),
     Stop,
+}
+
+/// What the server running an election learns from it, on the election's
+/// thread. Every call must return at once: in particular it must not take
+/// a lock that a thread syncing to disk may hold (the replica's), or
+/// heartbeats would wait for the disk and leases would lapse under load.
+pub trait ElectionHooks: Send + 'static {
+    /// Where the local log ends now (asked before every step).
+    fn log_end(&self) -> LogPos;
+    /// The election's clock: its milliseconds count from `base`.
+    fn started(&self, _base: Instant) {}
+    /// A decision to carry out: every output but `Persist` and `Send`,
+    /// once what came before it was saved and queued.
+    fn decided(&self, _out: &Output) {}
+    /// The election as it stands after a step at `now`.
+    fn stepped(&self, _election: &Election, _now: Millis) {}
+}
+
+/// The hooks of a service that only needs the log's end.
+struct LogEndOnly<F>(F);
+
+impl<F: Fn() -> LogPos + Send + 'static> ElectionHooks for LogEndOnly<F> {
+    fn log_end(&self) -> LogPos {
+        (self.0)()
+    }
 }
 
 /// A running election; [`ElectionService::stop`] (or drop) ends and joins
@@ -118,17 +151,29 @@ impl ElectionService {
         options: ElectionOptions,
         log_end: impl Fn() -> LogPos + Send + 'static,
     ) -> io::Result<ElectionService> {
+        Self::start_with(options, Box::new(LogEndOnly(log_end)))
+    }
+
+    /// As [`ElectionService::start`], telling `hooks` every decision.
+    ///
+    /// # Errors
+    /// As [`ElectionService::start`].
+    pub fn start_with(
+        options: ElectionOptions,
+        hooks: Box<dyn ElectionHooks>,
+    ) -> io::Result<ElectionService> {
         let hard = match &options.data_dir {
             Some(dir) => election_state::load(dir).map_err(io::Error::other)?,
             None => None,
         };
         let base = Instant::now();
+        hooks.started(base);
         let seed = seed_for(options.cluster.me);
         let election = Election::new(
             options.cluster.clone(),
             options.timing,
             hard,
-            log_end(),
+            hooks.log_end(),
             0,
             seed,
         )
@@ -155,10 +200,11 @@ impl ElectionService {
             status: Arc::clone(&status),
             terms: Vec::new(),
             me: options.cluster.me,
+            hooks,
         };
         let driver = thread::Builder::new()
             .name("election".into())
-            .spawn(move || driver.run(&rx, log_end))?;
+            .spawn(move || driver.run(&rx))?;
         Ok(ElectionService {
             inputs,
             status,
@@ -228,7 +274,13 @@ impl ElectionService {
     /// backup has caught up, or after its link failed); ignored unless
     /// this server is a primary with no change pending.
     pub fn propose_in_sync(&self, members: MemberSet) {
-        let _ = self.inputs.send(Input::Propose(members));
+        let _ = self.inputs.send(Input::Propose(None, members));
+    }
+
+    /// As [`ElectionService::propose_in_sync`], ignored unless this server
+    /// is still primary in `epoch` when the election takes it.
+    pub fn propose_in_sync_in(&self, epoch: Epoch, members: MemberSet) {
+        let _ = self.inputs.send(Input::Propose(Some(epoch), members));
     }
 
     /// The state as last published.
@@ -427,6 +479,67 @@ fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
+/// One info line per decision, naming the peer it concerns.
+fn log_decision(me: i32, out: &Output) {
+    use crate::logging::epoch as name;
+    match *out {
+        Output::Voted { candidate, epoch } => {
+            log::info!("factory {me}: voted for server {candidate} in epoch {}", name(epoch))
+        }
+        Output::Refused {
+            candidate,
+            epoch,
+            why,
+        } => log::info!(
+            "factory {me}: refused its vote to server {candidate} for epoch {}: {}",
+            name(epoch),
+            refusal_text(why)
+        ),
+        Output::StepDown { epoch, reason } => {
+            let crate::replication::election::StepDownReason::HigherEpoch(by) = reason;
+            log::info!(
+                "factory {me}: election: leaves its term of epoch {}: server {by} is in a higher epoch",
+                name(epoch)
+            )
+        }
+        Output::LeaseLost { epoch } => log::info!(
+            "factory {me}: lease lost in epoch {}: no majority acknowledged its heartbeats in time; refusing writes and reads",
+            name(epoch)
+        ),
+        Output::LeaseRegained { epoch, .. } => {
+            log::info!("factory {me}: lease regained in epoch {}", name(epoch))
+        }
+        Output::Follow { primary, epoch } => log::info!(
+            "factory {me}: election: server {primary} is primary in epoch {}",
+            name(epoch)
+        ),
+        Output::Ready { epoch } => log::info!(
+            "factory {me}: ready to serve in epoch {} (an entry of the epoch is committed)",
+            name(epoch)
+        ),
+        Output::InSyncCommitted(config) => log::info!(
+            "factory {me}: in-sync set {:?} (epoch {} version {}) accepted by a majority",
+            config.members.ids(),
+            name(config.id.epoch),
+            config.id.version
+        ),
+        Output::Persist(_) | Output::Send { .. } | Output::BecomePrimary { .. } => {}
+    }
+}
+
+/// Why a vote was refused, for the log line.
+fn refusal_text(why: crate::replication::election::Refusal) -> String {
+    use crate::replication::election::Refusal;
+    match why {
+        Refusal::StaleEpoch => "its epoch is not above this server's".into(),
+        Refusal::LeaseLive(p) => format!("this server stands by live primary {p}"),
+        Refusal::Starting => "this server started less than a grace period ago".into(),
+        Refusal::AlreadyVoted(c) => format!("this server already voted for server {c}"),
+        Refusal::LogBehind => "its log is behind this server's".into(),
+        Refusal::NotInSync => "it is not in the latest in-sync set this server holds".into(),
+    }
+}
+
 fn seed_for(me: i32) -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -443,6 +556,11 @@ fn status_of(election: &Election, now: Millis, terms: Vec<Epoch>) -> ElectionSta
         may_commit: election.may_commit(now),
         config: election.config(),
         terms,
+        pending: election.pending_config(),
+        lease_left_ms: election
+            .lease_until()
+            .filter(|_| election.lease_live(now))
+            .map_or(0, |u| u.saturating_sub(now)),
     }
 }
 
@@ -454,6 +572,7 @@ struct Driver {
     status: Arc<Mutex<ElectionStatus>>,
     terms: Vec<Epoch>,
     me: i32,
+    hooks: Box<dyn ElectionHooks>,
 }
 
 impl Driver {
@@ -461,7 +580,7 @@ impl Driver {
         self.base.elapsed().as_millis() as Millis
     }
 
-    fn run(mut self, rx: &Receiver<Input>, log_end: impl Fn() -> LogPos) {
+    fn run(mut self, rx: &Receiver<Input>) {
         let mut next_tick = self.now();
         loop {
             let wait = next_tick.saturating_sub(self.now());
@@ -470,18 +589,12 @@ impl Driver {
                 Ok(input) => Some(input),
                 Err(RecvTimeoutError::Timeout) => None,
             };
-            self.election.log_appended(log_end());
+            self.election.log_appended(self.hooks.log_end());
             let now = self.now();
             let outs = match input {
                 Some(Input::Frame(msg)) => self.election.step(now, msg),
                 Some(Input::Committed(index, epoch)) => self.election.committed(now, index, epoch),
-                Some(Input::Propose(members)) => self
-                    .election
-                    .propose_in_sync(now, members)
-                    .unwrap_or_else(|e| {
-                        log::info!("factory {}: {e}", self.me);
-                        Vec::new()
-                    }),
+                Some(Input::Propose(epoch, members)) => self.propose(now, epoch, members),
                 Some(Input::Stop) => return,
                 None => Vec::new(),
             };
@@ -491,8 +604,27 @@ impl Driver {
                 self.carry_out(outs);
                 next_tick = now + TICK.as_millis() as Millis;
             }
+            self.hooks.stepped(&self.election, now);
             *lock(&self.status) = status_of(&self.election, self.now(), self.terms.clone());
         }
+    }
+
+    fn propose(&mut self, now: Millis, epoch: Option<Epoch>, members: MemberSet) -> Vec<Output> {
+        if epoch
+            .is_some_and(|e| e != self.election.epoch() || self.election.role() != Role::Primary)
+        {
+            log::debug!(
+                "factory {}: an in-sync proposal of an ended term ignored",
+                self.me
+            );
+            return Vec::new();
+        }
+        self.election
+            .propose_in_sync(now, members)
+            .unwrap_or_else(|e| {
+                log::info!("factory {}: {e}", self.me);
+                Vec::new()
+            })
     }
 
     /// Carries out outputs in order; nothing after a failed save is sent.
@@ -514,8 +646,12 @@ impl Driver {
                         epoch & 0xffff,
                         in_sync.ids()
                     );
+                    self.hooks.decided(&out);
                 }
-                other => log::info!("factory {}: election: {other:?}", self.me),
+                other => {
+                    log_decision(self.me, &other);
+                    self.hooks.decided(&other);
+                }
             }
         }
     }

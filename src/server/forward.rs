@@ -8,6 +8,9 @@ use super::Shared;
 use crate::client::{Client, ClientError};
 use crate::wire::{CustomerRecord, RobotInfo};
 
+/// How long a forwarded request waits for an elected primary.
+const ELECTED_FORWARD_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A session's cached connection to the server it forwards to.
 #[derive(Default)]
 pub(crate) struct Forwarder {
@@ -61,6 +64,14 @@ fn connect(shared: &Shared, to: i32) -> Result<Client, ClientError> {
             server: format!("factory {to}"),
             reason: "not a configured peer".into(),
         })?;
-    let timeout = shared.limits.peer_timeout.max(Duration::from_secs(5));
+    // With the election on, a primary that does not answer within a
+    // second is likely paused or cut off, and a new one is elected within
+    // half a second: the session then sends the write there (resending a
+    // write is safe: it sets the customer's last order).
+    let timeout = if shared.elected.on() {
+        ELECTED_FORWARD_TIMEOUT
+    } else {
+        shared.limits.peer_timeout.max(Duration::from_secs(5))
+    };
     Client::connect(&peer.host, peer.port, Some(timeout))
 }

@@ -366,7 +366,7 @@ fn scan(shared: &Shared, start: &[u8], limit: u32) -> KvBody {
 
 /// What the session needs of the replica to route a request (lock-free).
 fn view(shared: &Shared) -> ServerView {
-    let (primary_id, trusted) = shared.role.load();
+    let (primary_id, trusted) = shared.role.load(&shared.elected);
     ServerView {
         factory_id: shared.factory_id,
         primary_id,

@@ -23,6 +23,7 @@ mod backup;
 mod compaction;
 mod config;
 mod durable;
+mod elected;
 pub mod election;
 mod error;
 mod experts;
@@ -45,7 +46,7 @@ pub mod witness;
 
 use std::net::{SocketAddr, TcpStream};
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -94,6 +95,11 @@ pub(crate) struct RoleView {
     established: AtomicBool,
     /// Reads waiting for a change of the above.
     changes: reads::Changes,
+    /// Where the log ends, for the election (which must not take the
+    /// replica lock): a sequence count, odd while it is being written.
+    log_seq: AtomicU64,
+    log_index: AtomicI32,
+    log_epoch: AtomicU64,
 }
 
 impl RoleView {
@@ -104,10 +110,42 @@ impl RoleView {
             applied: AtomicI32::new(crate::state::NO_INDEX),
             established: AtomicBool::new(false),
             changes: reads::Changes::default(),
+            log_seq: AtomicU64::new(0),
+            log_index: AtomicI32::new(crate::state::NO_INDEX),
+            log_epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// Publishes where the log ends (only the replica lock's holder calls
+    /// this, so writers never overlap).
+    fn publish_log_end(&self, replica: &Replica) {
+        let (index, epoch) = (replica.last_index(), replica.last_epoch());
+        if self.log_index.load(Ordering::Relaxed) == index
+            && self.log_epoch.load(Ordering::Relaxed) == epoch
+        {
+            return;
+        }
+        self.log_seq.fetch_add(1, Ordering::AcqRel);
+        self.log_index.store(index, Ordering::Release);
+        self.log_epoch.store(epoch, Ordering::Release);
+        self.log_seq.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Where the log ended at the last release of the replica lock.
+    pub(crate) fn log_end(&self) -> crate::replication::election::LogPos {
+        loop {
+            let before = self.log_seq.load(Ordering::Acquire);
+            let index = self.log_index.load(Ordering::Acquire);
+            let epoch = self.log_epoch.load(Ordering::Acquire);
+            if before.is_multiple_of(2) && self.log_seq.load(Ordering::Acquire) == before {
+                return crate::replication::election::LogPos { epoch, index };
+            }
+            std::hint::spin_loop();
         }
     }
 
     fn publish(&self, replica: &Replica) {
+        self.publish_log_end(replica);
         let applied = replica.committed_index();
         let established =
             replica.is_primary() && crate::replication::applied_all_inherited(replica);
@@ -123,10 +161,13 @@ impl RoleView {
     }
 
     /// The primary this server follows (itself, or -1), and whether it is
-    /// trusted, as of the last release of the replica lock.
-    pub(crate) fn load(&self) -> (i32, bool) {
+    /// trusted, as of the last release of the replica lock; with the
+    /// election on, the primary is the one the election knows.
+    pub(crate) fn load(&self, elected: &elected::Elected) -> (i32, bool) {
         (
-            self.primary_id.load(Ordering::Relaxed),
+            elected
+                .primary()
+                .unwrap_or_else(|| self.primary_id.load(Ordering::Relaxed)),
             self.trusted.load(Ordering::Relaxed),
         )
     }
@@ -227,8 +268,10 @@ pub(crate) struct Shared {
     pub(crate) started: std::time::Instant,
     /// Counters and histograms for `--metrics`.
     pub(crate) metrics: metrics::Metrics,
-    /// The majority election, when configured (not yet driving the term).
+    /// The majority election, when configured.
     pub(crate) election: Mutex<Option<election::ElectionService>>,
+    /// What the election decided, for the threads that act on it.
+    pub(crate) elected: elected::Elected,
 }
 
 impl Shared {
@@ -386,6 +429,14 @@ impl Server {
             started: std::time::Instant::now(),
             metrics: metrics::Metrics::default(),
             election: Mutex::new(None),
+            elected: elected::Elected::new(
+                config.election.is_some(),
+                config
+                    .election
+                    .as_ref()
+                    .map(|e| e.witnesses.clone())
+                    .unwrap_or_default(),
+            ),
         });
         // Publishes the recovered commit point for reads.
         drop(shared.replica());
@@ -523,6 +574,7 @@ impl Server {
         if let Some(election) = election {
             election.stop();
         }
+        self.shared.elected.join();
         self.shared.registry.close_all();
         self.shared.role.changes.wake_all();
         self.shared.admin_queue.close();
@@ -621,16 +673,8 @@ fn start_election(
         data_dir,
     };
     // Weak: the service lives inside Shared and must not keep it alive.
-    let weak = Arc::downgrade(shared);
-    let log_end = move || {
-        weak.upgrade()
-            .map_or(crate::replication::election::LogPos::EMPTY, |s| {
-                let r = s.replica();
-                crate::replication::election::LogPos {
-                    epoch: r.last_epoch(),
-                    index: r.last_index(),
-                }
-            })
+    let hooks = elected::ServerHooks {
+        shared: Arc::downgrade(shared),
     };
-    election::ElectionService::start(options, log_end).map_err(ServerError::Io)
+    election::ElectionService::start_with(options, Box::new(hooks)).map_err(ServerError::Io)
 }

@@ -122,6 +122,23 @@ impl Changes {
 impl RoleView {
     /// What the read rule needs, as last published.
     pub(crate) fn read_view(&self, shared: &Shared) -> ReadView {
+        let view = self.replica_view(shared);
+        match shared.elected.primary() {
+            // With the election on, the primary is the one it names, and
+            // this server answers as primary only while its lease is live,
+            // its epoch's set settled and its barrier committed.
+            Some(primary) => ReadView {
+                primary,
+                established: primary == shared.factory_id
+                    && view.primary == shared.factory_id
+                    && shared.elected.can_serve(),
+                ..view
+            },
+            None => view,
+        }
+    }
+
+    fn replica_view(&self, shared: &Shared) -> ReadView {
         ReadView {
             me: shared.factory_id,
             primary: self.primary_id.load(Ordering::Acquire),
@@ -187,7 +204,8 @@ impl<'a> Slow<'a> {
 
     fn view(&self) -> ReadView {
         ReadView {
-            alone: self.shared.has_no_peers(),
+            // With the election on, no read ever makes a primary.
+            alone: !self.shared.elected.on() && self.shared.has_no_peers(),
             ..self.shared.role.read_view(self.shared)
         }
     }
@@ -261,7 +279,7 @@ impl<'a> Slow<'a> {
     }
 
     fn patience_over(&mut self, view: &ReadView) -> bool {
-        if view.primary != crate::state::NO_PRIMARY {
+        if view.primary != crate::state::NO_PRIMARY || self.shared.elected.on() {
             self.no_primary_since = None;
             return false;
         }

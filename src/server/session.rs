@@ -255,7 +255,7 @@ fn custom(
 fn view(shared: &Shared) -> ServerView {
     // Lock-free: a read must not wait for a thread that holds the replica
     // lock (a backup storing an append).
-    let (primary_id, trusted) = shared.role.load();
+    let (primary_id, trusted) = shared.role.load(&shared.elected);
     ServerView {
         factory_id: shared.factory_id,
         primary_id,

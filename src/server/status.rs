@@ -57,13 +57,18 @@ pub(super) fn report(shared: &Shared) -> StatusReport {
             Vec::new()
         }
     };
+    let elected = election_view(shared);
+    let (role, epoch, primary_id, lease, lease_ms, in_sync) = match elected {
+        Some(v) => v,
+        None => (role, epoch, primary_id, Lease::None, 0, in_sync),
+    };
     StatusReport {
         factory_id: shared.factory_id,
         role,
         epoch,
         primary_id,
-        lease: Lease::None,
-        lease_ms: 0,
+        lease,
+        lease_ms,
         trusted,
         in_sync,
         last_index,
@@ -73,6 +78,46 @@ pub(super) fn report(shared: &Shared) -> StatusReport {
         uptime_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         balancer: None,
     }
+}
+
+type ElectedView = (Role, crate::wire::Epoch, i32, Lease, u32, Vec<i32>);
+
+/// With the election on: the role, epoch, primary, lease and in-sync set
+/// as the election holds them (a candidate shows as such; the set is the
+/// latest this server accepted, a pending change included).
+fn election_view(shared: &Shared) -> Option<ElectedView> {
+    use crate::replication::election::Role as Elected;
+    if !shared.elected.on() {
+        return None;
+    }
+    let st = shared
+        .election
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .map(super::election::ElectionService::status)?;
+    let primary = st.primary.unwrap_or(NO_PRIMARY);
+    let role = match st.role {
+        Elected::Primary => Role::Primary,
+        Elected::PreCandidate | Elected::Candidate => Role::Candidate,
+        Elected::Witness => Role::Witness,
+        Elected::Backup if primary != NO_PRIMARY => Role::Backup,
+        Elected::Backup => Role::Unknown,
+    };
+    let lease = match role {
+        Role::Primary if st.lease_live => Lease::Held,
+        Role::Backup => Lease::Honoured,
+        _ => Lease::None,
+    };
+    let lease_ms = u32::try_from(st.lease_left_ms).unwrap_or(u32::MAX);
+    Some((
+        role,
+        st.epoch,
+        primary,
+        lease,
+        lease_ms,
+        st.config.members.ids().to_vec(),
+    ))
 }
 
 /// The role a server of this version has: primary, following one, or

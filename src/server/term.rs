@@ -3,6 +3,13 @@
 //! batches once every in-sync member holds them, and changing the in-sync
 //! set (dropping a peer whose link failed, adding one that caught up), each
 //! change being an entry of the replicated log.
+//!
+//! With the majority election on (`server::elected`), the election starts
+//! and ends terms instead of a client's write: a term then commits only
+//! once every member of the election's commit set holds an entry
+//! (the settled in-sync set and any proposed one), acknowledges only while
+//! the lease lets it commit, and changes the in-sync set by proposing it
+//! to the election and waiting until a majority accepted it.
 
 use super::metrics::{Election, Fault};
 use std::sync::Arc;
@@ -20,6 +27,15 @@ use crate::wire::{Entry, Epoch, MemberSet, Op};
 /// How long the admin waits between checks while a batch is replicated.
 const COMMIT_POLL: Duration = Duration::from_millis(50);
 
+/// An elected primary whose lease has not let it commit for this long
+/// fails the writes waiting (a lease renewed by heartbeats every 50 ms is
+/// never this late unless no majority answers).
+const NO_LEASE_WAIT: Duration = Duration::from_secs(1);
+
+/// A proposal of the in-sync set that the election has not shown after
+/// this long was refused (a term that ended meanwhile): forget it.
+const PROPOSAL_WAIT: Duration = Duration::from_secs(1);
+
 /// The admin's view of its current term (none while not primary).
 #[derive(Default)]
 pub(crate) struct Term {
@@ -28,11 +44,31 @@ pub(crate) struct Term {
     replicators: Vec<(i32, JoinHandle<()>)>,
     /// Each peer's live link, shared with its replicator.
     slots: Vec<(i32, Arc<Slot>)>,
+    /// The election started this term (it drives the in-sync set too).
+    elected: bool,
+    /// An in-sync set proposed to the election, not yet shown by it.
+    proposed: Option<(MemberSet, std::time::Instant)>,
+    /// Members whose link failed, to be dropped through the election.
+    to_drop: Vec<i32>,
+    /// The latest settled set the log was told of (an in-sync entry).
+    settled: Option<MemberSet>,
+    /// The election was told that an entry of this epoch is committed.
+    reported: bool,
 }
 
 impl Term {
     pub(crate) fn active(&self) -> bool {
         self.epoch != 0
+    }
+
+    /// True if the election started this term.
+    pub(crate) fn is_elected(&self) -> bool {
+        self.elected
+    }
+
+    /// The term's epoch (0: none).
+    pub(crate) fn epoch(&self) -> Epoch {
+        self.epoch
     }
 
     /// True while this term may commit writes without a takeover.
@@ -51,6 +87,14 @@ impl Term {
     pub(crate) fn ensure_primary(&mut self, shared: &Arc<Shared>) -> Result<(), WriteError> {
         if self.established(shared) {
             return Ok(());
+        }
+        if shared.elected.on() {
+            // Never a takeover on a client's write: the election decides.
+            if !self.elected {
+                self.end(shared);
+            }
+            super::elected::look_for_originals(shared);
+            return Err(not_primary(shared));
         }
         self.end(shared);
         let primary = shared.replica().primary_id();
@@ -154,6 +198,69 @@ impl Term {
         .map(drop)
     }
 
+    /// Starts the term the election gave this server in `epoch`, with
+    /// its first in-sync set, and commits the barrier: an in-sync entry of
+    /// the new epoch, which applies everything inherited before any read.
+    pub(crate) fn lead_elected(
+        &mut self,
+        shared: &Arc<Shared>,
+        epoch: Epoch,
+        in_sync: MemberSet,
+    ) -> Result<(), WriteError> {
+        self.end(shared);
+        {
+            let mut replica = shared.replica();
+            if replica.adopt_epoch(epoch) {
+                shared.persist_epoch(epoch);
+            }
+            if replica.epoch() != epoch {
+                return Err(WriteError::NoPrimary);
+            }
+            replica.become_primary_in(epoch);
+        }
+        shared.metrics.election(Election::Won);
+        log::info!(
+            "factory {} became primary in epoch {} with in-sync set {:?} (elected by a majority)",
+            shared.factory_id,
+            crate::logging::epoch(epoch),
+            in_sync.ids()
+        );
+        self.elected = true;
+        self.settled = Some(in_sync);
+        self.start(shared, epoch, in_sync);
+        self.commit(
+            shared,
+            &mut [Entry {
+                epoch,
+                op: Op::InSync(in_sync),
+            }],
+        )
+        .map(drop)
+    }
+
+    /// The election ended the term of `epoch`: the replicators stop,
+    /// writes waiting fail, and the replica no longer claims the role.
+    pub(crate) fn end_elected(&mut self, shared: &Shared, epoch: Epoch) {
+        if self.active() && self.epoch == epoch {
+            self.end(shared);
+        }
+        let mut replica = shared.replica();
+        if replica.is_primary() && replica.epoch() <= epoch {
+            shared.metrics.step_downs.inc();
+            log::info!(
+                "factory {} steps down: its term of epoch {} is over (a higher epoch exists)",
+                shared.factory_id,
+                crate::logging::epoch(epoch)
+            );
+            let primary = shared.elected.primary().unwrap_or(crate::state::NO_PRIMARY);
+            replica.follow(if primary == shared.factory_id {
+                crate::state::NO_PRIMARY
+            } else {
+                primary
+            });
+        }
+    }
+
     fn start(&mut self, shared: &Arc<Shared>, epoch: Epoch, in_sync: MemberSet) {
         let (commit, last) = {
             let replica = shared.replica();
@@ -168,7 +275,11 @@ impl Term {
         self.epoch = epoch;
         self.in_sync = in_sync;
         self.spawn_replicators(shared);
-        self.await_first_contact(shared);
+        // An elected term waits for nobody it need not: its commit set says
+        // whom (a paused peer would hold the barrier for seconds here).
+        if !self.elected {
+            self.await_first_contact(shared);
+        }
     }
 
     /// Like the original, which connects to every peer before replicating
@@ -189,7 +300,9 @@ impl Term {
     /// Starts a replicator for every configured peer that has none.
     fn spawn_replicators(&mut self, shared: &Arc<Shared>) {
         for peer in shared.peer_list() {
-            if self.replicators.iter().any(|(id, _)| *id == peer.id) {
+            if self.replicators.iter().any(|(id, _)| *id == peer.id)
+                || shared.elected.is_witness(peer.id)
+            {
                 continue;
             }
             shared.repl.update(|p| {
@@ -231,6 +344,11 @@ impl Term {
             let _ = handle.join();
         }
         self.slots.clear();
+        self.elected = false;
+        self.proposed = None;
+        self.to_drop.clear();
+        self.settled = None;
+        self.reported = false;
         log::info!(
             // Tests read "factory N: primary term E" (tests/common).
             "factory {}: primary term {} ended; no longer primary",
@@ -249,10 +367,13 @@ impl Term {
         shared: &Shared,
         entries: &mut [Entry],
     ) -> Result<i32, WriteError> {
+        if self.elected && shared.elected.lease_lost(self.epoch) {
+            return Err(WriteError::LeaseLost);
+        }
         let last = self.append_and_send(shared, entries)?;
         if self.slots.is_empty() {
             self.wait_committed(shared, last)?;
-            return Ok(last);
+            return self.acknowledge(shared, last);
         }
         let started = std::time::Instant::now();
         let result = self.wait_committed(shared, last);
@@ -261,6 +382,15 @@ impl Term {
             .replication_wait
             .observe_duration(started.elapsed());
         result?;
+        self.acknowledge(shared, last)
+    }
+
+    /// The last check before the writes through `last` are acknowledged:
+    /// an elected primary's lease may have ended while they were in flight.
+    fn acknowledge(&self, shared: &Shared, last: i32) -> Result<i32, WriteError> {
+        if self.elected && !shared.elected.may_commit(self.epoch) {
+            return Err(WriteError::LeaseLost);
+        }
         Ok(last)
     }
 
@@ -317,6 +447,9 @@ impl Term {
     /// Waits until every in-sync member (and every live v1 peer) holds
     /// `target`; drops members whose link failed on the way.
     fn wait_committed(&mut self, shared: &Shared, mut target: i32) -> Result<(), WriteError> {
+        if self.elected {
+            return self.wait_elected(shared, target);
+        }
         loop {
             let failed = {
                 let mut p = shared.repl.lock();
@@ -360,7 +493,155 @@ impl Term {
         }
     }
 
-    fn apply_commit(&self, shared: &Shared, target: i32) {
+    /// As [`Term::wait_committed`] for an elected term: every member of
+    /// the commit set must hold `target` and the lease must let this
+    /// server commit; a member whose link failed is proposed for dropping,
+    /// which counts once a majority accepted it.
+    fn wait_elected(&mut self, shared: &Shared, target: i32) -> Result<(), WriteError> {
+        let mut no_lease_since: Option<std::time::Instant> = None;
+        loop {
+            self.reconfigure(shared, &[]);
+            let members = self.commit_members(shared);
+            let mut p = shared.repl.lock();
+            if shared.stopping() {
+                return Err(WriteError::Stopping);
+            }
+            if p.epoch != self.epoch {
+                return Err(not_primary(shared));
+            }
+            if shared.elected.lease_lost(self.epoch) {
+                return Err(WriteError::LeaseLost);
+            }
+            let failed = p.take_failed(&members);
+            if !failed.is_empty() {
+                drop(p);
+                self.note_failed(&failed);
+                continue;
+            }
+            let point = commit_point(&members, shared.factory_id, p.last_index, |id| {
+                p.matched(id)
+            });
+            let held = point >= target && !p.v1_behind(target);
+            if shared.elected.may_commit(self.epoch) {
+                no_lease_since = None;
+                if held {
+                    drop(p);
+                    self.apply_commit(shared, target);
+                    return Ok(());
+                }
+            } else if no_lease_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                >= NO_LEASE_WAIT
+            {
+                return Err(WriteError::LeaseLost);
+            }
+            drop(shared.repl.wait(p, COMMIT_POLL));
+        }
+    }
+
+    /// Every server that must hold an entry before an elected term commits
+    /// it: the settled set, the pending one and one being proposed.
+    fn commit_members(&self, shared: &Shared) -> MemberSet {
+        if !self.elected {
+            return self.in_sync;
+        }
+        let configs = shared.elected.configs(self.epoch);
+        let mut set = MemberSet::new();
+        set.insert(shared.factory_id);
+        let sets = [
+            configs.stable,
+            configs.pending,
+            self.proposed.map(|(s, _)| s),
+        ];
+        let mut any = false;
+        for s in sets.into_iter().flatten() {
+            any = true;
+            for &id in s.ids() {
+                set.insert(id);
+            }
+        }
+        if !any {
+            // Not published yet: the set this term began with.
+            for &id in self.in_sync.ids() {
+                set.insert(id);
+            }
+        }
+        set
+    }
+
+    fn note_failed(&mut self, failed: &[i32]) {
+        for &id in failed {
+            if !self.to_drop.contains(&id) {
+                log::warn!(
+                    "peer {id}: its link failed; proposing to drop it from the in-sync set (commits wait until a majority accepts)"
+                );
+                self.to_drop.push(id);
+            }
+        }
+    }
+
+    /// Proposes the next in-sync change to the election, one at a time:
+    /// dropping members whose link failed, else adding `ready` backups.
+    fn reconfigure(&mut self, shared: &Shared, ready: &[i32]) {
+        let configs = shared.elected.configs(self.epoch);
+        if let Some((set, at)) = self.proposed {
+            let shown = configs.pending == Some(set) || configs.stable == Some(set);
+            if shown || at.elapsed() >= PROPOSAL_WAIT {
+                self.proposed = None;
+            } else {
+                return;
+            }
+        }
+        let (Some(stable), None) = (configs.stable, configs.pending) else {
+            return;
+        };
+        self.to_drop.retain(|&id| stable.contains(id));
+        let mut next = stable;
+        if self.to_drop.is_empty() {
+            for &id in ready {
+                next.insert(id);
+            }
+        } else {
+            for id in self.to_drop.drain(..) {
+                next.remove(id);
+            }
+        }
+        if next == stable {
+            return;
+        }
+        self.proposed = Some((next, std::time::Instant::now()));
+        if let Some(service) = shared
+            .election
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            service.propose_in_sync_in(self.epoch, next);
+        }
+    }
+
+    /// The settled set changed since the log was told: log each member
+    /// dropped or added and return the set, for an in-sync entry.
+    fn newly_settled(&mut self, shared: &Shared) -> Option<MemberSet> {
+        let stable = shared.elected.configs(self.epoch).stable?;
+        let before = self.settled.unwrap_or(self.in_sync);
+        if self.settled == Some(stable) {
+            return None;
+        }
+        for &id in before.ids().iter().filter(|&&id| !stable.contains(id)) {
+            log::warn!(
+                "peer {id} dropped from the in-sync set (its link failed; a majority accepted)"
+            );
+        }
+        for &id in stable.ids().iter().filter(|&&id| !before.contains(id)) {
+            log::info!("peer {id} caught up and rejoins the in-sync set (a majority accepted)");
+        }
+        self.settled = Some(stable);
+        (stable != self.in_sync).then_some(stable)
+    }
+
+    fn apply_commit(&mut self, shared: &Shared, target: i32) {
         let committed = {
             let mut replica = shared.replica();
             let (first, applied) = replica.commit_through_indexed(target);
@@ -369,6 +650,18 @@ impl Term {
         };
         let _ = shared.durable.note_commit(committed);
         shared.repl.update(|p| p.commit = committed);
+        if self.elected && !self.reported {
+            // Every entry this term appended is of its epoch.
+            self.reported = true;
+            if let Some(service) = shared
+                .election
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+            {
+                service.committed(committed, self.epoch);
+            }
+        }
     }
 
     /// Idle-time upkeep: replicators for new peers, peers dropped or added
@@ -382,6 +675,10 @@ impl Term {
             return;
         }
         self.spawn_replicators(shared);
+        if self.elected {
+            self.maintain_elected(shared);
+            return;
+        }
         let (failed, ready) = {
             let mut p = shared.repl.lock();
             (p.take_failed(&self.in_sync), p.ready_to_join(&self.in_sync))
@@ -406,9 +703,48 @@ impl Term {
                 log::warn!("in-sync set change not committed: {e}");
             }
         }
+        self.upkeep(shared);
+    }
+
+    fn upkeep(&self, shared: &Shared) {
         super::compaction::compact(shared);
         if let Err(e) = shared.durable.flush_commit() {
             log::error!("cannot sync the commit point: {e}");
         }
+    }
+
+    /// [`Term::maintain`] for an elected term: in-sync changes go through
+    /// the election; a settled one is written to the log.
+    fn maintain_elected(&mut self, shared: &Arc<Shared>) {
+        let members = self.commit_members(shared);
+        let (failed, ready) = {
+            let mut p = shared.repl.lock();
+            (p.take_failed(&members), p.ready_to_join(&members))
+        };
+        self.note_failed(&failed);
+        self.reconfigure(shared, &ready);
+        if let Some(set) = self.newly_settled(shared) {
+            if let Err(e) = self.commit(
+                shared,
+                &mut [Entry {
+                    epoch: self.epoch,
+                    op: Op::InSync(set),
+                }],
+            ) {
+                log::info!("the in-sync entry {:?} not committed yet: {e}", set.ids());
+            }
+        }
+        self.upkeep(shared);
+    }
+}
+
+/// What a write hears from a server that is not an established primary
+/// while the election decides: the primary to forward to, or none yet.
+fn not_primary(shared: &Shared) -> WriteError {
+    match shared.elected.primary() {
+        Some(p) if p != crate::state::NO_PRIMARY && p != shared.factory_id => {
+            WriteError::NotPrimary(p)
+        }
+        _ => WriteError::NoPrimary,
     }
 }
