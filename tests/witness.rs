@@ -199,7 +199,7 @@ fn g1_g7_two_servers_and_a_witness_fail_over_without_client_action() {
         net.dump();
         panic!("G1: writes acknowledged before the kill:\n{e}");
     }
-    let after = Load::start(&[vec![net.client_ports(0)[survivor]]], 2, 1);
+    let after = Load::start_from(2_000_000, &[vec![net.client_ports(0)[survivor]]], 2, 1);
     assert!(after.wait_for_acks(0, 200, DEADLINE), "writes resume");
     let (after, _) = after.finish();
     if let Err(e) = after.check_writes_on(&[port]).and(after.check_reads()) {

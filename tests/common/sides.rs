@@ -49,12 +49,19 @@ struct Ctx {
     stop: Arc<AtomicBool>,
     group: usize,
     ports: Vec<u16>,
+    first: i32,
 }
 
 impl Load {
     /// `groups[g]` is the ports group `g` uses (its client proxies); each
     /// group gets `writers` writers and `readers` readers.
     pub fn start(groups: &[Vec<u16>], writers: usize, readers: usize) -> Load {
+        Self::start_from(FIRST_CUSTOMER, groups, writers, readers)
+    }
+
+    /// As [`Load::start`], with customers from `first` on (a second load
+    /// in one test must not rewrite the first one's customers).
+    pub fn start_from(first: i32, groups: &[Vec<u16>], writers: usize, readers: usize) -> Load {
         let history = Arc::new(History::new());
         let group_acks = Arc::new(Mutex::new(Vec::new()));
         let round = Arc::new(AtomicU32::new(0));
@@ -69,6 +76,7 @@ impl Load {
                 stop: Arc::clone(&stop),
                 group: g,
                 ports: ports.clone(),
+                first,
             };
             for w in 0..writers {
                 let (c, id) = (ctx(), (g * writers + w) as i32);
@@ -147,8 +155,8 @@ impl Load {
     }
 }
 
-fn customer_of(round: u32, writer: i32, writers: i32) -> i32 {
-    FIRST_CUSTOMER + round as i32 * writers + writer
+fn customer_of(first: i32, round: u32, writer: i32, writers: i32) -> i32 {
+    first + round as i32 * writers + writer
 }
 
 fn open(port: u16) -> Option<Client> {
@@ -168,7 +176,7 @@ fn write_loop(ctx: &Ctx, writer: i32, writers: i32) {
         if now != round {
             (round, order) = (now, 0);
         }
-        let customer = customer_of(round, writer, writers);
+        let customer = customer_of(ctx.first, round, writer, writers);
         if session.is_none() {
             session = open(ctx.ports[server]);
         }
@@ -224,7 +232,7 @@ fn read_loop(ctx: &Ctx, reader: usize, writers: i32) {
         } else {
             round
         };
-        let customer = customer_of(round, (n / 3) as i32 % writers, writers);
+        let customer = customer_of(ctx.first, round, (n / 3) as i32 % writers, writers);
         let i = n % ctx.ports.len();
         if sessions[i].is_none() {
             sessions[i] = open(ctx.ports[i]);
