@@ -88,13 +88,17 @@ fn check_all(
         fault_at,
         heal_at,
     } = run;
-    // G7: the majority side took writes during the fault.
-    let during = load.acks_of(majority, fault_at, heal_at);
-    let first = load
+    // G7: the majority side took writes during the fault (sent after it
+    // began, acknowledged before the heal).
+    let taken: Vec<GroupAck> = load
         .sent_and_acked(majority, fault_at, heal_at)
-        .iter()
+        .into_iter()
         .filter(|a| a.acked <= heal_at)
-        .map(|a: &GroupAck| a.acked.saturating_duration_since(fault_at))
+        .collect();
+    let during = taken.len();
+    let first = taken
+        .iter()
+        .map(|a| a.acked.saturating_duration_since(fault_at))
         .min();
     eprintln!(
         "majority acks during the fault: {during}; first {:?} after the fault",
@@ -319,10 +323,12 @@ fn flap_duration() -> Duration {
 }
 
 /// G1 G2 G6 G7: links that flap under load for 8 s (20 s with
-/// `FACTORY_FLAP_SECS=20`): every 50-500 ms a random change (a pair cut
-/// both ways or one way, a server isolated, a client link cut, by reset
-/// or blackhole, or everything healed). Afterwards the checks, and the
-/// cluster must have taken writes while the links flapped and after.
+/// `FACTORY_FLAP_SECS=20`): every 50-500 ms a random change around one
+/// random server (isolated both ways, cut one way in either direction,
+/// cut from one peer only, cut from the clients; by reset or blackhole),
+/// or everything healed. The other two servers always see each other, so
+/// a majority exists throughout and must keep taking writes; afterwards
+/// the checks.
 #[test]
 fn g1_g2_g6_g7_flapping_links_under_load() {
     let net = Net::start(3, &[], 1, |_| Vec::new());
@@ -348,19 +354,17 @@ fn g1_g2_g6_g7_flapping_links_under_load() {
         } else {
             Mode::Blackhole
         };
-        let (a, b) = (rng.below(3) as usize, rng.below(3) as usize);
+        let x = rng.below(3) as usize;
+        let rest = others(&net, x);
+        let y = rest[rng.below(2) as usize];
+        net.heal();
         match rng.below(6) {
-            0 => net.heal(),
-            1 if a != b => net.cut(a, b, mode),
-            2 if a != b => net.cut_one_way(a, b, mode),
-            3 => net.split(&[&others(&net, a), &[a]], mode),
-            4 => net.cut_clients(0, a, mode),
-            _ => {
-                net.heal();
-                if a != b {
-                    net.cut(a, b, mode);
-                }
-            }
+            0 => {}
+            1 => net.split(&[&rest, &[x]], mode),
+            2 => rest.iter().for_each(|&q| net.cut_one_way(x, q, mode)),
+            3 => rest.iter().for_each(|&q| net.cut_one_way(q, x, mode)),
+            4 => net.cut(x, y, mode),
+            _ => net.cut_clients(0, x, mode),
         }
         load.fault();
         changes += 1;
@@ -383,13 +387,17 @@ fn g1_g2_g6_g7_flapping_links_under_load() {
 }
 
 /// G1 G2 G6 G7: a bridge. The primary and another server cannot see each
-/// other; the third (the bridge) sees both. Clients on both ends. The
+/// other (blackholed); the third (the bridge) sees both. Clients on both
+/// ends. Servers run with `--peer-timeout 1`. The
 /// cluster keeps taking writes, the epoch barely moves (the isolated
 /// backup's pre-votes fail at the bridge while it honours the primary's
 /// lease), and at the heal nothing old is applied over anything newer.
 #[test]
 fn g1_g2_g6_g7_bridge_node() {
-    let net = Net::start(3, &[], 2, |_| Vec::new());
+    // A blackholed backup stalls commits until the primary gives up on
+    // it after --peer-timeout (default 5 s, longer than the fault is held
+    // here) and a majority accepts dropping it: 1 s keeps the test short.
+    let net = Net::start(3, &[], 2, |_| vec!["--peer-timeout".into(), "1".into()]);
     let p = first_primary(&net);
     let rest = others(&net, p.id);
     let (bridge, far) = (rest[0], rest[1]);
