@@ -145,9 +145,10 @@ impl Writers {
 fn g1_g7_the_cluster_client_rides_through_a_primary_sigkill() {
     let mut cluster = ProcessCluster::start(3);
     let list = addresses(&cluster.ports());
+    // Once elected, so that the writers find it (and then must move).
+    let primary = primary_of(&list).expect("a primary");
     let writers = Writers::start(&list, 0..4);
     assert!(writers.wait_for_more(200), "writes are flowing");
-    let primary = primary_of(&list).expect("a primary");
     cluster.kill(primary);
     // Fresh writes after the fault, by the same writers and by new
     // customers.
@@ -179,6 +180,8 @@ fn g1_g7_client_servers_rides_through_a_primary_sigkill() {
     let list = addresses(&cluster.ports());
     const CUSTOMERS: i32 = 4;
     const ORDERS: i32 = 10_000;
+    // Once elected, so that the client finds it (and then must move).
+    let primary = primary_of(&list).expect("a primary");
     let mut load = Command::new(env!("CARGO_BIN_EXE_client"))
         .args(["--servers", &list.join(","), "--json", "--timeout", "20"])
         .args([CUSTOMERS.to_string(), ORDERS.to_string(), "1".to_string()])
@@ -186,7 +189,6 @@ fn g1_g7_client_servers_rides_through_a_primary_sigkill() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let primary = primary_of(&list).expect("a primary");
     let (host, port) = factory::client::connect::split_host_port(&list[primary]).unwrap();
     let progressed = wait_until(|| {
         factory::client::Client::connect(&host, port, common::IO_TIMEOUT)

@@ -220,10 +220,16 @@ fn corruption_before_the_tail_stops_the_server() {
 
 /// G5: a server restarted from its data directory while the peers of its
 /// last in-sync set are down refuses writes; the client sees a failure.
+/// The takeover rule of a cluster without the election (with the election
+/// a lone server is never elected: tests/failover.rs).
 #[test]
 fn restarted_server_with_in_sync_peers_down_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = ProcessCluster::start_with(3, |i| data_dir_args(dir.path(), i));
+    let mut cluster = ProcessCluster::start_with(3, |i| {
+        let mut args = data_dir_args(dir.path(), i);
+        args.extend(common::election_off());
+        args
+    });
     let ports = cluster.ports();
     let mut c = client(ports[0]);
     for order in 0..10 {
@@ -281,22 +287,25 @@ fn catch_up_by_snapshot_or_by_suffix() {
         args
     });
     let ports = cluster.ports();
-    let mut c = client(ports[0]);
+    // The elected primary, and the two backups.
+    let p = cluster.primary().expect("an elected primary");
+    let (a, b) = ((p + 1) % 3, (p + 2) % 3);
+    let mut c = client(ports[p]);
     c.order(0, 0).unwrap();
-    cluster.kill(2);
+    cluster.kill(b);
     for order in 1..400 {
         c.order(order % 7, order).unwrap();
     }
-    cluster.restart(2);
-    assert!(cluster.servers[0].wait_for_line("peer 2: caught up by snapshot"));
-    assert!(cluster.servers[2].wait_for_line("installed a snapshot"));
+    cluster.restart(b);
+    assert!(cluster.servers[p].wait_for_line(&format!("peer {b}: caught up by snapshot")));
+    assert!(cluster.servers[b].wait_for_line("installed a snapshot"));
 
-    cluster.kill(1);
+    cluster.kill(a);
     for order in 400..405 {
         c.order(order % 7, order).unwrap();
     }
-    cluster.restart(1);
-    assert!(cluster.servers[0].wait_for_line("peer 1: catching up by log suffix"));
+    cluster.restart(a);
+    assert!(cluster.servers[p].wait_for_line(&format!("peer {a}: catching up by log suffix")));
     c.close();
     let expected: std::collections::HashMap<i32, i32> = (0..7)
         .map(|cust| (cust, (398..405).find(|o| o % 7 == cust).unwrap()))

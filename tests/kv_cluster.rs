@@ -106,8 +106,9 @@ fn acknowledged_string_writes_survive_kills_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = ProcessCluster::start_with(3, |i| data_dir_args(dir.path(), i));
     let ports = cluster.ports();
-    // Server 0 takes the first write and becomes primary.
-    connect(ports[0]).unwrap().put(b"first", b"x").unwrap();
+    // The first write goes to the elected primary (G7: no write needed).
+    let first = cluster.primary().expect("an elected primary");
+    connect(ports[first]).unwrap().put(b"first", b"x").unwrap();
     let acked: Acked = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
@@ -167,9 +168,11 @@ fn a_backup_catches_up_by_snapshot_on_values_near_the_limit() {
         args
     });
     let ports = cluster.ports();
-    let mut c = connect(ports[0]).unwrap();
+    let p = cluster.primary().expect("an elected primary");
+    let b = (p + 2) % 3;
+    let mut c = connect(ports[p]).unwrap();
     c.put(b"first", b"x").unwrap();
-    cluster.kill(2);
+    cluster.kill(b);
     let near = (1 << 20) - 64;
     let mut written = HashMap::new();
     for i in 0..12u8 {
@@ -178,28 +181,28 @@ fn a_backup_catches_up_by_snapshot_on_values_near_the_limit() {
         let version = c.put(&key, &value).unwrap();
         written.insert(key, (version, value));
     }
-    cluster.restart(2);
+    cluster.restart(b);
     assert!(
-        cluster.servers[0].wait_for_line("peer 2: caught up by snapshot"),
+        cluster.servers[p].wait_for_line(&format!("peer {b}: caught up by snapshot")),
         "{}",
-        cluster.servers[0].log_text()
+        cluster.servers[p].log_text()
     );
-    assert!(cluster.servers[2].wait_for_line("installed a snapshot"));
+    assert!(cluster.servers[b].wait_for_line("installed a snapshot"));
     let mut last = Ok(());
     assert!(
         wait_until(|| {
-            last = holds_all(ports[2], &written);
+            last = holds_all(ports[b], &written);
             last.is_ok()
         }),
         "the caught-up backup: {last:?}"
     );
     // Restarted from its own data directory (the snapshot with the large
     // values), it still holds them.
-    cluster.kill(2);
-    cluster.restart(2);
+    cluster.kill(b);
+    cluster.restart(b);
     assert!(
         wait_until(|| {
-            last = holds_all(ports[2], &written);
+            last = holds_all(ports[b], &written);
             last.is_ok()
         }),
         "the backup restarted from its snapshot: {last:?}"

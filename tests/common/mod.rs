@@ -241,6 +241,13 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The arguments that turn the majority election off: the original's
+/// rule (a takeover on a client's write), which clusters with original
+/// servers keep, and the tests of that rule.
+pub fn election_off() -> Vec<String> {
+    vec!["--election".into(), "off".into()]
+}
+
 /// A server with no peers on a free port, started with `extra` arguments.
 pub fn lone_server(extra: &[&str]) -> ServerProcess {
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
