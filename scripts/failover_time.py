@@ -9,10 +9,12 @@ and the script times, from the fault:
 
   status   the first status answer naming a new primary (asked every 10 ms)
   direct   the first write acknowledged by a server of the majority (a v1
-           write sent to each survivor; a backup forwards it to its primary)
+           write sent to each survivor every 20 ms, each on a connection of
+           its own; a backup forwards it to its primary)
   cluster  the first write acknowledged through the cluster client (the
-           Python binding's Cluster, libfactory's factory_cluster_*), whose
-           session is open on the old primary when the fault strikes
+           Python binding's Cluster, libfactory's factory_cluster_*, with
+           --cluster-deadline), one writer every 20 ms whose session is
+           open on the old primary when the fault strikes
 
 Only writes sent after the fault count. With --fault blackhole the servers'
 peer lists and every client name proxies run by this script (threads that
@@ -49,6 +51,9 @@ import factory  # noqa: E402  (the binding, found beside this script)
 
 SERVER = os.path.join(HERE, "..", "target", "release", "server")
 PROBE_EVERY = 0.020
+# A direct probe gives up after this long; at most this many are open.
+DIRECT_TIMEOUT = 2.0
+MAX_IN_FLIGHT = 150
 STATUS_EVERY = 0.010
 STATUS_TAG = b"FSTA\0\0\0\x01"
 ROLES = {0: "unknown", 1: "primary", 2: "backup", 3: "candidate", 4: "witness"}
@@ -309,19 +314,32 @@ def v1_write(port, customer, order, timeout):
 
 
 def direct_probe(port, customer, first, stop):
-    """Writes to one server every PROBE_EVERY, each on a new connection."""
+    """Sends a write to one server every PROBE_EVERY, each on a connection
+    and a thread of its own (so one that hangs on a dead primary does not
+    delay the next), at most MAX_IN_FLIGHT at once."""
     order = 0
-    while not stop.is_set():
-        sent = time.monotonic()
-        order += 1
+    in_flight = threading.Semaphore(MAX_IN_FLIGHT)
+
+    def one(order, sent):
         try:
-            if v1_write(port, customer, order, 0.5):
+            if v1_write(port, customer, order, DIRECT_TIMEOUT):
                 first.record(sent, time.monotonic())
         except OSError:
             pass
+        finally:
+            in_flight.release()
+
+    while not stop.is_set():
+        sent = time.monotonic()
+        order += 1
+        if in_flight.acquire(blocking=False):
+            threading.Thread(target=one, args=(order, sent), daemon=True).start()
         pause = PROBE_EVERY - (time.monotonic() - sent)
         if pause > 0:
             time.sleep(pause)
+    # Let the probes in flight end before the cluster goes.
+    for _ in range(MAX_IN_FLIGHT):
+        in_flight.acquire(timeout=DIRECT_TIMEOUT + 1)
 
 
 def cluster_probe(addresses, customer, first, stop, deadline):
