@@ -379,3 +379,55 @@ fn g8_a_loaded_run_without_faults_keeps_its_primary() {
     }
     cluster.check_history(&history);
 }
+
+/// G2: the primary is cut off from both backups (both stopped): it cannot
+/// reach a majority, so its lease ends and every write it gets fails, with
+/// the connection closed well within the client's timeout (no hang, no
+/// acknowledgement from a primary alone). `--peer-timeout 1` makes its
+/// links fail early, which without the majority rule would let it drop
+/// both backups and carry on alone. Once they resume, writes go on.
+#[test]
+fn g2_a_primary_cut_off_from_its_backups_refuses_writes() {
+    let cluster = ProcessCluster::start_with(3, |_| vec!["--peer-timeout".into(), "1".into()]);
+    let ports = cluster.ports();
+    let list = addresses(&ports);
+    let p = elected(&cluster, &list);
+    let backups: Vec<usize> = (0..3).filter(|&i| i != p).collect();
+    let timeout = Some(Duration::from_secs(8));
+    let mut c = Client::connect("127.0.0.1", ports[p], timeout).unwrap();
+    c.order(1, 0).expect("a write before the cut");
+    for &b in &backups {
+        signal(cluster.servers[b].pid(), "-STOP");
+    }
+    let cut = Instant::now();
+    let mut outcomes = Vec::new();
+    for order in 1..=6 {
+        let sent = Instant::now();
+        let result = Client::connect("127.0.0.1", ports[p], timeout)
+            .and_then(|mut c| c.order(1, order).map(drop));
+        outcomes.push((order, result.is_ok(), sent.elapsed()));
+        if cut.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    for &b in &backups {
+        signal(cluster.servers[b].pid(), "-CONT");
+    }
+    let log = cluster.servers[p].log_text();
+    for &(order, acked, took) in &outcomes {
+        if acked {
+            cluster.dump();
+            panic!(
+                "order {order} acknowledged by a primary cut off from every backup: {outcomes:?}"
+            );
+        }
+        assert!(
+            took < Duration::from_secs(3),
+            "order {order} took {took:?} to fail (a hang, not an error): {outcomes:?}"
+        );
+    }
+    assert!(log.contains("lease lost"), "it says why:\n{log}");
+    let mut w = common::client(ports[backups[0]]);
+    w.order(2, 1).expect("a write once the backups resumed");
+    assert_eq!(common::read(ports[backups[1]], 2), 1);
+}
