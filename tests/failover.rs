@@ -431,3 +431,87 @@ fn g2_a_primary_cut_off_from_its_backups_refuses_writes() {
     w.order(2, 1).expect("a write once the backups resumed");
     assert_eq!(common::read(ports[backups[1]], 2), 1);
 }
+
+/// A stand-in for an original (C++) server: it reads each connection's
+/// 8-byte tag and closes it, as the original does with a tag it does not
+/// know (FELE, FREP, the native tag). Stops with the test.
+struct FakeOriginal {
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl FakeOriginal {
+    fn start() -> FakeOriginal {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            for conn in listener.incoming().take(10_000) {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(mut s) = conn {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                    let mut tag = [0u8; 8];
+                    let _ = s.read_exact(&mut tag);
+                }
+            }
+        });
+        FakeOriginal {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeOriginal {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A mixed cluster (two factory servers and an original, which never
+/// votes) in the default mode: the servers find the original and turn the
+/// election off, and the original's rule applies: a client's write makes
+/// the server it reaches primary, as before.
+#[test]
+fn a_cluster_with_an_original_server_keeps_the_original_rule() {
+    let fake = FakeOriginal::start();
+    let ports = [common::free_port(), common::free_port()];
+    let peers = |i: usize| vec![((1 - i) as i32, ports[1 - i]), (2, fake.port)];
+    let servers: Vec<common::ServerProcess> = (0..2)
+        .map(|i| common::ServerProcess::spawn_with(i as i32, ports[i], &peers(i), &[]).unwrap())
+        .collect();
+    let mut c = common::client(ports[1]);
+    let mut acked = false;
+    let end = Instant::now() + common::DEADLINE;
+    while !acked && Instant::now() < end {
+        acked = c.order(9, 1).is_ok();
+        if !acked {
+            c = common::client(ports[1]);
+        }
+    }
+    assert!(acked, "a write in the mixed cluster");
+    assert!(
+        servers[1].wait_for_line("the election is off in this cluster"),
+        "{}",
+        servers[1].log_text()
+    );
+    let value = Client::connect("127.0.0.1", ports[0], IO_TIMEOUT)
+        .and_then(|mut c| c.read(9))
+        .map(|r| r.last_order);
+    if value.as_ref().ok() != Some(&1) {
+        for s in &servers {
+            eprintln!("---- server {} ----\n{}", s.id, s.log_text());
+        }
+        panic!("server 0 read {value:?}");
+    }
+}
