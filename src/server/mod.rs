@@ -11,7 +11,10 @@
 //! - [`backup`]: a backup's handler of an original (`PFA`) stream;
 //! - [`reads`]: a client's read on any role (G6), with [`read_index`]
 //!   asking the primary for its commit point;
-//! - [`experts`]: the expert threads that do custom orders.
+//! - [`experts`]: the expert threads that do custom orders;
+//! - [`election`] and `elected`: the majority election's I/O, and what it
+//!   decided, carried out on the term (who is primary, its lease, the
+//!   in-sync set) when the election is on.
 //!
 //! [`Server`] is the handle the binary, the tests and the C ABI hold: it
 //! starts everything, and [`Server::stop`] closes the listener and every
