@@ -575,8 +575,10 @@ impl Server {
         if let Some(election) = election {
             election.stop();
         }
-        self.shared.elected.join();
         self.shared.registry.close_all();
+        // After the connections are closed: its check of the peers uses
+        // registered links, which closing ends at once.
+        self.shared.elected.join();
         self.shared.role.changes.wake_all();
         self.shared.admin_queue.close();
         // Before the connections are joined: their sessions may wait for
