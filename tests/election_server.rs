@@ -1,7 +1,8 @@
 //! The majority election running inside real servers (in this process),
 //! over the servers' own ports (`FELE` connections): it elects one primary
-//! and replaces it after a kill (G7), while the term still decides writes
-//! as before (the election does not drive it yet).
+//! and replaces it after a kill (G7), and writes sent to any server go to
+//! the elected primary (the election drives the term; process-level
+//! scenarios are tests/failover.rs).
 
 mod common;
 
@@ -53,7 +54,7 @@ fn g7_servers_elect_a_primary_over_their_own_ports_and_replace_it() {
             "{st:?}"
         );
     }
-    // Writes still go through the term as before.
+    // A write through server 0 reaches the elected primary.
     let port = servers[0].as_ref().unwrap().local_addr().port();
     let mut c = common::client(port);
     let info = c.order(7, 42).expect("a write");

@@ -65,6 +65,8 @@ pub(crate) enum WriteError {
     Storage(String),
     /// This elected primary's lease ended: no majority answers it.
     LeaseLost,
+    /// The client went away before the write could be placed.
+    Abandoned,
 }
 
 impl fmt::Display for WriteError {
@@ -77,6 +79,10 @@ impl fmt::Display for WriteError {
             WriteError::NoPrimary => write!(f, "no primary is available"),
             WriteError::Unsafe(why) => write!(f, "refusing writes: {why}"),
             WriteError::Storage(why) => write!(f, "the durable log failed: {why}"),
+            WriteError::Abandoned => write!(
+                f,
+                "the client closed its connection before the write was placed; not carried out"
+            ),
             WriteError::LeaseLost => write!(
                 f,
                 "not primary: this server's lease ended (it cannot reach a majority of the servers)"

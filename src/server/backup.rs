@@ -38,6 +38,8 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         .followed_v1
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut primary = None;
+    // An original primary streams to us: the cluster is mixed.
+    super::elected::found_original(shared, crate::state::NO_PRIMARY);
     let end = follow(shared, &stream, &mut primary);
     shared.replica().on_stream_closed();
     // The original's frames name the primary; its configured address is

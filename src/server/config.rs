@@ -109,8 +109,10 @@ pub struct ServerConfig {
     pub metrics: Option<SocketAddr>,
     /// The expert pool for custom orders (none by default).
     pub experts: super::ExpertConfig,
-    /// Run the majority election beside the term (docs/failover.md); it
-    /// decides and reports who is primary but does not yet drive the term.
+    /// Run the majority election (docs/failover.md): it chooses the
+    /// primary and its in-sync set; `None` keeps the original's takeover
+    /// on a client's write. `server --election auto` sets it for clusters
+    /// of three or more.
     pub election: Option<ElectionConfig>,
     /// Protocol v2's limits.
     pub kv: KvConfig,

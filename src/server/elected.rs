@@ -341,17 +341,39 @@ pub(crate) fn look_for_originals(shared: &Arc<Shared>) {
 /// Peer `id` is an original server: the election cannot decide for this
 /// cluster (originals never vote), so this server keeps the original's
 /// rules from now on: the term is taken on a client's write, as before.
+/// (`NO_PRIMARY`: an original primary streams to this server.)
 pub(crate) fn found_original(shared: &Shared, id: i32) {
+    let who = if id == NO_PRIMARY {
+        "an original server streams to it as primary".to_string()
+    } else {
+        format!("peer {id} is an original server")
+    };
+    turn_off(shared, &who);
+}
+
+/// Server `id` asked whether it may take over (a probe): it chooses
+/// primaries by the original's rule (an original, a factory server run
+/// with `--election off`, or one that found an original), so this one
+/// follows suit.
+pub(crate) fn found_takeover_rule(shared: &Shared, id: i32) {
+    turn_off(
+        shared,
+        &format!("server {id} takes over on a client's write (the original's rule)"),
+    );
+}
+
+fn turn_off(shared: &Shared, why: &str) {
     if !shared.elected.on() {
         return;
     }
     log::warn!(
-        "factory {}: peer {id} is an original server, which never votes: the election is off in this cluster from now on; a primary is chosen on a client's write, as the original does (run every factory server of a mixed cluster with --election off)",
+        "factory {}: {why}: the election is off in this cluster from now on; a primary is chosen on a client's write, as the original does (run every factory server of a mixed cluster with --election off)",
         shared.factory_id
     );
     shared.elected.turn_off();
     shared.repl.notify();
     shared.admin_queue.nudge();
+    shared.role.changes.notify();
 }
 
 /// Carries out the queued decisions on the term (the admin thread).

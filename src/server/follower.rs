@@ -171,6 +171,9 @@ fn answer_probe(
     epoch: Epoch,
     candidate: i32,
 ) -> Result<(), End> {
+    // With the election on nobody probes: the prober keeps the original's
+    // rule, and so must this server for the cluster to choose one primary.
+    super::elected::found_takeover_rule(shared, candidate);
     let reply = {
         let mut replica = shared.replica();
         if replica.primary_id() != NO_PRIMARY {

@@ -279,6 +279,11 @@ fn start(shared: &Shared, request: KvRequest) -> Answer {
     if let Route::Forward(primary) = route {
         return ready(KvStatus::NotPrimary, primary_text(shared, primary));
     }
+    if !op.is_write() && lease_over(shared) {
+        // An elected primary whose lease ended (paused, cut off) may have
+        // been replaced: it answers no read as primary (G2).
+        return ready(KvStatus::Unavailable, KvBody::Empty);
+    }
     let write = match op {
         KvOp::Get { key } => {
             return match shared.records.kv_get(&key) {
@@ -362,6 +367,12 @@ fn scan(shared: &Shared, start: &[u8], limit: u32) -> KvBody {
             .kv()
             .scan(start, limit as usize, budget, KvResponse::item_len);
     KvBody::Items { items, more }
+}
+
+/// True if the election names this server primary but its lease does not
+/// let it serve now (not yet, or no longer).
+fn lease_over(shared: &Shared) -> bool {
+    shared.elected.primary() == Some(shared.factory_id) && !shared.elected.can_serve()
 }
 
 /// What the session needs of the replica to route a request (lock-free).

@@ -11,7 +11,10 @@
 //! - [`backup`]: a backup's handler of an original (`PFA`) stream;
 //! - [`reads`]: a client's read on any role (G6), with [`read_index`]
 //!   asking the primary for its commit point;
-//! - [`experts`]: the expert threads that do custom orders.
+//! - [`experts`]: the expert threads that do custom orders;
+//! - [`election`] and `elected`: the majority election's I/O, and what it
+//!   decided, carried out on the term (who is primary, its lease, the
+//!   in-sync set) when the election is on.
 //!
 //! [`Server`] is the handle the binary, the tests and the C ABI hold: it
 //! starts everything, and [`Server::stop`] closes the listener and every
@@ -574,8 +577,10 @@ impl Server {
         if let Some(election) = election {
             election.stop();
         }
-        self.shared.elected.join();
         self.shared.registry.close_all();
+        // After the connections are closed: its check of the peers uses
+        // registered links, which closing ends at once.
+        self.shared.elected.join();
         self.shared.role.changes.wake_all();
         self.shared.admin_queue.close();
         // Before the connections are joined: their sessions may wait for

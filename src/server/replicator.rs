@@ -166,6 +166,7 @@ pub(crate) fn run(shared: &Shared, peer: &PeerConfig, epoch: Epoch, slot: &Slot)
                     peer.id,
                     peer.addr()
                 );
+                super::elected::found_original(shared, peer.id);
                 super::replicator_v1::session(shared, peer, epoch)
             }
             other => other,

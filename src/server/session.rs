@@ -175,6 +175,24 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// True if the client closed its end (or reset it) with nothing more
+    /// to read: it gave up on the request it sent last.
+    fn client_hung_up(&self) -> bool {
+        if self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        let gone = match self.stream.peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => is_gone(&e),
+        };
+        let _ = self.stream.set_nonblocking(false);
+        gone
+    }
+}
+
 fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
@@ -206,10 +224,17 @@ fn serve(shared: &Shared, conn: &mut Conn, engineer_id: i32) -> SessionEnd {
             Action::Write {
                 customer_id,
                 order_number,
-            } => write(shared, customer_id, order_number, &done, &mut forwarder)
-                .map_err(SessionEnd::Write)
-                .and_then(|()| conn.reply(&write_reply(customer_id, order_number, engineer_id)))
-                .map(|()| shared.metrics.writes.inc()),
+            } => write_while(
+                shared,
+                customer_id,
+                order_number,
+                &done,
+                &mut forwarder,
+                &|| !conn.client_hung_up(),
+            )
+            .map_err(SessionEnd::Write)
+            .and_then(|()| conn.reply(&write_reply(customer_id, order_number, engineer_id)))
+            .map(|()| shared.metrics.writes.inc()),
             Action::Read { customer_id } => super::reads::read(shared, customer_id, &mut forwarder)
                 .map_err(SessionEnd::Read)
                 .and_then(|last_order| conn.reply(&read_reply(customer_id, last_order)))
@@ -276,9 +301,30 @@ pub(super) fn write(
     done: &Arc<Completion>,
     forwarder: &mut Forwarder,
 ) -> Result<(), WriteError> {
+    write_while(shared, customer_id, order_number, done, forwarder, &|| true)
+}
+
+/// As [`write`], for a client that may give up: with the election on, a
+/// write is forwarded or tried again only while `wanted()` (its client
+/// still waits). A client that gave up on a server that was paused, then
+/// sent newer writes elsewhere, must not see this old one applied on top
+/// of them when the paused server resumes and forwards it.
+fn write_while(
+    shared: &Shared,
+    customer_id: i32,
+    order_number: i32,
+    done: &Arc<Completion>,
+    forwarder: &mut Forwarder,
+    wanted: &dyn Fn() -> bool,
+) -> Result<(), WriteError> {
     let entry = Entry::set(V1_EPOCH, customer_id, order_number);
     let mut last_error = WriteError::NoPrimary;
+    let elected = shared.elected.on();
     for attempt in 0..WRITE_ATTEMPTS {
+        let abandoned = || elected && !wanted();
+        if attempt > 0 && abandoned() {
+            return Err(WriteError::Abandoned);
+        }
         let target = match view(shared).write_route() {
             Route::Local => match super::admin::submit_write(shared, entry.clone(), done) {
                 Ok(()) => return Ok(()),
@@ -298,6 +344,9 @@ pub(super) fn write(
             },
             Route::Forward(primary) => primary,
         };
+        if abandoned() {
+            return Err(WriteError::Abandoned);
+        }
         match forwarder.order(shared, target, customer_id, order_number) {
             Ok(_) => {
                 shared.metrics.forwarded_writes.inc();
