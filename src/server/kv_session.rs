@@ -3,20 +3,30 @@
 //! is [`KV_TAG`](crate::wire::kv::KV_TAG).
 //!
 //! Two threads per connection. This one reads frames, decodes them and
-//! starts each request: a read is answered at once from the committed
-//! string store; a write is handed to the admin's queue without waiting
-//! ([`admin::submit_nowait`]), so that many writes of one connection (and
-//! of every other) commit as one batch. Each answer, ready or still to
-//! come, goes in order into a bounded queue to the writer thread, which
-//! sends ready answers at once and waits for each write's commit before
-//! sending its answer. At most [`MAX_IN_FLIGHT`] requests, holding at most
+//! starts each request: a write is handed to the admin's queue without
+//! waiting ([`admin::submit_nowait`]), so that many writes of one
+//! connection (and of every other) commit as one batch; a read (`get`,
+//! `scan`) notes when it began. Each answer, ready or still to come, goes
+//! in order into a bounded queue to the writer thread, which sends ready
+//! answers at once, waits for each write's commit before sending its
+//! answer, and carries out each read by the rule of G6 ([`super::reads`],
+//! the same code as v1 reads): on a primary that can serve, from its
+//! records; on a backup after a read-index round trip, which the reads
+//! queued behind one another share (each took a ticket as it began); a
+//! backup catching up answers `not primary`, and a read that cannot be
+//! answered up to date within the read deadline `unavailable`. At most [`MAX_IN_FLIGHT`] requests, holding at most
 //! [`MAX_QUEUED_BYTES`] of keys and values, wait in that queue: past that
 //! the reader stops reading until answers are sent, so a client that
 //! pipelines without end (or reads large values and never takes them) is
 //! held back, not buffered.
 //!
 //! Answers thus leave in request order (the protocol allows any order):
-//! a read sent after a write on the same connection sees that write.
+//! a read sent after a write on the same connection is read after that
+//! write is answered, so it sees it.
+//!
+//! A write is placed again (while a primary is being found) only while its
+//! client is still connected: one that gave up may have sent newer writes
+//! elsewhere, which an old write placed late would overwrite.
 //!
 //! Hostile input: a frame whose length is out of bounds, or that is not
 //! finished within the handshake timeout once begun, closes the connection
@@ -26,13 +36,14 @@
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::admin::{self, Completion, WriteError};
+use super::reads::{self, Began, ReadTarget};
 use super::Shared;
 use crate::protocol::session::{Route, ServerView};
 use crate::state::kv::{KvOutcome, KvWrite};
@@ -63,6 +74,19 @@ enum Answer {
     Ready(KvResponse),
     /// A write handed to the admin; answered once it commits or fails.
     Pending(PendingWrite),
+    /// A read, carried out by the writer thread in its turn.
+    Read(PendingRead),
+}
+
+struct PendingRead {
+    began: Began,
+    target: KvRead,
+}
+
+/// A `get` or `scan`, as the read rule carries it out.
+struct KvRead {
+    id: u64,
+    op: KvOp,
 }
 
 struct PendingWrite {
@@ -116,12 +140,14 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     };
     let (tx, rx) = mpsc::sync_channel(MAX_IN_FLIGHT);
     let budget = Budget::default();
+    let left = AtomicBool::new(false);
     let end = thread::scope(|scope| {
         let writer = thread::Builder::new()
             .name(format!("kv-writer-{peer}"))
             .stack_size(WRITER_STACK)
             .spawn_scoped(scope, || {
-                write_answers(shared, write_half, rx, &budget, peer);
+                let waits = || !left.load(Ordering::Acquire);
+                write_answers(shared, write_half, rx, &budget, peer, &waits);
                 budget.close();
             });
         if let Err(e) = writer {
@@ -129,6 +155,10 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
             return End::WriterGone;
         }
         let end = read_requests(shared, &stream, &tx, &budget);
+        if matches!(end, End::Closed | End::Io(_)) {
+            // The client closed or reset its end: it waits for nothing.
+            left.store(true, Ordering::Release);
+        }
         drop(tx);
         end
     });
@@ -233,6 +263,8 @@ fn answer_bytes(answer: &Answer) -> usize {
             _ => 0,
         },
         Answer::Pending(w) => w.entry.encoded_len(),
+        // Read in its turn and sent at once: its value is not queued.
+        Answer::Read(_) => 0,
     }
 }
 
@@ -247,18 +279,6 @@ fn refused(frame: &[u8], status: KvStatus, body: KvBody) -> Answer {
     })
 }
 
-/// Where a v2 read is answered: here, unless this server is not trusted
-/// and knows a live primary (then the client is sent there). Unlike v1
-/// reads (`reads::read`), a trusted backup answers from its own records,
-/// which may trail the primary by up to a heartbeat: v2 reads do not have
-/// G6 yet.
-fn read_route(view: &ServerView) -> Route {
-    match view.write_route() {
-        Route::Forward(primary) if !view.trusted => Route::Forward(primary),
-        _ => Route::Local,
-    }
-}
-
 /// Starts one request: answers a read, or hands a write to the admin.
 fn start(shared: &Shared, request: KvRequest) -> Answer {
     let KvRequest { id, op } = request;
@@ -271,33 +291,13 @@ fn start(shared: &Shared, request: KvRequest) -> Answer {
             body,
         })
     };
-    let route = if op.is_write() {
-        view(shared).write_route()
-    } else {
-        read_route(&view(shared))
-    };
-    if let Route::Forward(primary) = route {
-        return ready(KvStatus::NotPrimary, primary_text(shared, primary));
-    }
-    if !op.is_write() && lease_over(shared) {
-        // An elected primary whose lease ended (paused, cut off) may have
-        // been replaced: it answers no read as primary (G2).
-        return ready(KvStatus::Unavailable, KvBody::Empty);
-    }
     let write = match op {
-        KvOp::Get { key } => {
-            return match shared.records.kv_get(&key) {
-                Some(v) => ready(
-                    KvStatus::Ok,
-                    KvBody::Value {
-                        version: v.version,
-                        value: v.value.to_vec(),
-                    },
-                ),
-                None => ready(KvStatus::NotFound, KvBody::Empty),
-            }
+        op @ (KvOp::Get { .. } | KvOp::Scan { .. }) => {
+            return Answer::Read(PendingRead {
+                began: Began::now_for_later(shared),
+                target: KvRead { id, op },
+            })
         }
-        KvOp::Scan { start, limit } => return ready(KvStatus::Ok, scan(shared, &start, limit)),
         KvOp::Put { key, value } => KvWrite::Put { key, value },
         KvOp::Create { key, value } => KvWrite::Create { key, value },
         KvOp::Update { key, value } => KvWrite::Update { key, value },
@@ -312,6 +312,9 @@ fn start(shared: &Shared, request: KvRequest) -> Answer {
             value,
         },
     };
+    if let Route::Forward(primary) = view(shared).write_route() {
+        return ready(KvStatus::NotPrimary, primary_text(shared, primary));
+    }
     let Some(reserved) = reserve_memory(shared, &write) else {
         return ready(KvStatus::NoMemory, KvBody::Empty);
     };
@@ -369,10 +372,62 @@ fn scan(shared: &Shared, start: &[u8], limit: u32) -> KvBody {
     KvBody::Items { items, more }
 }
 
-/// True if the election names this server primary but its lease does not
-/// let it serve now (not yet, or no longer).
-fn lease_over(shared: &Shared) -> bool {
-    shared.elected.primary() == Some(shared.factory_id) && !shared.elected.can_serve()
+impl ReadTarget for KvRead {
+    type Answer = KvResponse;
+
+    fn local(&mut self, shared: &Shared) -> KvResponse {
+        let (status, body) = match &self.op {
+            KvOp::Get { key } => match shared.records.kv_get(key) {
+                Some(v) => (
+                    KvStatus::Ok,
+                    KvBody::Value {
+                        version: v.version,
+                        value: v.value.to_vec(),
+                    },
+                ),
+                None => (KvStatus::NotFound, KvBody::Empty),
+            },
+            KvOp::Scan { start, limit } => (KvStatus::Ok, scan(shared, start, *limit)),
+            // Only reads are made into a `KvRead`.
+            _ => (KvStatus::BadRequest, KvBody::Empty),
+        };
+        self.answer(status, body)
+    }
+
+    /// v2 has no forwarding between servers: the client is sent to the
+    /// primary (a backup catching up, or following an original primary).
+    fn on_primary(&mut self, shared: &Shared, primary: i32) -> Result<KvResponse, String> {
+        Ok(self.answer(KvStatus::NotPrimary, primary_text(shared, primary)))
+    }
+}
+
+impl KvRead {
+    /// True when this server answers reads at once (a primary that can
+    /// serve): nothing to wait for.
+    fn ready_now(&self, shared: &Shared) -> bool {
+        reads::serves_now(shared)
+    }
+
+    fn answer(&self, status: KvStatus, body: KvBody) -> KvResponse {
+        KvResponse {
+            id: self.id,
+            op: self.op.code(),
+            status,
+            body,
+        }
+    }
+
+    /// Carries out the read by the rule of G6; `unavailable` when no
+    /// up-to-date answer can be given within the read deadline.
+    fn finish(mut self, shared: &Shared, began: Began) -> KvResponse {
+        match reads::read_as(shared, &mut self, began) {
+            Ok(response) => response,
+            Err(e) => {
+                log::debug!("a v2 read was not answered: {e}");
+                self.answer(KvStatus::Unavailable, KvBody::Empty)
+            }
+        }
+    }
 }
 
 /// What the session needs of the replica to route a request (lock-free).
@@ -405,6 +460,7 @@ fn write_answers(
     rx: Receiver<(Answer, usize)>,
     budget: &Budget,
     peer: SocketAddr,
+    waits: &dyn Fn() -> bool,
 ) {
     let mut out = Vec::new();
     let mut sink = &stream;
@@ -429,7 +485,13 @@ fn write_answers(
                 if !send(&mut sink, &mut out, peer) {
                     break;
                 }
-                finish_write(shared, write)
+                finish_write(shared, write, waits)
+            }
+            Answer::Read(read) => {
+                if !read.target.ready_now(shared) && !send(&mut sink, &mut out, peer) {
+                    break;
+                }
+                read.target.finish(shared, read.began)
             }
         };
         response.encode(&mut out);
@@ -468,8 +530,9 @@ fn send(sink: &mut &TcpStream, out: &mut Vec<u8>, peer: SocketAddr) -> bool {
 }
 
 /// Waits for a write to commit (placing it again while a primary is being
-/// found) and turns the result into its answer.
-fn finish_write(shared: &Shared, write: PendingWrite) -> KvResponse {
+/// found, as long as `waits()`: its client is still connected) and turns
+/// the result into its answer.
+fn finish_write(shared: &Shared, write: PendingWrite, waits: &dyn Fn() -> bool) -> KvResponse {
     let answer = |status, body| KvResponse {
         id: write.id,
         op: write.op,
@@ -499,6 +562,10 @@ fn finish_write(shared: &Shared, write: PendingWrite) -> KvResponse {
             }
             Err(WriteError::NoPrimary | WriteError::NotPrimary(_) | WriteError::Defer(_)) => {
                 thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 10));
+                if !waits() {
+                    log::debug!("a string write's client left before it was placed");
+                    break;
+                }
                 if admin::submit_nowait(shared, write.entry.clone(), &write.done).is_err() {
                     break;
                 }
@@ -658,7 +725,7 @@ mod tests {
         frame.push(2);
         match refused(&frame, KvStatus::TooLarge, KvBody::Empty) {
             Answer::Ready(r) => assert_eq!((r.id, r.op, r.status), (77, 2, KvStatus::TooLarge)),
-            Answer::Pending(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 }

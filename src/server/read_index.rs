@@ -5,7 +5,9 @@
 //! the primary, shared by every session. A read needs the answer to a
 //! request sent after it began; reads that arrive while a request is in
 //! flight wait for the next one, so one round trip serves every read that
-//! waited for it, however many sessions read at once.
+//! waited for it, however many sessions read at once. A read may also take
+//! a [`Ticket`] when it begins and ask later (a v2 connection's pipelined
+//! reads): any answer to a request numbered at or past it will do.
 //!
 //! Primary side, [`answer`] (called by `follower` for a connection whose
 //! first frame is a `ReadIndex`): its commit point if it is an established
@@ -73,6 +75,11 @@ struct Asking {
     link: Option<Link>,
 }
 
+/// The number of a read-index request not begun yet, taken when a read
+/// began ([`ReadIndexClient::ticket`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ticket(u64);
+
 /// A backup's requests for the primary's commit point, shared by sessions.
 #[derive(Default)]
 pub(crate) struct ReadIndexClient {
@@ -85,16 +92,26 @@ impl ReadIndexClient {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The commit point of `primary` as of a moment after this call began.
+    /// The first request that will begin after this call: its answer, or
+    /// any later one, covers every write acknowledged before the call.
+    /// A read takes one when it begins and asks later with it, so that the
+    /// reads a pipelined connection holds share one request.
+    pub(crate) fn ticket(&self) -> Ticket {
+        Ticket(self.lock().begun + 1)
+    }
+
+    /// The commit point of `primary` as of a moment after `since` was
+    /// taken (`None`: after this call began).
     pub(crate) fn commit_point(
         &self,
         shared: &Shared,
         primary: i32,
         deadline: Instant,
+        since: Option<Ticket>,
     ) -> Result<i32, AskError> {
         let mut state = self.lock();
         // A request already in flight may have been sent before we began.
-        let needed = state.begun + 1;
+        let needed = since.map_or(state.begun + 1, |t| t.0);
         loop {
             if state.answered >= needed {
                 if let Some(answer) = &state.answer {

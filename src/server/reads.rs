@@ -2,7 +2,9 @@
 //! [`crate::replication::next_step`] decides: served from our records,
 //! after waiting for our first commit as primary, after learning the
 //! primary's commit point and applying it ([`super::read_index`]), or
-//! forwarded to the primary. Called by the v1 session for each read.
+//! forwarded to the primary. Called by the v1 session for each read
+//! ([`read`]) and by the v2 session for each `get` and `scan`
+//! ([`read_as`] with its own [`ReadTarget`]).
 //!
 //! A read that cannot be answered correctly within [`READ_DEADLINE`] fails
 //! (the session closes the connection): never an answer from records that
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::admin::{Completion, WriteError};
 use super::forward::Forwarder;
+use super::read_index::Ticket;
 use super::{RoleView, Shared};
 use crate::replication::{next_step, ReadStep, ReadView};
 use crate::state::V1_EPOCH;
@@ -164,6 +167,74 @@ impl RoleView {
     }
 }
 
+/// What a read reads, once the rule lets it: our records, or the
+/// primary's answer when the rule sends the read there. The v1 session
+/// reads a customer ([`read`]); the v2 session reads string keys.
+pub(crate) trait ReadTarget {
+    type Answer;
+    /// Reads our records; called only while the rule lets us answer.
+    fn local(&mut self, shared: &Shared) -> Self::Answer;
+    /// The rule sends the read to `primary`: its answer, or why there is
+    /// none yet (the read then tries again after a pause).
+    fn on_primary(&mut self, shared: &Shared, primary: i32) -> Result<Self::Answer, String>;
+}
+
+/// When a read began: its answer must hold every write acknowledged
+/// before then.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Began {
+    at: Instant,
+    /// Taken as it began, to share a read-index request begun later.
+    ticket: Option<Ticket>,
+}
+
+impl Began {
+    /// Now, with no read-index ticket (one is taken when first needed).
+    pub(crate) fn now() -> Began {
+        Began {
+            at: Instant::now(),
+            ticket: None,
+        }
+    }
+
+    /// Now, holding a ticket if this server could not answer at once:
+    /// a read answered later (behind others on its connection) may then
+    /// share the read-index request of the reads ahead of it.
+    pub(crate) fn now_for_later(shared: &Shared) -> Began {
+        let at = Instant::now();
+        let ticket = (!serves_now(shared)).then(|| shared.read_index.ticket());
+        Began { at, ticket }
+    }
+}
+
+/// A v1 read of one customer, forwarded over a client session when the
+/// rule sends it to the primary.
+struct CustomerRead<'f> {
+    customer_id: i32,
+    forwarder: &'f mut Forwarder,
+}
+
+impl ReadTarget for CustomerRead<'_> {
+    type Answer = i32;
+
+    fn local(&mut self, shared: &Shared) -> i32 {
+        shared.records.last_order(self.customer_id)
+    }
+
+    fn on_primary(&mut self, shared: &Shared, primary: i32) -> Result<i32, String> {
+        match self.forwarder.read(shared, primary, self.customer_id) {
+            Ok(record) => {
+                shared.metrics.forwarded_reads.inc();
+                Ok(record.last_order)
+            }
+            Err(e) => {
+                shared.metrics.error(super::metrics::Fault::ForwardFailed);
+                Err(format!("the read forwarded to primary {primary}: {e}"))
+            }
+        }
+    }
+}
+
 /// The last order of `customer_id` as of a point at or after the read
 /// began, by whichever path the rule allows.
 pub(crate) fn read(
@@ -171,12 +242,31 @@ pub(crate) fn read(
     customer_id: i32,
     forwarder: &mut Forwarder,
 ) -> Result<i32, ReadError> {
-    // The common case on a primary, without the clock or the peer list.
-    let view = shared.role.read_view(shared);
-    if next_step(&view, None, false) == ReadStep::Serve {
-        return Ok(shared.records.last_order(customer_id));
+    let mut target = CustomerRead {
+        customer_id,
+        forwarder,
+    };
+    read_as(shared, &mut target, Began::now())
+}
+
+/// `target`'s answer as of a point at or after `began`, by whichever path
+/// the rule allows.
+pub(crate) fn read_as<T: ReadTarget>(
+    shared: &Shared,
+    target: &mut T,
+    began: Began,
+) -> Result<T::Answer, ReadError> {
+    if serves_now(shared) {
+        return Ok(target.local(shared));
     }
-    Slow::new(shared).read(customer_id, forwarder)
+    Slow::new(shared, began).read(target)
+}
+
+/// True when the rule lets this server answer a read from its records at
+/// once: the common case on a primary, without the clock or the peer list.
+pub(crate) fn serves_now(shared: &Shared) -> bool {
+    let view = shared.role.read_view(shared);
+    next_step(&view, None, false) == ReadStep::Serve
 }
 
 /// One read that could not be served at once.
@@ -184,6 +274,8 @@ struct Slow<'a> {
     shared: &'a Shared,
     began: Instant,
     deadline: Instant,
+    /// For the first read-index request only: a retry asks afresh.
+    ticket: Option<Ticket>,
     /// Since when no primary is known (`None`: one is).
     no_primary_since: Option<Instant>,
     /// The primary's commit point learned for this read.
@@ -191,12 +283,12 @@ struct Slow<'a> {
 }
 
 impl<'a> Slow<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        let began = Instant::now();
+    fn new(shared: &'a Shared, began: Began) -> Self {
         Slow {
             shared,
-            began,
-            deadline: began + READ_DEADLINE,
+            began: began.at,
+            deadline: began.at + READ_DEADLINE,
+            ticket: began.ticket,
             no_primary_since: None,
             learned: None,
         }
@@ -210,7 +302,7 @@ impl<'a> Slow<'a> {
         }
     }
 
-    fn read(&mut self, customer_id: i32, forwarder: &mut Forwarder) -> Result<i32, ReadError> {
+    fn read<T: ReadTarget>(&mut self, target: &mut T) -> Result<T::Answer, ReadError> {
         let mut last = String::from("nothing yet");
         while Instant::now() < self.deadline {
             if self.shared.stopping() {
@@ -219,8 +311,8 @@ impl<'a> Slow<'a> {
             let view = self.view();
             let patience_over = self.patience_over(&view);
             match next_step(&view, self.learned, patience_over) {
-                ReadStep::Serve => match self.serve(&view, customer_id) {
-                    Some(value) => return Ok(value),
+                ReadStep::Serve => match self.serve(&view, || target.local(self.shared)) {
+                    Some(answer) => return Ok(answer),
                     // The role moved between the view and the lock.
                     None => self.pause(),
                 },
@@ -238,11 +330,13 @@ impl<'a> Slow<'a> {
                     self.await_change_until(until, |v| v.primary != crate::state::NO_PRIMARY);
                 }
                 ReadStep::AskCommitPoint(primary) => {
-                    match self
-                        .shared
-                        .read_index
-                        .commit_point(self.shared, primary, self.deadline)
-                    {
+                    let since = self.ticket.take();
+                    match self.shared.read_index.commit_point(
+                        self.shared,
+                        primary,
+                        self.deadline,
+                        since,
+                    ) {
                         Ok(point) => self.learned = Some(point),
                         Err(e) => {
                             last = format!("the commit point of primary {primary}: {e}");
@@ -250,31 +344,20 @@ impl<'a> Slow<'a> {
                         }
                     }
                 }
-                ReadStep::Forward(primary) => {
-                    match forwarder.read(self.shared, primary, customer_id) {
-                        Ok(record) => {
-                            self.shared.metrics.forwarded_reads.inc();
-                            return Ok(record.last_order);
-                        }
-                        Err(e) => {
-                            self.shared
-                                .metrics
-                                .error(super::metrics::Fault::ForwardFailed);
-                            last = format!("the read forwarded to primary {primary}: {e}");
-                            self.pause();
-                        }
+                ReadStep::Forward(primary) => match target.on_primary(self.shared, primary) {
+                    Ok(answer) => return Ok(answer),
+                    Err(why) => {
+                        last = why;
+                        self.pause();
                     }
-                }
+                },
                 ReadStep::MakePrimary => {
                     last = "a primary to be chosen".into();
                     self.make_primary()?;
                 }
             }
         }
-        log::debug!(
-            "read of customer {customer_id} unanswered after {:?}: {last}",
-            self.began.elapsed()
-        );
+        log::debug!("read unanswered after {:?}: {last}", self.began.elapsed());
         Err(ReadError::Deadline { last })
     }
 
@@ -290,16 +373,16 @@ impl<'a> Slow<'a> {
     /// Reads the record, checking again under the replica lock that the
     /// rule still holds: a backup installing a snapshot replaces its
     /// records under that lock, and becomes untrusted before releasing it.
-    fn serve(&self, view: &ReadView, customer_id: i32) -> Option<i32> {
+    fn serve<A>(&self, view: &ReadView, local: impl FnOnce() -> A) -> Option<A> {
         if view.primary == view.me {
             // A primary's records only move forward; no lock per read.
-            return Some(self.shared.records.last_order(customer_id));
+            return Some(local());
         }
         let replica = self.shared.replica();
         let still = replica.trusted()
             && replica.primary_id() == view.primary
             && self.learned.is_some_and(|p| replica.committed_index() >= p);
-        still.then(|| self.shared.records.last_order(customer_id))
+        still.then(local)
     }
 
     fn await_change(&self, ready: impl FnMut(&ReadView) -> bool) {
