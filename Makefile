@@ -106,11 +106,11 @@ VALGRIND_FLAGS := -q --leak-check=full --error-exitcode=1
 CPP_HEADERS := bindings/cpp/factory.hpp bindings/cpp/Messages.h \
 	bindings/cpp/ClientStub.h bindings/cpp/ClientSocket.h
 
-C_PROGRAMS := cluster test_api pipelined_disconnect
+C_PROGRAMS := cluster test_api test_kv pipelined_disconnect
 CXX_PROGRAMS := load embedded
 # The programs that run on their own; load runs against a server
 # (run-load.sh). pipelined_disconnect is also built and run by tests/limits.rs.
-STANDALONE_PROGRAMS := cluster test_api pipelined_disconnect embedded
+STANDALONE_PROGRAMS := cluster test_api test_kv pipelined_disconnect embedded
 C_EXAMPLE_BINS := $(foreach p,$(C_PROGRAMS) $(CXX_PROGRAMS),$(CBUILD)/$(p)-shared $(CBUILD)/$(p)-static)
 LIBFACTORY := $(RELEASE)/libfactory.so $(RELEASE)/libfactory.a
 # What the example programs are built from and (shared) run against.
@@ -149,6 +149,9 @@ $(CBUILD)/cluster-%: examples/cluster.c $(LIBFACTORY_DEPS)
 $(CBUILD)/test_api-%: tests/c/test_api.c $(LIBFACTORY_DEPS)
 	@mkdir -p $(CBUILD)
 	$(CC) $(C_FLAGS) -pthread tests/c/test_api.c -o $@ $(LINK_$*)
+$(CBUILD)/test_kv-%: tests/c/test_kv.c $(LIBFACTORY_DEPS)
+	@mkdir -p $(CBUILD)
+	$(CC) $(C_FLAGS) tests/c/test_kv.c -o $@ $(LINK_$*)
 $(CBUILD)/pipelined_disconnect-%: tests/hostile_c/pipelined_disconnect.c $(LIBFACTORY_DEPS)
 	@mkdir -p $(CBUILD)
 	$(CC) $(C_FLAGS) -pthread tests/hostile_c/pipelined_disconnect.c -o $@ $(LINK_$*)
