@@ -366,7 +366,7 @@ loadbench:
 # run `cd fuzz && cargo check` once (it adds what is missing) and commit it.
 
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := v1_frames tag entry native_frame native_stream client_session v1_replica durable_log
+FUZZ_TARGETS := v1_frames tag entry native_frame native_stream client_session v1_replica durable_log kv_frame kv_session
 FUZZ_CHECK_DIR := $(abspath target/fuzz-check)
 
 .PHONY: fuzz fuzz-check
