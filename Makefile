@@ -107,10 +107,10 @@ CPP_HEADERS := bindings/cpp/factory.hpp bindings/cpp/Messages.h \
 	bindings/cpp/ClientStub.h bindings/cpp/ClientSocket.h
 
 C_PROGRAMS := cluster test_api test_kv pipelined_disconnect
-CXX_PROGRAMS := load embedded
+CXX_PROGRAMS := load embedded test_kv_cpp
 # The programs that run on their own; load runs against a server
 # (run-load.sh). pipelined_disconnect is also built and run by tests/limits.rs.
-STANDALONE_PROGRAMS := cluster test_api test_kv pipelined_disconnect embedded
+STANDALONE_PROGRAMS := cluster test_api test_kv pipelined_disconnect embedded test_kv_cpp
 C_EXAMPLE_BINS := $(foreach p,$(C_PROGRAMS) $(CXX_PROGRAMS),$(CBUILD)/$(p)-shared $(CBUILD)/$(p)-static)
 LIBFACTORY := $(RELEASE)/libfactory.so $(RELEASE)/libfactory.a
 # What the example programs are built from and (shared) run against.
@@ -161,6 +161,9 @@ $(CBUILD)/load-%: examples/load.cpp $(LIBFACTORY_DEPS) $(CPP_HEADERS)
 $(CBUILD)/embedded-%: examples/embedded.cpp $(LIBFACTORY_DEPS) $(CPP_HEADERS)
 	@mkdir -p $(CBUILD)
 	$(CXX) $(CXX_STD_$*) $(CXX_FLAGS) examples/embedded.cpp -o $@ $(LINK_$*)
+$(CBUILD)/test_kv_cpp-%: tests/c/test_kv.cpp $(LIBFACTORY_DEPS) $(CPP_HEADERS)
+	@mkdir -p $(CBUILD)
+	$(CXX) $(CXX_STD_$*) $(CXX_FLAGS) tests/c/test_kv.cpp -o $@ $(LINK_$*)
 
 # The compilers are checked first, so that a missing one is a loud skip (or
 # a failure) instead of make's "command not found".
