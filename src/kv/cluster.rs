@@ -144,6 +144,9 @@ impl KvCluster {
                     self.backoff(attempt, start);
                 }
                 Ok(answer) => return Ok(answer),
+                // A refusal made before sending (a key or value over what
+                // the protocol carries) would be refused by every server.
+                Err(e @ KvClientError::Status { .. }) => return Err(e),
                 Err(e @ KvClientError::Protocol { .. }) => {
                     self.drop_client();
                     return Err(e);
@@ -324,6 +327,36 @@ mod tests {
         );
         assert_eq!(primary_named(&answer(b"")), None);
         assert_eq!(primary_named(&answer(b"\xff:1")), None);
+    }
+
+    #[test]
+    fn what_no_server_takes_is_refused_at_once_and_the_rest_goes_through() {
+        use crate::server::{Server, ServerConfig};
+        use crate::wire::kv::KEY_CEILING;
+        let server = Server::start(ServerConfig::loopback(0, 0)).expect("server");
+        let options = KvClusterOptions {
+            deadline: Duration::from_secs(20),
+            attempt_timeout: Duration::from_secs(5),
+        };
+        let mut c = KvCluster::new(vec![server.local_addr().to_string()], options).unwrap();
+        let started = Instant::now();
+        let huge = vec![b'k'; KEY_CEILING + 1];
+        assert!(matches!(
+            c.put(&huge, b"v"),
+            Err(KvClientError::Status {
+                status: KvStatus::TooLarge,
+                ..
+            })
+        ));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "refused without waiting for the deadline"
+        );
+        let version = c.put(b"k", b"v").unwrap();
+        assert_eq!(c.get(b"k").unwrap(), Some((version, b"v".to_vec())));
+        assert_eq!(c.create(b"k", b"w").unwrap(), KvReply::Exists(version));
+        drop(c);
+        server.stop();
     }
 
     #[test]
