@@ -13,6 +13,14 @@
 //! sent (by id, in order: the session answers in request order), and the
 //! server closes the connection in bounded time instead of hanging.
 //!
+//! Run it with `-detect_leaks=0` (`make fuzz` does): the server's threads
+//! are still running when libFuzzer exits, and LeakSanitizer's exit-time
+//! check then reports what their stack frames hold (a 10-minute run ended
+//! with 7.7 KB "leaked" in 166 allocations, made by the accept and admin
+//! threads of the one live server and by thread start-up; the input it
+//! was charged to, replayed alone, reports nothing). A
+//! leak per input would still show as RSS growing to `-rss_limit_mb`.
+//!
 //! Input: the first byte picks the shape. Even: the rest is sent as is.
 //! Odd: the rest is cut into frames, each one length byte `n` and `n`
 //! bytes that get a correct 4-byte length prefix, so that the fuzzer
