@@ -373,7 +373,8 @@ FUZZ_TARGETS := v1_frames tag entry native_frame native_stream client_session v1
 FUZZ_CHECK_DIR := $(abspath target/fuzz-check)
 # Targets that run a server in the process: its threads are still running
 # when libFuzzer exits, and LeakSanitizer's exit-time check reports what
-# they hold (see fuzz/fuzz_targets/kv_session.rs).
+# they hold (see fuzz/fuzz_targets/kv_session.rs): libFuzzer's
+# -detect_leaks=0 and ASAN_OPTIONS=detect_leaks=0 (the exit-time check).
 FUZZ_NO_LEAK_CHECK := kv_session
 
 .PHONY: fuzz fuzz-check
@@ -383,9 +384,9 @@ fuzz:
 	  echo "fuzz: needs cargo-fuzz on a nightly toolchain:" >&2; \
 	  echo "  rustup toolchain install nightly && cargo install cargo-fuzz" >&2; exit 1; fi
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  case $$t in $(FUZZ_NO_LEAK_CHECK)) extra=-detect_leaks=0;; *) extra=;; esac; \
+	  case $$t in $(FUZZ_NO_LEAK_CHECK)) extra=-detect_leaks=0; asan=detect_leaks=0;; *) extra=; asan=$${ASAN_OPTIONS:-};; esac; \
 	  echo "== cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) $$extra"; \
-	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) $$extra; \
+	  ASAN_OPTIONS=$$asan $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) $$extra; \
 	done
 
 fuzz-check:

@@ -13,7 +13,8 @@
 //! sent (by id, in order: the session answers in request order), and the
 //! server closes the connection in bounded time instead of hanging.
 //!
-//! Run it with `-detect_leaks=0` (`make fuzz` does): the server's threads
+//! Run it with `ASAN_OPTIONS=detect_leaks=0` and `-detect_leaks=0`
+//! (`make fuzz` does): the server's threads
 //! are still running when libFuzzer exits, and LeakSanitizer's exit-time
 //! check then reports what their stack frames hold (a 10-minute run ended
 //! with 7.7 KB "leaked" in 166 allocations, made by the accept and admin
