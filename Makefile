@@ -106,11 +106,11 @@ VALGRIND_FLAGS := -q --leak-check=full --error-exitcode=1
 CPP_HEADERS := bindings/cpp/factory.hpp bindings/cpp/Messages.h \
 	bindings/cpp/ClientStub.h bindings/cpp/ClientSocket.h
 
-C_PROGRAMS := cluster test_api pipelined_disconnect
-CXX_PROGRAMS := load embedded
+C_PROGRAMS := cluster test_api test_kv pipelined_disconnect
+CXX_PROGRAMS := load embedded test_kv_cpp
 # The programs that run on their own; load runs against a server
 # (run-load.sh). pipelined_disconnect is also built and run by tests/limits.rs.
-STANDALONE_PROGRAMS := cluster test_api pipelined_disconnect embedded
+STANDALONE_PROGRAMS := cluster test_api test_kv pipelined_disconnect embedded test_kv_cpp
 C_EXAMPLE_BINS := $(foreach p,$(C_PROGRAMS) $(CXX_PROGRAMS),$(CBUILD)/$(p)-shared $(CBUILD)/$(p)-static)
 LIBFACTORY := $(RELEASE)/libfactory.so $(RELEASE)/libfactory.a
 # What the example programs are built from and (shared) run against.
@@ -149,6 +149,9 @@ $(CBUILD)/cluster-%: examples/cluster.c $(LIBFACTORY_DEPS)
 $(CBUILD)/test_api-%: tests/c/test_api.c $(LIBFACTORY_DEPS)
 	@mkdir -p $(CBUILD)
 	$(CC) $(C_FLAGS) -pthread tests/c/test_api.c -o $@ $(LINK_$*)
+$(CBUILD)/test_kv-%: tests/c/test_kv.c $(LIBFACTORY_DEPS)
+	@mkdir -p $(CBUILD)
+	$(CC) $(C_FLAGS) tests/c/test_kv.c -o $@ $(LINK_$*)
 $(CBUILD)/pipelined_disconnect-%: tests/hostile_c/pipelined_disconnect.c $(LIBFACTORY_DEPS)
 	@mkdir -p $(CBUILD)
 	$(CC) $(C_FLAGS) -pthread tests/hostile_c/pipelined_disconnect.c -o $@ $(LINK_$*)
@@ -158,6 +161,9 @@ $(CBUILD)/load-%: examples/load.cpp $(LIBFACTORY_DEPS) $(CPP_HEADERS)
 $(CBUILD)/embedded-%: examples/embedded.cpp $(LIBFACTORY_DEPS) $(CPP_HEADERS)
 	@mkdir -p $(CBUILD)
 	$(CXX) $(CXX_STD_$*) $(CXX_FLAGS) examples/embedded.cpp -o $@ $(LINK_$*)
+$(CBUILD)/test_kv_cpp-%: tests/c/test_kv.cpp $(LIBFACTORY_DEPS) $(CPP_HEADERS)
+	@mkdir -p $(CBUILD)
+	$(CXX) $(CXX_STD_$*) $(CXX_FLAGS) tests/c/test_kv.cpp -o $@ $(LINK_$*)
 
 # The compilers are checked first, so that a missing one is a loud skip (or
 # a failure) instead of make's "command not found".
@@ -363,8 +369,13 @@ loadbench:
 # run `cd fuzz && cargo check` once (it adds what is missing) and commit it.
 
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := v1_frames tag entry native_frame native_stream client_session v1_replica durable_log
+FUZZ_TARGETS := v1_frames tag entry native_frame native_stream client_session v1_replica durable_log kv_frame kv_session
 FUZZ_CHECK_DIR := $(abspath target/fuzz-check)
+# Targets that run a server in the process: its threads are still running
+# when libFuzzer exits, and LeakSanitizer's exit-time check reports what
+# they hold (see fuzz/fuzz_targets/kv_session.rs): libFuzzer's
+# -detect_leaks=0 and ASAN_OPTIONS=detect_leaks=0 (the exit-time check).
+FUZZ_NO_LEAK_CHECK := kv_session
 
 .PHONY: fuzz fuzz-check
 
@@ -373,8 +384,9 @@ fuzz:
 	  echo "fuzz: needs cargo-fuzz on a nightly toolchain:" >&2; \
 	  echo "  rustup toolchain install nightly && cargo install cargo-fuzz" >&2; exit 1; fi
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  echo "== cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS)"; \
-	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS); \
+	  case $$t in $(FUZZ_NO_LEAK_CHECK)) extra=-detect_leaks=0; asan=detect_leaks=0;; *) extra=; asan=$${ASAN_OPTIONS:-};; esac; \
+	  echo "== cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) $$extra"; \
+	  ASAN_OPTIONS=$$asan $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) $$extra; \
 	done
 
 fuzz-check:

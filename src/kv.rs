@@ -18,10 +18,15 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::wire::kv::{
-    KvBody, KvError, KvItem, KvLimits, KvOp, KvRequest, KvResponse, KvStatus, Version, KV_TAG,
+    KvBody, KvError, KvItem, KvLimits, KvOp, KvRequest, KvResponse, KvStatus, Version, KEY_CEILING,
+    KV_TAG, VALUE_CEILING,
 };
 
 pub use crate::wire::kv::{KvItem as Item, KvOp as Op, NO_VERSION};
+
+mod cluster;
+mod typed;
+pub use cluster::{KvCluster, KvClusterOptions};
 
 /// Requests a batch keeps in flight before it reads an answer, so that
 /// neither side's buffers fill while the other is not reading.
@@ -45,6 +50,9 @@ pub enum KvClientError {
         status: KvStatus,
         text: String,
     },
+    /// A [`KvCluster`] found no server that answered before its deadline;
+    /// `last` says what the last attempt met.
+    Unavailable { servers: String, last: String },
 }
 
 impl fmt::Display for KvClientError {
@@ -60,6 +68,9 @@ impl fmt::Display for KvClientError {
                 status,
                 text,
             } => write!(f, "server {server} answered {status:?} {text}"),
+            KvClientError::Unavailable { servers, last } => {
+                write!(f, "no server of {servers} answered in time (last: {last})")
+            }
         }
     }
 }
@@ -135,6 +146,11 @@ impl KvClient {
         })
     }
 
+    /// The address this client was connected to, as given.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
     /// Sends `op` and returns its answer, whatever its status.
     ///
     /// # Errors
@@ -153,6 +169,15 @@ impl KvClient {
     /// [`KvClientError`] when the connection fails or an answer matches no
     /// request.
     pub fn batch(&mut self, ops: Vec<KvOp>) -> Result<Vec<KvResponse>, KvClientError> {
+        // A key or value the frame cannot carry would be encoded with a cut
+        // length: refused here, before anything is sent.
+        if let Some(len) = ops.iter().find_map(over_ceiling) {
+            return Err(KvClientError::Status {
+                server: self.server.clone(),
+                status: KvStatus::TooLarge,
+                text: format!("a key or value of {len} bytes is over what protocol v2 carries"),
+            });
+        }
         let count = ops.len();
         let mut slots: Vec<Option<KvResponse>> = (0..count).map(|_| None).collect();
         let mut waiting: HashMap<u64, usize> = HashMap::with_capacity(count.min(WINDOW));
@@ -221,36 +246,12 @@ impl KvClient {
         }
     }
 
-    fn status(&self, answer: KvResponse) -> KvClientError {
-        let text = match answer.body {
-            KvBody::Text(t) => String::from_utf8_lossy(&t).into_owned(),
-            _ => String::new(),
-        };
-        KvClientError::Status {
-            server: self.server.clone(),
-            status: answer.status,
-            text,
-        }
-    }
-
     /// The key's version and value, `None` if absent.
     ///
     /// # Errors
     /// As [`Self::call`], and [`KvClientError::Status`] for a refusal.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<(Version, Vec<u8>)>, KvClientError> {
-        let answer = self.call(KvOp::Get { key: key.to_vec() })?;
-        match answer {
-            KvResponse {
-                status: KvStatus::Ok,
-                body: KvBody::Value { version, value },
-                ..
-            } => Ok(Some((version, value))),
-            KvResponse {
-                status: KvStatus::NotFound,
-                ..
-            } => Ok(None),
-            other => Err(self.status(other)),
-        }
+        typed::get(self, key)
     }
 
     /// Sets the key's value; returns its version.
@@ -258,13 +259,7 @@ impl KvClient {
     /// # Errors
     /// As [`Self::get`].
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<Version, KvClientError> {
-        match self.write(KvOp::Put {
-            key: key.to_vec(),
-            value: value.to_vec(),
-        })? {
-            KvReply::Ok(v) => Ok(v),
-            other => Err(self.protocol(format!("put answered {other:?}"))),
-        }
+        typed::put(self, key, value)
     }
 
     /// Sets the value only if the key is absent.
@@ -272,10 +267,7 @@ impl KvClient {
     /// # Errors
     /// As [`Self::get`].
     pub fn create(&mut self, key: &[u8], value: &[u8]) -> Result<KvReply, KvClientError> {
-        self.write(KvOp::Create {
-            key: key.to_vec(),
-            value: value.to_vec(),
-        })
+        typed::create(self, key, value)
     }
 
     /// Sets the value only if the key is present.
@@ -283,10 +275,7 @@ impl KvClient {
     /// # Errors
     /// As [`Self::get`].
     pub fn update(&mut self, key: &[u8], value: &[u8]) -> Result<KvReply, KvClientError> {
-        self.write(KvOp::Update {
-            key: key.to_vec(),
-            value: value.to_vec(),
-        })
+        typed::update(self, key, value)
     }
 
     /// Removes the key.
@@ -294,7 +283,7 @@ impl KvClient {
     /// # Errors
     /// As [`Self::get`].
     pub fn delete(&mut self, key: &[u8]) -> Result<KvReply, KvClientError> {
-        self.write(KvOp::Delete { key: key.to_vec() })
+        typed::delete(self, key)
     }
 
     /// Sets the value only if the key's version is `expected`
@@ -308,11 +297,7 @@ impl KvClient {
         expected: Version,
         value: &[u8],
     ) -> Result<KvReply, KvClientError> {
-        self.write(KvOp::Cas {
-            key: key.to_vec(),
-            expected,
-            value: value.to_vec(),
-        })
+        typed::cas(self, key, expected, value)
     }
 
     /// Up to `limit` keys from `start` in byte order, and whether more
@@ -321,19 +306,37 @@ impl KvClient {
     /// # Errors
     /// As [`Self::get`].
     pub fn scan(&mut self, start: &[u8], limit: u32) -> Result<(Vec<KvItem>, bool), KvClientError> {
-        let answer = self.call(KvOp::Scan {
-            start: start.to_vec(),
-            limit,
-        })?;
-        match answer.body {
-            KvBody::Items { items, more } if answer.status == KvStatus::Ok => Ok((items, more)),
-            _ => Err(self.status(answer)),
-        }
+        typed::scan(self, start, limit)
+    }
+}
+
+impl typed::Caller for KvClient {
+    fn call_op(&mut self, op: KvOp) -> Result<KvResponse, KvClientError> {
+        self.call(op)
     }
 
-    fn write(&mut self, op: KvOp) -> Result<KvReply, KvClientError> {
-        let answer = self.call(op)?;
-        reply_of(&answer).ok_or_else(|| self.status(answer))
+    fn name(&self) -> String {
+        self.server.clone()
+    }
+}
+
+/// The length of a key over [`KEY_CEILING`] or a value over
+/// [`VALUE_CEILING`] in `op`, if it has one.
+fn over_ceiling(op: &KvOp) -> Option<usize> {
+    let (key, value): (&[u8], &[u8]) = match op {
+        KvOp::Get { key } | KvOp::Delete { key } => (key, &[]),
+        KvOp::Scan { start, .. } => (start, &[]),
+        KvOp::Put { key, value }
+        | KvOp::Create { key, value }
+        | KvOp::Update { key, value }
+        | KvOp::Cas { key, value, .. } => (key, value),
+    };
+    if key.len() > KEY_CEILING {
+        Some(key.len())
+    } else if value.len() > VALUE_CEILING {
+        Some(value.len())
+    } else {
+        None
     }
 }
 

@@ -10,6 +10,9 @@
 //   factory::Cluster cluster(servers);   // finds the primary, rides failovers
 //   cluster.order(7, 43);
 //
+//   factory::Kv kv("127.0.0.1", server.port());   // string keys and values
+//   kv.put("greeting", "hello");
+//
 // Servers and clients own their C handles (RAII, move-only): a Server is
 // stopped, and a Client closed, when it goes out of scope. Every failure
 // throws factory::Error, which carries the factory_status. Threading is
@@ -266,6 +269,215 @@ class Cluster {
   void close() noexcept {
     factory_cluster_close(cluster_);
     cluster_ = NULL;
+  }
+};
+
+// --- Protocol v2: string keys and values -----------------------------------
+//
+//   factory::Kv kv("127.0.0.1", 5000);          // one server
+//   factory::Kv kv(servers);                    // a cluster: follows the primary
+//   uint64_t v = kv.put("key", std::string("a\0b", 3));
+//   factory::KvValue got;
+//   if (kv.get("key", &got)) { ... got.value, got.version ... }
+//   factory::KvWrite w = kv.cas("key", v, "new");   // w.ok(), or w.status
+//
+// Keys and values are std::string, binary-safe (NUL bytes are data).
+// Conditions that may not hold are results, not exceptions: get returns
+// false for an absent key; create, update, erase and cas return a KvWrite
+// whose status is FACTORY_OK or the condition that failed
+// (FACTORY_KV_EXISTS, FACTORY_KV_NOT_FOUND, FACTORY_KV_VERSION_MISMATCH).
+// Everything else (FACTORY_ERR_TOO_LARGE, _NO_MEMORY, _UNAVAILABLE, a lost
+// connection, ...) throws factory::Error. A Kv made for one server is
+// unusable after a connection error (make a new one); one made for a
+// cluster connects again on its next call.
+
+// A value and its version (the log index that wrote it).
+struct KvValue {
+  uint64_t version;
+  std::string value;
+};
+
+// One key of a scan.
+struct KvItem {
+  std::string key;
+  uint64_t version;
+  std::string value;
+};
+
+// A page of a scan: its keys in order, and whether more follow (scan again
+// from the last key + '\0').
+struct KvScan {
+  std::vector<KvItem> items;
+  bool more;
+};
+
+// The outcome of a conditional write: FACTORY_OK and the new version, or
+// the condition that failed and the version it reports (the key's current
+// one for FACTORY_KV_EXISTS and FACTORY_KV_VERSION_MISMATCH, where
+// FACTORY_KV_NO_VERSION means absent; 0 for FACTORY_KV_NOT_FOUND).
+struct KvWrite {
+  factory_status status;
+  uint64_t version;
+  bool ok() const noexcept { return status == FACTORY_OK; }
+};
+
+// A protocol v2 client; closed by close() or the destructor (RAII,
+// move-only). Used by one thread at a time.
+class Kv {
+  factory_kv *kv_;
+
+  static const uint8_t *bytes(const std::string &s) {
+    return reinterpret_cast<const uint8_t *>(s.data());
+  }
+
+  KvWrite conditional(factory_status status, uint64_t version,
+                      factory_status allowed, const std::string &what) {
+    if (status != FACTORY_OK && status != allowed) {
+      throw Error(status, what);
+    }
+    KvWrite w;
+    w.status = status;
+    w.version = status == FACTORY_KV_NOT_FOUND ? 0 : version;
+    return w;
+  }
+
+ public:
+  // Connects to one server; `timeout` bounds connecting and every call
+  // (0: 30 s). Throws Error (FACTORY_ERR_CONNECT, ...).
+  Kv(const std::string &host, uint16_t port,
+     std::chrono::milliseconds timeout = std::chrono::milliseconds(0))
+      : kv_(NULL) {
+    detail::check(factory_kv_connect(host.c_str(), port,
+                                     static_cast<uint32_t>(timeout.count()),
+                                     &kv_),
+                  "cannot connect to " + detail::address(host, port));
+  }
+  // Connects to a cluster ("host:port" each) and follows its primary;
+  // `deadline` bounds connecting and every call, retries included (0: 30 s).
+  explicit Kv(const std::vector<std::string> &servers,
+              std::chrono::milliseconds deadline =
+                  std::chrono::milliseconds(0))
+      : kv_(NULL) {
+    std::vector<const char *> list;
+    for (size_t i = 0; i < servers.size(); i++) {
+      list.push_back(servers[i].c_str());
+    }
+    detail::check(
+        factory_kv_connect_cluster(list.empty() ? NULL : &list[0], list.size(),
+                                   static_cast<uint32_t>(deadline.count()),
+                                   &kv_),
+        "cannot connect to the cluster");
+  }
+  Kv(Kv &&other) noexcept : kv_(other.kv_) { other.kv_ = NULL; }
+  Kv &operator=(Kv &&other) noexcept {
+    std::swap(kv_, other.kv_);
+    return *this;
+  }
+  Kv(const Kv &) = delete;
+  Kv &operator=(const Kv &) = delete;
+  ~Kv() { close(); }
+
+  // Reads `key`: true and `*out` set if present, false if absent.
+  bool get(const std::string &key, KvValue *out) {
+    uint8_t *value = NULL;
+    size_t len = 0;
+    uint64_t version = 0;
+    factory_status st =
+        factory_kv_get_alloc(kv_, bytes(key), key.size(), &value, &len, &version);
+    if (st == FACTORY_KV_NOT_FOUND) {
+      return false;
+    }
+    detail::check(st, "kv get failed");
+    try {
+      out->value.assign(reinterpret_cast<const char *>(value), len);
+    } catch (...) {
+      factory_kv_free(value);
+      throw;
+    }
+    factory_kv_free(value);
+    out->version = version;
+    return true;
+  }
+
+  // Sets `key` to `value`; returns the new version.
+  uint64_t put(const std::string &key, const std::string &value) {
+    uint64_t version = 0;
+    detail::check(factory_kv_put(kv_, bytes(key), key.size(), bytes(value),
+                                 value.size(), &version),
+                  "kv put failed");
+    return version;
+  }
+
+  // Sets `key` only if absent (else FACTORY_KV_EXISTS).
+  KvWrite create(const std::string &key, const std::string &value) {
+    uint64_t version = 0;
+    factory_status st = factory_kv_create(kv_, bytes(key), key.size(),
+                                          bytes(value), value.size(), &version);
+    return conditional(st, version, FACTORY_KV_EXISTS, "kv create failed");
+  }
+
+  // Sets `key` only if present (else FACTORY_KV_NOT_FOUND).
+  KvWrite update(const std::string &key, const std::string &value) {
+    uint64_t version = 0;
+    factory_status st = factory_kv_update(kv_, bytes(key), key.size(),
+                                          bytes(value), value.size(), &version);
+    return conditional(st, version, FACTORY_KV_NOT_FOUND, "kv update failed");
+  }
+
+  // Removes `key` (else FACTORY_KV_NOT_FOUND); the version is the delete's
+  // log index. (`delete` is a C++ keyword.)
+  KvWrite erase(const std::string &key) {
+    uint64_t version = 0;
+    factory_status st =
+        factory_kv_delete(kv_, bytes(key), key.size(), &version);
+    return conditional(st, version, FACTORY_KV_NOT_FOUND, "kv delete failed");
+  }
+
+  // Sets `key` only if its version is `expected` (FACTORY_KV_NO_VERSION:
+  // only if absent), else FACTORY_KV_VERSION_MISMATCH.
+  KvWrite cas(const std::string &key, uint64_t expected,
+              const std::string &value) {
+    uint64_t version = 0;
+    factory_status st =
+        factory_kv_cas(kv_, bytes(key), key.size(), expected, bytes(value),
+                       value.size(), &version);
+    return conditional(st, version, FACTORY_KV_VERSION_MISMATCH,
+                       "kv cas failed");
+  }
+
+  // Up to `limit` (1-1000) keys from `start`, in byte order.
+  KvScan scan(const std::string &start, uint32_t limit) {
+    factory_kv_scan_result *result = NULL;
+    detail::check(
+        factory_kv_scan(kv_, bytes(start), start.size(), limit, &result),
+        "kv scan failed");
+    KvScan page;
+    try {
+      size_t count = factory_kv_scan_count(result);
+      page.items.reserve(count);
+      for (size_t i = 0; i < count; i++) {
+        factory_kv_item item;
+        detail::check(factory_kv_scan_item(result, i, &item), "kv scan item");
+        KvItem copy;
+        copy.key.assign(reinterpret_cast<const char *>(item.key), item.key_len);
+        copy.value.assign(reinterpret_cast<const char *>(item.value),
+                          item.value_len);
+        copy.version = item.version;
+        page.items.push_back(copy);
+      }
+      page.more = factory_kv_scan_more(result) != 0;
+    } catch (...) {
+      factory_kv_scan_free(result);
+      throw;
+    }
+    factory_kv_scan_free(result);
+    return page;
+  }
+
+  // Closes the connection; a no-op once closed.
+  void close() noexcept {
+    factory_kv_close(kv_);
+    kv_ = NULL;
   }
 };
 

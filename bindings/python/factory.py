@@ -1,7 +1,9 @@
 """factory: libfactory from Python, through ctypes.
 
 A client of a factory server (``Client``: connect, place an order, read a
-customer's record, close) and a server embedded in this process
+customer's record, close), of a cluster (``Cluster``), of string keys and
+values (``Kv``, protocol v2: get, put, create, update, delete, cas, scan),
+and a server embedded in this process
 (``Server``: start, its port, add a peer, a local read, stop), over the C
 library libfactory. Plain Python 3 and the standard library: no compiled
 extension, no dependency.
@@ -44,10 +46,25 @@ __all__ = [
     "AddressInUseError",
     "PanicError",
     "FactoryTimeoutError",
+    "UnavailableError",
+    "KvNotFoundError",
+    "KvConditionError",
+    "KvExistsError",
+    "KvVersionMismatchError",
+    "TooLargeError",
+    "BufferTooSmallError",
+    "NotPrimaryError",
+    "BusyError",
+    "NoMemoryError",
+    "BadRequestError",
     "RobotInfo",
     "CustomerRecord",
     "Client",
     "Server",
+    "Kv",
+    "KvValue",
+    "KvItem",
+    "NO_VERSION",
     "DEFAULT_TIMEOUT",
     "library",
     "version",
@@ -72,6 +89,15 @@ class Status(enum.IntEnum):
     PANIC = 8
     TIMEOUT = 9
     UNAVAILABLE = 10
+    KV_NOT_FOUND = 11
+    KV_EXISTS = 12
+    KV_VERSION_MISMATCH = 13
+    TOO_LARGE = 14
+    BUFFER_TOO_SMALL = 15
+    NOT_PRIMARY = 16
+    BUSY = 17
+    NO_MEMORY = 18
+    BAD_REQUEST = 19
 
 
 # --- errors ------------------------------------------------------------------
@@ -132,7 +158,67 @@ class UnavailableError(FactoryError, ConnectionError):
     deadline."""
 
 
+class KvNotFoundError(FactoryError, LookupError):
+    """Protocol v2: update or delete of an absent key (``Kv.get`` returns
+    None instead)."""
+
+
+class KvConditionError(FactoryError):
+    """Protocol v2: a condition on the key's version did not hold;
+    ``version`` is the key's current version (``NO_VERSION``: absent), set
+    by ``Kv`` (None when raised elsewhere)."""
+
+    version = None
+
+
+class KvExistsError(KvConditionError):
+    """Protocol v2: create of a key that exists."""
+
+
+class KvVersionMismatchError(KvConditionError):
+    """Protocol v2: cas whose expected version is not the key's."""
+
+
+class TooLargeError(FactoryError, ValueError):
+    """Protocol v2: a key or value over the server's limit (or over what
+    the protocol carries). The connection stays usable."""
+
+
+class BufferTooSmallError(FactoryError):
+    """A caller's buffer cannot hold the value (the C ``factory_kv_get``;
+    ``Kv`` never raises it)."""
+
+
+class NotPrimaryError(FactoryError):
+    """Protocol v2: a ``Kv`` made for one server sent a request its server
+    does not serve (a write to a backup). A ``Kv`` made for a list follows
+    the primary instead."""
+
+
+class BusyError(FactoryError):
+    """Protocol v2: the server is overloaded; try again later."""
+
+
+class NoMemoryError(FactoryError):
+    """Protocol v2: the write would take the server past its
+    ``--max-memory``; reads are still served."""
+
+
+class BadRequestError(FactoryError):
+    """Protocol v2: the server found the request malformed and closed the
+    connection (a bug in libfactory)."""
+
+
 _ERRORS = {
+    Status.KV_NOT_FOUND: KvNotFoundError,
+    Status.KV_EXISTS: KvExistsError,
+    Status.KV_VERSION_MISMATCH: KvVersionMismatchError,
+    Status.TOO_LARGE: TooLargeError,
+    Status.BUFFER_TOO_SMALL: BufferTooSmallError,
+    Status.NOT_PRIMARY: NotPrimaryError,
+    Status.BUSY: BusyError,
+    Status.NO_MEMORY: NoMemoryError,
+    Status.BAD_REQUEST: BadRequestError,
     Status.UNAVAILABLE: UnavailableError,
     Status.INVALID_ARGUMENT: InvalidArgumentError,
     Status.NULL_POINTER: NullPointerError,
@@ -185,6 +271,18 @@ CustomerRecord = namedtuple("CustomerRecord", "customer_id last_order")
 _p = ctypes.c_void_p
 _status = ctypes.c_int
 _str = ctypes.c_char_p
+# Keys and values: a pointer to bytes (NULs included) with a separate length.
+_bytes = ctypes.c_char_p
+
+
+class _KvItemC(ctypes.Structure):
+    _fields_ = [
+        ("key", ctypes.c_void_p),
+        ("key_len", ctypes.c_size_t),
+        ("value", ctypes.c_void_p),
+        ("value_len", ctypes.c_size_t),
+        ("version", ctypes.c_uint64),
+    ]
 # name: (restype, argtypes), as in include/factory.h.
 _SIGNATURES = {
     "factory_client_connect": (
@@ -215,6 +313,36 @@ _SIGNATURES = {
     "factory_server_last_order": (
         _status, [_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)]),
     "factory_server_stop": (_status, [_p]),
+    "factory_kv_connect": (
+        _status, [_str, ctypes.c_uint16, ctypes.c_uint32, ctypes.POINTER(_p)]),
+    "factory_kv_connect_cluster": (
+        _status, [ctypes.POINTER(_str), ctypes.c_size_t, ctypes.c_uint32, ctypes.POINTER(_p)]),
+    "factory_kv_close": (None, [_p]),
+    "factory_kv_get_alloc": (
+        _status, [_p, _bytes, ctypes.c_size_t, ctypes.POINTER(_p),
+                  ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_uint64)]),
+    "factory_kv_free": (None, [_p]),
+    "factory_kv_put": (
+        _status, [_p, _bytes, ctypes.c_size_t, _bytes, ctypes.c_size_t,
+                  ctypes.POINTER(ctypes.c_uint64)]),
+    "factory_kv_create": (
+        _status, [_p, _bytes, ctypes.c_size_t, _bytes, ctypes.c_size_t,
+                  ctypes.POINTER(ctypes.c_uint64)]),
+    "factory_kv_update": (
+        _status, [_p, _bytes, ctypes.c_size_t, _bytes, ctypes.c_size_t,
+                  ctypes.POINTER(ctypes.c_uint64)]),
+    "factory_kv_delete": (
+        _status, [_p, _bytes, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint64)]),
+    "factory_kv_cas": (
+        _status, [_p, _bytes, ctypes.c_size_t, ctypes.c_uint64, _bytes, ctypes.c_size_t,
+                  ctypes.POINTER(ctypes.c_uint64)]),
+    "factory_kv_scan": (
+        _status, [_p, _bytes, ctypes.c_size_t, ctypes.c_uint32, ctypes.POINTER(_p)]),
+    "factory_kv_scan_count": (ctypes.c_size_t, [_p]),
+    "factory_kv_scan_more": (ctypes.c_uint8, [_p]),
+    "factory_kv_scan_item": (
+        _status, [_p, ctypes.c_size_t, ctypes.POINTER(_KvItemC)]),
+    "factory_kv_scan_free": (None, [_p]),
     "factory_version": (_str, []),
     "factory_status_str": (_str, [_status]),
 }
@@ -400,6 +528,194 @@ class Cluster(_Session):
         ms = 0 if deadline is None else _timeout_ms(deadline)
         self._open(library().factory_cluster_connect, "factory_cluster_connect",
                    array, len(encoded), ms)
+
+
+# --- protocol v2: string keys and values ------------------------------------
+
+# The version of an absent key, for ``Kv.cas`` (only if absent) and as
+# reported by a mismatch.
+NO_VERSION = 2**64 - 1
+
+# A value and its version (the log index that wrote it).
+KvValue = namedtuple("KvValue", "version value")
+# One key of a scan.
+KvItem = namedtuple("KvItem", "key version value")
+
+
+def _data(what, value):
+    """Bytes of a key or value: bytes-like as is, str as UTF-8."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError("%s must be bytes or str, not %s" % (what, type(value).__name__))
+
+
+class Kv:
+    """A protocol v2 client (``factory_kv``): string keys and values, each
+    with a version (the log index that wrote it).
+
+    ``Kv("127.0.0.1", 5000)`` talks to one server (``timeout`` seconds for
+    connecting and every call, default 30); ``Kv(["h:1", "h:2", "h:3"])``
+    to a cluster, following its primary: a call goes on to the primary a
+    refusal names or to the next server, with backoff, until ``timeout``
+    seconds have passed (default 30). With a list, a write whose connection
+    failed after it was sent is sent again: a put may commit twice (same
+    value, newer version); a create, update, delete or cas may then raise
+    the outcome of its own first commit.
+
+    Keys and values are bytes (str is taken as UTF-8); values come back as
+    bytes. ``get`` returns None for an absent key; the conditional writes
+    raise ``KvExistsError``, ``KvNotFoundError`` or
+    ``KvVersionMismatchError`` (the first and last carry the key's
+    ``version``). Other failures raise their ``FactoryError``; after a
+    connection error (closed, I/O, timeout) a one-server ``Kv`` is
+    unusable, a cluster ``Kv`` connects again on its next call. One thread
+    at a time (calls take a lock). A context manager; closed when
+    collected.
+    """
+
+    def __init__(self, host_or_servers, port=None, timeout=DEFAULT_TIMEOUT):
+        lib = library()
+        self._lock = threading.Lock()
+        self._handle = None
+        out = _p()
+        ms = 0 if timeout is None else _timeout_ms(timeout)
+        if isinstance(host_or_servers, str):
+            if port is None:
+                raise TypeError("Kv(host, port): the port is missing")
+            _check(lib.factory_kv_connect(_host(host_or_servers), port, ms,
+                                          ctypes.byref(out)),
+                   "factory_kv_connect")
+        else:
+            if port is not None:
+                raise TypeError("Kv(servers): a list of 'host:port' takes no port")
+            encoded = [_host(s) for s in host_or_servers]
+            array = (_str * max(1, len(encoded)))(*encoded)
+            _check(lib.factory_kv_connect_cluster(array, len(encoded), ms,
+                                                  ctypes.byref(out)),
+                   "factory_kv_connect_cluster")
+        self._handle = out.value
+
+    def _call(self, what, *args):
+        """Calls ``factory_kv_<what>(handle, *args)``; returns its status
+        code (the caller decides which are errors)."""
+        with self._lock:
+            if self._handle is None:
+                raise ValueError("the kv client is closed")
+            return getattr(library(), "factory_kv_" + what)(self._handle, *args)
+
+    def get(self, key):
+        """The key's ``KvValue``, or None if it is absent."""
+        key = _data("key", key)
+        buf, length, version = _p(), ctypes.c_size_t(), ctypes.c_uint64()
+        code = self._call("get_alloc", key, len(key), ctypes.byref(buf),
+                          ctypes.byref(length), ctypes.byref(version))
+        if code == Status.KV_NOT_FOUND:
+            return None
+        _check(code, "factory_kv_get_alloc")
+        try:
+            value = ctypes.string_at(buf.value, length.value)
+        finally:
+            library().factory_kv_free(buf)
+        return KvValue(version.value, value)
+
+    def _write(self, what, *args):
+        version = ctypes.c_uint64()
+        code = self._call(what, *args, ctypes.byref(version))
+        if code == Status.OK:
+            return version.value
+        try:
+            _check(code, "factory_kv_" + what)
+        except KvConditionError as e:
+            e.version = version.value
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def put(self, key, value):
+        """Sets the key; returns its new version."""
+        key, value = _data("key", key), _data("value", value)
+        return self._write("put", key, len(key), value, len(value))
+
+    def create(self, key, value):
+        """Sets the key only if absent (else ``KvExistsError``); returns
+        the new version."""
+        key, value = _data("key", key), _data("value", value)
+        return self._write("create", key, len(key), value, len(value))
+
+    def update(self, key, value):
+        """Sets the key only if present (else ``KvNotFoundError``); returns
+        the new version."""
+        key, value = _data("key", key), _data("value", value)
+        return self._write("update", key, len(key), value, len(value))
+
+    def delete(self, key):
+        """Removes the key (else ``KvNotFoundError``); returns the delete's
+        log index."""
+        key = _data("key", key)
+        return self._write("delete", key, len(key))
+
+    def cas(self, key, expected, value):
+        """Sets the key only if its version is ``expected`` (``NO_VERSION``:
+        only if absent), else ``KvVersionMismatchError``; returns the new
+        version."""
+        key, value = _data("key", key), _data("value", value)
+        return self._write("cas", key, len(key), expected, value, len(value))
+
+    def scan(self, start=b"", limit=100):
+        """Up to ``limit`` (1-1000) keys from ``start`` (inclusive) in byte
+        order: a list of ``KvItem`` and whether more keys follow."""
+        start = _data("start", start)
+        out = _p()
+        _check(self._call("scan", start, len(start), limit, ctypes.byref(out)),
+               "factory_kv_scan")
+        lib = library()
+        try:
+            items = []
+            item = _KvItemC()
+            for i in range(lib.factory_kv_scan_count(out)):
+                _check(lib.factory_kv_scan_item(out, i, ctypes.byref(item)),
+                       "factory_kv_scan_item")
+                items.append(KvItem(ctypes.string_at(item.key, item.key_len),
+                                    item.version,
+                                    ctypes.string_at(item.value, item.value_len)))
+            more = bool(lib.factory_kv_scan_more(out))
+        finally:
+            lib.factory_kv_scan_free(out)
+        return items, more
+
+    def scan_all(self, start=b"", page=1000):
+        """Every key from ``start`` on, as ``KvItem``s, read ``page`` keys
+        at a time (each page from the last key + b"\\0")."""
+        start = _data("start", start)
+        while True:
+            items, more = self.scan(start, page)
+            yield from items
+            if not more or not items:
+                return
+            start = items[-1].key + b"\0"
+
+    def close(self):
+        """Closes the connection and frees the handle; closing twice is a
+        no-op."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            library().factory_kv_close(handle)
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_handle", None) is not None and _lib is not None:
+            self.close()
 
 
 # --- an embedded server -----------------------------------------------------

@@ -54,6 +54,7 @@ fn run(args: &ClientArgs) -> ExitCode {
     match &args.command {
         ClientCommand::Load(config) => load_run(config, args.output),
         ClientCommand::Status { servers, timeout } => status_run(servers, *timeout, args.output),
+        ClientCommand::Kv(kv) => factory::client::kv_command::run(kv),
         ClientCommand::Order {
             target,
             customer_id,

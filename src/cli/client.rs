@@ -18,6 +18,8 @@ usage: client [OPTIONS] IP PORT NUM_CUSTOMERS NUM_ORDERS REQUEST_TYPE
        client [OPTIONS] --servers H:P,... order CUSTOMER ORDER
        client [OPTIONS] --servers H:P,... read CUSTOMER
        client [OPTIONS] --status H:P[,H:P...]
+       client kv get|put|create|update|delete|cas|scan H:P ... [OPTIONS]
+                 (protocol v2 string keys and values: see 'client kv --help')
 
 Load run: starts NUM_CUSTOMERS threads, one connection each, numbered
 0..NUM_CUSTOMERS-1. With --servers, each thread uses the cluster client: it
@@ -50,7 +52,9 @@ one that cannot be reached as \"unreachable\".
 
 Exit status: 0 when every request succeeded (with --status: every server
 answered or is an original), 1 when a server cannot be reached or any
-request failed (the count is printed on stderr), 2 for a bad command line.
+request failed (the count is printed on stderr), 2 for a bad command line;
+'client kv' commands exit 3 when the operation's condition did not hold
+(key not found, key exists, version mismatch).
 
 arguments:
   IP             server host name or IP address
@@ -116,6 +120,8 @@ pub enum ClientCommand {
         servers: Vec<String>,
         timeout: Duration,
     },
+    /// A protocol v2 request (`client kv ...`).
+    Kv(super::kv::KvArgs),
 }
 
 /// The client's parsed command line.
@@ -148,6 +154,9 @@ struct Options {
 /// # Errors
 /// A [`UsageError`] naming the first argument that is wrong.
 pub fn parse_client(args: &[String]) -> Result<Command<ClientArgs>, UsageError> {
+    if args.first().is_some_and(|a| a == "kv") {
+        return super::kv::parse_kv(&args[1..]);
+    }
     let valued = ["--timeout", "--servers", "--status"];
     let flags = ["--percentiles", "--json", "--human"];
     let (pos, options) = match split_args(args, &valued, &flags)? {

@@ -53,7 +53,7 @@ macro_rules! neutral_value {
     )*};
 }
 
-neutral_value!(u16 => 0, *const c_char => ptr::null());
+neutral_value!(u8 => 0, u16 => 0, usize => 0, *const c_char => ptr::null());
 impl OnPanic for () {
     fn on_panic() -> Self {}
 }

@@ -25,6 +25,8 @@
 mod boundary;
 mod client;
 mod cluster;
+mod kv;
+mod kv_scan;
 mod rlimit;
 mod server;
 mod signal;
@@ -32,6 +34,8 @@ mod status;
 
 pub use client::*;
 pub use cluster::*;
+pub use kv::*;
+pub use kv_scan::*;
 pub(crate) use rlimit::raise_open_files_limit;
 pub use server::*;
 pub use status::*;

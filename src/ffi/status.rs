@@ -38,6 +38,27 @@ pub enum factory_status {
     /// No server of a cluster client's list served the request before its
     /// deadline (each was down, refused, timed out or closed the session).
     ERR_UNAVAILABLE = 10,
+    /// Protocol v2: the key does not exist (get, update, delete).
+    KV_NOT_FOUND = 11,
+    /// Protocol v2: create of a key that exists.
+    KV_EXISTS = 12,
+    /// Protocol v2: cas whose expected version is not the key's.
+    KV_VERSION_MISMATCH = 13,
+    /// Protocol v2: a key or value over the server's limit, or over what
+    /// the protocol carries.
+    ERR_TOO_LARGE = 14,
+    /// The caller's buffer cannot hold the value (`factory_kv_get`).
+    ERR_BUFFER_TOO_SMALL = 15,
+    /// Protocol v2: the server is not the primary and does not serve this
+    /// request (a single-server handle; a cluster handle follows).
+    ERR_NOT_PRIMARY = 16,
+    /// Protocol v2: the server is overloaded; try again later.
+    ERR_BUSY = 17,
+    /// Protocol v2: the write would take the server past `--max-memory`.
+    ERR_NO_MEMORY = 18,
+    /// Protocol v2: the server found the request malformed and closed the
+    /// connection (a bug in the client).
+    ERR_BAD_REQUEST = 19,
 }
 
 impl From<&ClientError> for factory_status {
@@ -81,6 +102,15 @@ impl factory_status {
             factory_status::ERR_PANIC => b"internal error in libfactory\0",
             factory_status::ERR_TIMEOUT => b"the server did not answer in time\0",
             factory_status::ERR_UNAVAILABLE => b"no server of the cluster answered in time\0",
+            factory_status::KV_NOT_FOUND => b"key not found\0",
+            factory_status::KV_EXISTS => b"key exists\0",
+            factory_status::KV_VERSION_MISMATCH => b"version mismatch\0",
+            factory_status::ERR_TOO_LARGE => b"key or value too large\0",
+            factory_status::ERR_BUFFER_TOO_SMALL => b"buffer too small for the value\0",
+            factory_status::ERR_NOT_PRIMARY => b"server is not the primary\0",
+            factory_status::ERR_BUSY => b"server busy\0",
+            factory_status::ERR_NO_MEMORY => b"server out of memory (--max-memory)\0",
+            factory_status::ERR_BAD_REQUEST => b"server refused a malformed request\0",
         }
     }
 }
@@ -126,6 +156,15 @@ mod tests {
             (factory_status::ERR_PANIC, 8),
             (factory_status::ERR_TIMEOUT, 9),
             (factory_status::ERR_UNAVAILABLE, 10),
+            (factory_status::KV_NOT_FOUND, 11),
+            (factory_status::KV_EXISTS, 12),
+            (factory_status::KV_VERSION_MISMATCH, 13),
+            (factory_status::ERR_TOO_LARGE, 14),
+            (factory_status::ERR_BUFFER_TOO_SMALL, 15),
+            (factory_status::ERR_NOT_PRIMARY, 16),
+            (factory_status::ERR_BUSY, 17),
+            (factory_status::ERR_NO_MEMORY, 18),
+            (factory_status::ERR_BAD_REQUEST, 19),
         ];
         for (status, code) in codes {
             assert_eq!(status as i32, code);

@@ -67,6 +67,15 @@ class Library(unittest.TestCase):
             S.PANIC: (factory.PanicError, factory.FactoryError),
             S.TIMEOUT: (factory.FactoryTimeoutError, TimeoutError),
             S.UNAVAILABLE: (factory.UnavailableError, ConnectionError),
+            S.KV_NOT_FOUND: (factory.KvNotFoundError, LookupError),
+            S.KV_EXISTS: (factory.KvExistsError, factory.FactoryError),
+            S.KV_VERSION_MISMATCH: (factory.KvVersionMismatchError, factory.FactoryError),
+            S.TOO_LARGE: (factory.TooLargeError, ValueError),
+            S.BUFFER_TOO_SMALL: (factory.BufferTooSmallError, factory.FactoryError),
+            S.NOT_PRIMARY: (factory.NotPrimaryError, factory.FactoryError),
+            S.BUSY: (factory.BusyError, factory.FactoryError),
+            S.NO_MEMORY: (factory.NoMemoryError, factory.FactoryError),
+            S.BAD_REQUEST: (factory.BadRequestError, factory.FactoryError),
         }
         self.assertEqual(set(want), set(S) - {S.OK})
         factory._check(0, "factory_call")
