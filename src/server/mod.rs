@@ -31,6 +31,7 @@ mod forward;
 mod kv_session;
 mod live;
 mod metrics;
+mod observe;
 mod progress;
 mod read_index;
 mod reads;
