@@ -12,12 +12,14 @@
 //! votes and is never waited for; a slow one only falls behind, and one
 //! whose next entry was compacted away is told to start again.
 //!
-//! A second thread per connection reads the observer's requests, so that a
-//! confirmation is answered at once whatever the commits do.
+//! A second thread per connection reads the observer's confirmation
+//! requests and answers each itself (sending first any committed entry not
+//! sent yet), so that a confirmation costs no extra thread hop; the two
+//! share the socket's sending side behind one lock.
 
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -39,57 +41,151 @@ pub(crate) fn start_point(applied: Option<i32>, first_index: i32, commit: i32) -
     }
 }
 
-/// What the request reader shares with the streaming thread.
-#[derive(Default)]
-struct Requests {
-    /// The newest confirmation asked for (0: none).
-    wanted: AtomicU64,
-    /// The reader ended (the observer left or sent something wrong).
+/// What the two threads of one connection share.
+struct Connection<'a> {
+    shared: &'a Shared,
+    peer: SocketAddr,
+    sender: Mutex<Sender>,
+    /// Every entry through it has been sent (a copy of the sender's, read
+    /// without its lock by the streaming thread's wait).
+    sent: AtomicI32,
+    /// The connection is over (the observer left, sent something wrong,
+    /// or this server may no longer serve it).
     ended: AtomicBool,
+}
+
+impl Connection<'_> {
+    fn sender(&self) -> MutexGuard<'_, Sender> {
+        // The sender is consistent between its calls.
+        self.sender.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        let _ = self.sender().stream.shutdown(Shutdown::Both);
+        self.shared.role.changes.notify();
+    }
 }
 
 /// Serves one observer connection until it ends or the server stops.
 pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_write_timeout(Some(shared.limits.peer_timeout));
-    let mut s = match Stream::open(shared, stream, peer) {
+    let sender = match Sender::open(shared, stream, peer) {
         Ok(s) => s,
         Err(why) => return log::info!("observer {peer}: {why}; closing"),
     };
-    let reader_stream = match s.stream.try_clone() {
+    let reader_stream = match sender.stream.try_clone() {
         Ok(r) => r,
         Err(e) => return log::warn!("observer {peer}: cannot share the socket ({e}); closing"),
     };
-    let requests = Arc::clone(&s.requests);
+    let both = Connection {
+        shared,
+        peer,
+        sent: AtomicI32::new(sender.sent),
+        sender: Mutex::new(sender),
+        ended: AtomicBool::new(false),
+    };
     thread::scope(|scope| {
         let reader = thread::Builder::new()
             .name("observe-requests".into())
             .stack_size(super::accept::CONNECTION_STACK)
-            .spawn_scoped(scope, move || {
-                read_requests(shared, reader_stream, peer, &requests)
-            });
+            .spawn_scoped(scope, || read_requests(&both, reader_stream));
         let end = match reader {
-            Ok(_) => s.serve(),
+            Ok(_) => stream_commits(&both),
             Err(e) => format!("cannot start its request reader ({e})"),
         };
-        log::info!("observer {peer}: {end}; closing (sent through {})", s.sent);
+        log::info!(
+            "observer {peer}: {end}; closing (sent through {})",
+            both.sent.load(Ordering::Acquire)
+        );
         // Ends the reader, which the scope then joins.
-        let _ = s.stream.shutdown(Shutdown::Both);
+        both.end();
     });
 }
 
-struct Stream<'a> {
-    shared: &'a Shared,
+/// Sends each commit as it happens, and a heartbeat when idle, until the
+/// connection ends or the server stops; says why it ended.
+fn stream_commits(both: &Connection<'_>) -> String {
+    let shared = both.shared;
+    let mut quiet_since = Instant::now();
+    loop {
+        let sent = both.sent.load(Ordering::Acquire);
+        shared
+            .role
+            .wait_until(shared, Instant::now() + HEARTBEAT, |v| {
+                v.applied > sent || v.primary != v.me || both.ended.load(Ordering::Acquire)
+            });
+        if shared.stopping() {
+            return "the server is stopping".into();
+        }
+        if both.ended.load(Ordering::Acquire) {
+            return "the observer left, or a confirmation was refused".into();
+        }
+        let mut sender = both.sender();
+        let pushed = sender.push(shared);
+        both.sent.store(sender.sent, Ordering::Release);
+        match pushed {
+            Ok(0) if quiet_since.elapsed() >= HEARTBEAT => {
+                let beat = ObserveFrame::Heartbeat {
+                    commit: sender.sent,
+                };
+                if let Err(e) = sender.send(&beat) {
+                    return e;
+                }
+                quiet_since = Instant::now();
+            }
+            Ok(0) => {}
+            Ok(_) => quiet_since = Instant::now(),
+            Err(end) => return end,
+        }
+    }
+}
+
+/// Reads the observer's confirmation requests and answers each, until it
+/// leaves or one is refused.
+fn read_requests(both: &Connection<'_>, mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(None);
+    let mut scratch = Vec::new();
+    let peer = both.peer;
+    loop {
+        match read_observe(&mut stream, &mut scratch) {
+            Ok(ObserveFrame::Confirm { seq }) => {
+                let mut sender = both.sender();
+                let answered = sender.confirm(both.shared, seq);
+                both.sent.store(sender.sent, Ordering::Release);
+                drop(sender);
+                if let Err(why) = answered {
+                    log::info!("observer {peer}: {why}");
+                    break;
+                }
+            }
+            Ok(other) => {
+                log::warn!(
+                    "observer {peer}: unexpected {} frame; closing",
+                    other.name()
+                );
+                break;
+            }
+            Err(e) => {
+                log::debug!("observer {peer}: {e}");
+                break;
+            }
+        }
+    }
+    both.end();
+}
+
+/// The sending side of one observer connection.
+struct Sender {
     stream: TcpStream,
     epoch: Epoch,
     /// Every entry through it has been sent.
     sent: i32,
-    answered: u64,
-    requests: Arc<Requests>,
     out: Vec<u8>,
 }
 
-impl<'a> Stream<'a> {
-    fn open(shared: &'a Shared, mut stream: TcpStream, peer: SocketAddr) -> Result<Self, String> {
+impl Sender {
+    fn open(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) -> Result<Self, String> {
         let _ = stream.set_read_timeout(Some(shared.limits.handshake_timeout));
         let mut scratch = Vec::new();
         let applied = match read_observe(&mut stream, &mut scratch) {
@@ -97,109 +193,64 @@ impl<'a> Stream<'a> {
             Ok(other) => return Err(format!("expected subscribe, got {}", other.name())),
             Err(e) => return Err(format!("no subscribe ({e})")),
         };
-        let mut out = Vec::with_capacity(256);
+        let mut sender = Sender {
+            stream,
+            epoch: 0,
+            sent: -1,
+            out: Vec::with_capacity(256),
+        };
         if let Err(primary) = super::read_index::answer(shared) {
-            send(
-                &mut stream,
-                &ObserveFrame::Refused {
-                    primary: primary.parse().unwrap_or(-1),
-                },
-                &mut out,
-            )?;
+            let primary = primary.parse().unwrap_or(-1);
+            let _ = sender.send(&ObserveFrame::Refused { primary });
             return Err(format!("not a serving primary (it names {primary})"));
         }
-        let (epoch, reset, from) = {
+        let (reset, from) = {
             let replica = shared.replica();
-            let (reset, from) = start_point(
+            sender.epoch = replica.epoch();
+            start_point(
                 applied,
                 replica.log().first_index(),
                 replica.committed_index(),
-            );
-            (replica.epoch(), reset, from)
+            )
         };
+        sender.sent = from;
         let start = ObserveFrame::Start {
-            epoch,
+            epoch: sender.epoch,
             reset,
             applied: from,
         };
-        send(&mut stream, &start, &mut out)?;
+        sender.send(&start)?;
         log::info!(
             "observer {peer} subscribed (applied {applied:?}): streaming commits after {from}{}",
             if reset { ", it resets" } else { "" }
         );
-        Ok(Stream {
-            shared,
-            stream,
-            epoch,
-            sent: from,
-            answered: 0,
-            requests: Arc::default(),
-            out,
-        })
+        Ok(sender)
     }
 
-    /// Streams until the observer leaves, this server stops being the
-    /// primary of its epoch, or the server stops; says why.
-    fn serve(&mut self) -> String {
-        let mut quiet_since = Instant::now();
-        loop {
-            let sent = self.sent;
-            let answered = self.answered;
-            let requests = Arc::clone(&self.requests);
-            let wake = Instant::now() + HEARTBEAT;
-            self.shared.role.wait_until(self.shared, wake, |v| {
-                v.applied > sent
-                    || v.primary != v.me
-                    || requests.wanted.load(Ordering::Acquire) > answered
-                    || requests.ended.load(Ordering::Acquire)
-            });
-            if self.shared.stopping() {
-                return "the server is stopping".into();
-            }
-            if self.requests.ended.load(Ordering::Acquire) {
-                return "the observer left".into();
-            }
-            let result = match self.requests.wanted.load(Ordering::Acquire) {
-                wanted if wanted > self.answered => self.confirm(wanted),
-                _ => self.push().map(|n| n > 0),
-            };
-            match result {
-                Ok(true) => quiet_since = Instant::now(),
-                Ok(false) if quiet_since.elapsed() >= HEARTBEAT => {
-                    let beat = ObserveFrame::Heartbeat { commit: self.sent };
-                    if let Err(e) = send(&mut self.stream, &beat, &mut self.out) {
-                        return e;
-                    }
-                    quiet_since = Instant::now();
-                }
-                Ok(false) => {}
-                Err(end) => return end,
-            }
-        }
+    fn send(&mut self, frame: &ObserveFrame) -> Result<(), String> {
+        use std::io::Write;
+        self.out.clear();
+        frame.encode(&mut self.out);
+        self.stream
+            .write_all(&self.out)
+            .map_err(|e| format!("cannot send a {} frame ({e})", frame.name()))
     }
 
     /// Answers confirmation `seq`: the commit point if this is still a
     /// primary that may serve reads, sent after every entry through it.
-    fn confirm(&mut self, seq: u64) -> Result<bool, String> {
-        self.answered = seq;
-        match super::read_index::answer(self.shared) {
+    fn confirm(&mut self, shared: &Shared, seq: u64) -> Result<(), String> {
+        match super::read_index::answer(shared) {
             Ok(commit) => {
                 while self.sent < commit {
-                    if self.push()? == 0 {
+                    if self.push(shared)? == 0 {
                         return Err(format!("commit point {commit} not in the log"));
                     }
                 }
-                let frame = ObserveFrame::Confirmed { seq, commit };
-                send(&mut self.stream, &frame, &mut self.out)?;
-                Ok(true)
+                self.send(&ObserveFrame::Confirmed { seq, commit })
             }
             Err(primary) => {
                 let primary = primary.parse().unwrap_or(-1);
-                let _ = send(
-                    &mut self.stream,
-                    &ObserveFrame::Refused { primary },
-                    &mut self.out,
-                );
+                let _ = self.send(&ObserveFrame::Refused { primary });
                 Err(format!("no longer a serving primary (it names {primary})"))
             }
         }
@@ -207,27 +258,23 @@ impl<'a> Stream<'a> {
 
     /// Sends the committed entries not sent yet (one frame's worth);
     /// returns how many.
-    fn push(&mut self) -> Result<usize, String> {
-        let (frame, count) = match self.next_frame()? {
+    fn push(&mut self, shared: &Shared) -> Result<usize, String> {
+        let (frame, count) = match self.next_frame(shared)? {
             Some(next) => next,
             None => return Ok(0),
         };
-        send(&mut self.stream, &frame, &mut self.out)?;
+        self.send(&frame)?;
         Ok(count)
     }
 
     /// The next frame to send, cloned under the replica lock: entries, or a
     /// reset when the next entry was compacted away.
-    fn next_frame(&mut self) -> Result<Option<(ObserveFrame, usize)>, String> {
-        let replica = self.shared.replica();
+    fn next_frame(&mut self, shared: &Shared) -> Result<Option<(ObserveFrame, usize)>, String> {
+        let replica = shared.replica();
         if !replica.is_primary() || replica.epoch() != self.epoch {
             let primary = replica.primary_id();
             drop(replica);
-            let _ = send(
-                &mut self.stream,
-                &ObserveFrame::Refused { primary },
-                &mut self.out,
-            );
+            let _ = self.send(&ObserveFrame::Refused { primary });
             return Err(format!(
                 "no longer primary of its epoch (it names {primary})"
             ));
@@ -253,43 +300,6 @@ impl<'a> Stream<'a> {
         self.sent += take as i32;
         Ok(Some((ObserveFrame::Entries { first, entries }, take)))
     }
-}
-
-fn send(stream: &mut TcpStream, frame: &ObserveFrame, out: &mut Vec<u8>) -> Result<(), String> {
-    use std::io::Write;
-    out.clear();
-    frame.encode(out);
-    stream
-        .write_all(out)
-        .map_err(|e| format!("cannot send a {} frame ({e})", frame.name()))
-}
-
-/// Reads the observer's confirmation requests until it leaves, and
-/// wakes the streaming thread for each.
-fn read_requests(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, requests: &Requests) {
-    let _ = stream.set_read_timeout(None);
-    let mut scratch = Vec::new();
-    loop {
-        match read_observe(&mut stream, &mut scratch) {
-            Ok(ObserveFrame::Confirm { seq }) => {
-                requests.wanted.fetch_max(seq, Ordering::AcqRel);
-            }
-            Ok(other) => {
-                log::warn!(
-                    "observer {peer}: unexpected {} frame; closing",
-                    other.name()
-                );
-                break;
-            }
-            Err(e) => {
-                log::debug!("observer {peer}: {e}");
-                break;
-            }
-        }
-        shared.role.changes.notify();
-    }
-    requests.ended.store(true, Ordering::Release);
-    shared.role.changes.notify();
 }
 
 #[cfg(test)]
