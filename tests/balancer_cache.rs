@@ -421,3 +421,91 @@ fn the_cache_holds_at_most_cache_size_records() {
     c.close();
     b.stop();
 }
+
+/// The observer endpoint treats its input as hostile: a huge length, a
+/// wrong first frame or a subscription to a server that is not the primary
+/// each closes that connection (after a refusal naming the primary where
+/// there is one), and the server keeps serving.
+#[test]
+fn the_observer_endpoint_closes_what_it_cannot_serve() {
+    use factory::wire::observe::{read_observe, ObserveFrame, OBSERVE_TAG};
+
+    let servers = in_process_cluster(2);
+    let port = |i: usize| servers[i].local_addr().port();
+    let mut c = Client::connect("127.0.0.1", port(0), IO_TIMEOUT).unwrap();
+    c.order(1, 1).unwrap();
+    c.close();
+    let primary = primary_port(&servers);
+    let backup = if primary == port(0) { port(1) } else { port(0) };
+    let open = |port: u16, bytes: &[u8]| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(IO_TIMEOUT).unwrap();
+        s.write_all(&OBSERVE_TAG).unwrap();
+        s.write_all(bytes).unwrap();
+        s
+    };
+    let mut huge = open(primary, &[0xff, 0xff, 0xff, 0xff, 1]);
+    assert!(common::closed_by_server(&mut huge));
+    let mut confirm_first = Vec::new();
+    ObserveFrame::Confirm { seq: 1 }.encode(&mut confirm_first);
+    let mut wrong = open(primary, &confirm_first);
+    assert!(common::closed_by_server(&mut wrong));
+    let mut subscribe = Vec::new();
+    ObserveFrame::Subscribe { applied: None }.encode(&mut subscribe);
+    let mut to_backup = open(backup, &subscribe);
+    let mut scratch = Vec::new();
+    let primary_id = servers
+        .iter()
+        .find(|s| s.local_addr().port() == primary)
+        .unwrap()
+        .factory_id();
+    assert_eq!(
+        read_observe(&mut to_backup, &mut scratch),
+        Ok(ObserveFrame::Refused {
+            primary: primary_id
+        })
+    );
+    assert!(common::closed_by_server(&mut to_backup));
+    // The primary streams to a well-behaved observer, and still serves.
+    let mut good = open(primary, &subscribe);
+    let start = read_observe(&mut good, &mut scratch).unwrap();
+    assert!(
+        matches!(start, ObserveFrame::Start { reset: true, applied, .. } if applied >= 0),
+        "{start:?}"
+    );
+    let mut c = Client::connect("127.0.0.1", primary, IO_TIMEOUT).unwrap();
+    c.order(2, 7).unwrap();
+    c.close();
+    let mut seen = Vec::new();
+    let end = Instant::now() + DEADLINE;
+    while !seen.contains(&(2, 7)) && Instant::now() < end {
+        if let ObserveFrame::Entries { entries, .. } =
+            read_observe(&mut good, &mut scratch).unwrap()
+        {
+            for e in entries {
+                if let factory::wire::Op::Set {
+                    customer_id,
+                    order_number,
+                } = e.op
+                {
+                    seen.push((customer_id, order_number));
+                }
+            }
+        }
+    }
+    assert!(seen.contains(&(2, 7)), "the commit was streamed: {seen:?}");
+    let mut confirm = Vec::new();
+    ObserveFrame::Confirm { seq: 9 }.encode(&mut confirm);
+    good.write_all(&confirm).unwrap();
+    let mut confirmed = None;
+    while confirmed.is_none() && Instant::now() < end {
+        if let ObserveFrame::Confirmed { seq, commit } =
+            read_observe(&mut good, &mut scratch).unwrap()
+        {
+            confirmed = Some((seq, commit));
+        }
+    }
+    let (seq, commit) = confirmed.expect("a confirmation");
+    assert_eq!(seq, 9);
+    assert!(commit >= 1, "{commit}");
+}
