@@ -76,6 +76,10 @@ struct State {
     /// `primary` ([`route::readers`]), and the next one's turn.
     readers: Vec<usize>,
     turn: usize,
+    /// A request is asking the servers for their status because the
+    /// primary found has aged: the others keep using it meanwhile, rather
+    /// than all asking at once.
+    refreshing: bool,
 }
 
 /// The servers behind a balancer.
@@ -135,6 +139,7 @@ impl Upstream {
                 next: 0,
                 readers: Vec::new(),
                 turn: 0,
+                refreshing: false,
             }),
             stopping: AtomicBool::new(false),
         }
@@ -287,7 +292,7 @@ impl Upstream {
         let start = {
             let mut state = lock(&self.state);
             match state.primary {
-                Some((index, found)) if found.elapsed() < PRIMARY_RECHECK => {
+                Some((index, found)) if found.elapsed() < PRIMARY_RECHECK || state.refreshing => {
                     return Some(match kind {
                         Kind::Read if !state.readers.is_empty() => take_turn(&mut state, index),
                         _ => Target {
@@ -296,14 +301,20 @@ impl Upstream {
                         },
                     });
                 }
-                _ => state.next,
+                Some(_) => {
+                    state.refreshing = true;
+                    state.next
+                }
+                None => state.next,
             }
         };
         let timeout = self.attempt_timeout(deadline).min(STATUS_TIMEOUT);
         let statuses = status::fetch_all(&self.servers, timeout);
         let readers = route::readers(&statuses);
-        let found = route::pick(kind, &statuses, start)?;
+        let found = route::pick(kind, &statuses, start);
         let mut state = lock(&self.state);
+        state.refreshing = false;
+        let found = found?;
         state.readers = readers;
         if found.primary {
             if state.previous != Some(found.index) {
