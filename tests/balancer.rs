@@ -1,6 +1,7 @@
 //! The load balancer (issue 16.1, 16.2) in front of three server
 //! processes: plain v1 clients (single-server clients, which fail on any
-//! error) see no failed request across a primary SIGKILL and restart,
+//! error) see no failed request across a primary SIGKILL and restart
+//! (reads through the cache included),
 //! every acknowledged write is on every live server afterwards (fresh
 //! customers after each fault included), no read through the balancer
 //! returns less than what its own client had acknowledged, and the
@@ -30,7 +31,12 @@ fn addresses(ports: &[u16]) -> Vec<String> {
 }
 
 fn balancer(list: &[String]) -> Balancer {
+    caching_balancer(list, 0)
+}
+
+fn caching_balancer(list: &[String], cache_size: usize) -> Balancer {
     let mut config = BalancerConfig::loopback(0, list.to_vec());
+    config.cache_size = cache_size;
     config.upstream = UpstreamOptions {
         deadline: DEADLINE,
         attempt_timeout: Duration::from_secs(5),
@@ -174,7 +180,9 @@ fn assert_everywhere(list: &[String], live: &[usize], expected: &HashMap<i32, i3
 fn plain_clients_through_the_balancer_ride_through_a_primary_kill_and_restart() {
     let mut cluster = ProcessCluster::start(3);
     let list = addresses(&cluster.ports());
-    let b = balancer(&list);
+    // With the cache on: each read back follows its write, which fills the
+    // cache, so reads are hits whenever the commit stream is up.
+    let b = caching_balancer(&list, 1000);
     let traffic = Traffic::start(&b, 0..4);
     assert!(
         traffic.wait_for_more(100),
@@ -182,6 +190,15 @@ fn plain_clients_through_the_balancer_ride_through_a_primary_kill_and_restart() 
         traffic.failures()
     );
     let primary = primary_of(&list).expect("a primary");
+    // The cache follows this primary and serves before it is killed.
+    assert!(
+        wait_until(|| {
+            let m = b.metrics();
+            m.cache_starts >= 1 && m.cache_hits > 0
+        }),
+        "the cache never served: {:?}",
+        b.metrics()
+    );
     cluster.kill(primary);
     assert!(
         traffic.wait_for_more(100),
@@ -203,6 +220,18 @@ fn plain_clients_through_the_balancer_ride_through_a_primary_kill_and_restart() 
         "{:?}",
         after_restart.failures()
     );
+    // The cache follows the new primary's commits, and serves again.
+    assert!(
+        wait_until(|| b.metrics().cache_starts >= 2),
+        "the cache never followed the new primary: {:?}",
+        b.metrics()
+    );
+    let hits_before = b.metrics().cache_hits;
+    assert!(
+        after_restart.wait_for_more(50),
+        "{:?}",
+        after_restart.failures()
+    );
     let mut expected = HashMap::new();
     for t in [traffic, after_kill, after_restart] {
         let (acked, failures) = t.finish();
@@ -216,6 +245,14 @@ fn plain_clients_through_the_balancer_ride_through_a_primary_kill_and_restart() 
     );
     assert!(m.retries >= 1, "the kill was crossed by retrying: {m:?}");
     assert!(m.failovers >= 1, "a new primary was found: {m:?}");
+    assert!(
+        m.cache_hits > 0,
+        "reads were answered from the cache: {m:?}"
+    );
+    assert!(
+        m.cache_hits > hits_before,
+        "hits after the cache followed the new primary: {m:?}"
+    );
     b.stop();
     // The restarted server catches up too.
     assert_everywhere(&list, &[0, 1, 2], &expected);
@@ -240,7 +277,7 @@ fn requests_are_relayed_over_pooled_sessions() {
         "40 requests from 20 connections reused the balancer's sessions: {m:?}"
     );
     let primary = primary_of(&list).unwrap();
-    assert_eq!(m.served[primary], 40, "reads went to the primary: {m:?}");
+    assert!(m.served[primary] >= 20, "writes went to the primary: {m:?}");
     b.stop();
 }
 
@@ -339,19 +376,19 @@ fn the_original_shaped_client_works_through_the_load_binary() {
 }
 
 #[test]
-fn the_load_binary_says_the_cache_is_not_used() {
+fn the_load_binary_answers_through_its_cache() {
     let cluster = ProcessCluster::start(1);
     let list = addresses(&cluster.ports());
     let (mut load, port, startup) = load_process(&list, 100);
     assert!(
-        startup
-            .iter()
-            .any(|l| l.contains("WARN") && l.contains("CACHE_SIZE 100 accepted but not used")),
+        !startup.iter().any(|l| l.contains("not used")),
         "{startup:?}"
     );
     let mut c = Client::connect("127.0.0.1", port, common::IO_TIMEOUT).unwrap();
     c.order(3, 4).unwrap();
-    assert_eq!(c.read(3).unwrap().last_order, 4);
+    for _ in 0..5 {
+        assert_eq!(c.read(3).unwrap().last_order, 4);
+    }
     c.close();
     let _ = load.kill();
     let _ = load.wait();
@@ -359,7 +396,12 @@ fn the_load_binary_says_the_cache_is_not_used() {
         .arg("--help")
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&help.stdout).contains("NOT USED YET"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("as linearizable as a read on a server"),
+        "{help}"
+    );
+    assert!(!help.contains("NOT USED"), "{help}");
 }
 
 #[test]

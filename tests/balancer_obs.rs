@@ -2,7 +2,8 @@
 //! request, shown by `client --status` as a row of role "balancer" with
 //! its figures, and `--metrics`, parsed strictly (`common::prometheus`)
 //! after a run whose requests are all counted: the requests each server
-//! answered add up to the requests the clients sent.
+//! answered and the cache's hits add up to the requests the clients sent,
+//! and the cache's figures agree everywhere.
 
 mod common;
 
@@ -57,8 +58,18 @@ fn status_and_metrics_count_every_request() {
     let b = Balancer::start(config).expect("start the balancer");
     let addr = b.local_addr();
     let metrics = b.metrics_addr().expect("metrics served");
+    // The cache serves once its commit stream runs (a primary exists
+    // after the first write).
+    let mut first =
+        Client::connect("127.0.0.1", addr.port(), Some(Duration::from_secs(60))).unwrap();
+    first.order(999, 1).unwrap();
+    first.close();
+    assert!(wait_until(|| matches!(
+        fetch(&addr.to_string(), Duration::from_secs(2)),
+        ServerStatus::Report(r) if r.balancer.as_ref().is_some_and(|v| v.cache_enabled)
+    )));
 
-    let sent = run(addr.port());
+    let sent = run(addr.port()) + 1;
 
     // The status request, decoded as `client --status` decodes it.
     let status = fetch(&addr.to_string(), Duration::from_secs(5));
@@ -69,11 +80,23 @@ fn status_and_metrics_count_every_request() {
     assert_eq!(r.role_name(), "balancer");
     let view = r.balancer.as_ref().expect("the balancer's section");
     assert_eq!(view.requests, sent);
-    assert_eq!(view.servers.iter().map(|s| s.answered).sum::<u64>(), sent);
+    let reads = (CLIENTS * ORDERS) as u64;
+    let answered: u64 = view.servers.iter().map(|s| s.answered).sum();
+    assert_eq!(
+        answered + view.cache_hits,
+        sent,
+        "every request answered by a server or the cache: {view:?}"
+    );
+    assert_eq!(view.cache_hits + view.cache_misses, reads, "{view:?}");
+    assert!(view.cache_hits > 0, "each read follows its write: {view:?}");
+    assert!(
+        view.cache_entries > 0 && view.cache_entries <= 50,
+        "{view:?}"
+    );
     assert_eq!(view.retries, 0);
     assert_eq!(view.failovers, 0);
     assert_eq!(view.cache_capacity, 50);
-    assert!(!view.cache_enabled);
+    assert!(view.cache_enabled);
     let ids: Vec<i32> = view.servers.iter().map(|s| s.id).collect();
     assert_eq!(ids, [10, 11, 12]);
     let primary = view
@@ -82,30 +105,46 @@ fn status_and_metrics_count_every_request() {
         .position(|s| s.primary)
         .expect("the primary it writes to");
     assert_eq!(r.primary_id, ids[primary]);
-    // Every read goes to the primary in this version, as do the writes.
-    assert_eq!(view.servers[primary].answered, sent);
+    // Every write goes to the primary; reads that miss are spread.
+    assert!(view.servers[primary].answered > reads, "{view:?}");
 
     // The metrics, strictly parsed, say the same.
     let s = scrape(metrics);
     assert_eq!(s.get("factory_balancer_requests_total", &[]), sent as f64);
-    assert_eq!(s.sum_of("factory_balancer_answered_total"), sent as f64);
+    assert_eq!(s.sum_of("factory_balancer_answered_total"), answered as f64);
     let id = ids[primary].to_string();
     let primary_labels = [("server", list[primary].as_str()), ("id", id.as_str())];
     assert_eq!(
         s.get("factory_balancer_answered_total", &primary_labels),
-        sent as f64
+        view.servers[primary].answered as f64
     );
     assert_eq!(s.get("factory_balancer_primary", &primary_labels), 1.0);
     assert_eq!(s.sum_of("factory_balancer_primary"), 1.0);
     assert_eq!(s.get("factory_balancer_retries_total", &[]), 0.0);
     assert_eq!(s.get("factory_balancer_failovers_total", &[]), 0.0);
     assert!(s.get("factory_balancer_sessions_opened_total", &[]) >= 1.0);
-    assert_eq!(s.get("factory_balancer_cache_enabled", &[]), 0.0);
+    assert_eq!(s.get("factory_balancer_cache_enabled", &[]), 1.0);
     assert_eq!(s.get("factory_balancer_cache_capacity", &[]), 50.0);
-    for name in ["hits", "misses", "invalidations"] {
+    assert_eq!(
+        s.get("factory_balancer_cache_entries", &[]),
+        f64::from(view.cache_entries)
+    );
+    for (name, value) in [
+        ("hits", view.cache_hits),
+        ("misses", view.cache_misses),
+        ("invalidations", view.invalidations),
+    ] {
         let family = format!("factory_balancer_cache_{name}_total");
-        assert_eq!(s.get(&family, &[]), 0.0);
+        assert_eq!(s.get(&family, &[]), value as f64, "{family}");
     }
+    assert_eq!(
+        s.get("factory_balancer_cache_stream_starts_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        s.get("factory_balancer_cache_following", &primary_labels),
+        1.0
+    );
     assert!(wait_until(|| scrape(metrics)
         .get("factory_balancer_client_connections", &[])
         == 0.0));
@@ -133,13 +172,20 @@ fn status_and_metrics_count_every_request() {
     let answered = format!(
         "answered {}",
         ids.iter()
-            .enumerate()
-            .map(|(i, id)| format!("{id}={}", if i == primary { sent } else { 0 }))
+            .zip(&view.servers)
+            .map(|(id, s)| format!("{id}={}", s.answered))
             .collect::<Vec<_>>()
             .join(",")
     );
     assert!(
         lines[5].starts_with(&format!("balancer {addr}: requests {sent} {answered} ")),
+        "{table}"
+    );
+    assert!(
+        lines[5].contains(&format!(
+            "cache on (capacity 50, entries {}, hits {}, misses {}, invalidations {})",
+            view.cache_entries, view.cache_hits, view.cache_misses, view.invalidations
+        )),
         "{table}"
     );
     let o = Command::new(env!("CARGO_BIN_EXE_client"))
@@ -150,7 +196,8 @@ fn status_and_metrics_count_every_request() {
     let me = &json["servers"][0];
     assert_eq!(me["role"], "balancer", "{json}");
     assert_eq!(me["balancer"]["requests"], sent, "{json}");
-    assert_eq!(me["balancer"]["cache"]["enabled"], false, "{json}");
+    assert_eq!(me["balancer"]["cache"]["enabled"], true, "{json}");
+    assert_eq!(me["balancer"]["cache"]["hits"], view.cache_hits, "{json}");
     b.stop();
 }
 

@@ -4,17 +4,21 @@
 //! across failovers, over pooled sessions. See docs/balancer.md.
 //!
 //! - [`cache`]: the LRU a read cache keeps its records in (pure);
+//! - [`coherent`]: the read cache's rules over the commit stream (pure);
 //! - [`route`]: which server a request goes to (pure);
 //! - [`upstream`]: the pooled sessions to the servers and the retry loop;
+//! - `observer`: the commit stream from the primary, confirmations, and
+//!   the cached read and write paths;
 //! - `proxy`: the listener and the per-connection threads;
 //! - `status`: its answer to the status request and its `/metrics` text.
 //!
-//! The read cache is not used yet: `CACHE_SIZE` is accepted, but a cache
-//! that cannot see writes made through other paths could answer stale
-//! reads, so none is served until the coherent design of docs/balancer.md
-//! exists.
+//! Reads are spread round robin over the primary and its backups (each
+//! answers under G6); with `CACHE_SIZE` > 0 a read may be answered from the
+//! cache, which is never stale (docs/balancer.md, "The read cache").
 
 pub mod cache;
+pub mod coherent;
+mod observer;
 mod proxy;
 pub mod route;
 mod status;
@@ -40,7 +44,7 @@ pub struct BalancerConfig {
     pub server_ids: Vec<i32>,
     /// Where `load --metrics` serves `/metrics` (port 0: any free one).
     pub metrics: Option<SocketAddr>,
-    /// `CACHE_SIZE`: accepted, not used (see the module notes).
+    /// `CACHE_SIZE`: the records the read cache holds (0: no cache).
     pub cache_size: usize,
     /// Deadlines, attempt timeout and pool size towards the servers.
     pub upstream: UpstreamOptions,
@@ -82,6 +86,16 @@ pub struct BalancerMetrics {
     pub connects: u64,
     /// Client requests received.
     pub requests: u64,
+    /// Reads answered from the cache.
+    pub cache_hits: u64,
+    /// Reads looked up in the cache and sent to a server.
+    pub cache_misses: u64,
+    /// Cached records changed by a commit or dropped by a reset.
+    pub cache_invalidations: u64,
+    /// Records in the cache now.
+    pub cache_entries: usize,
+    /// Times the commit stream started (or started again).
+    pub cache_starts: u64,
 }
 
 /// A running balancer. Dropping it stops it, as [`Balancer::stop`] does.
@@ -90,6 +104,7 @@ pub struct Balancer {
     local_addr: SocketAddr,
     metrics: Option<crate::exposition::Endpoint>,
     accept_thread: Option<JoinHandle<()>>,
+    observer_thread: Option<JoinHandle<()>>,
 }
 
 /// Why a balancer did not start.
@@ -135,12 +150,6 @@ impl Balancer {
         }
         let listener = TcpListener::bind(config.bind).map_err(BalancerError::Io)?;
         let local_addr = listener.local_addr().map_err(BalancerError::Io)?;
-        if config.cache_size > 0 {
-            log::warn!(
-                "balancer: CACHE_SIZE {} accepted but not used: the cache is not yet coherent with writes made through other paths, so every read goes to a server",
-                config.cache_size
-            );
-        }
         let metrics_addr = config.metrics;
         let shared = Arc::new(proxy::Shared::new(config));
         let metrics = match metrics_addr {
@@ -160,13 +169,27 @@ impl Balancer {
             "balancer listening on {local_addr} for {}",
             shared.config.servers.join(",")
         );
-        let accept_thread =
-            proxy::spawn(Arc::clone(&shared), listener).map_err(BalancerError::Io)?;
+        let observer_thread = if shared.config.cache_size > 0 {
+            Some(observer::spawn(Arc::clone(&shared)).map_err(BalancerError::Io)?)
+        } else {
+            None
+        };
+        let accept_thread = match proxy::spawn(Arc::clone(&shared), listener) {
+            Ok(t) => t,
+            Err(e) => {
+                shared.close_all();
+                if let Some(t) = observer_thread {
+                    let _ = t.join();
+                }
+                return Err(BalancerError::Io(e));
+            }
+        };
         Ok(Balancer {
             shared,
             local_addr,
             metrics,
             accept_thread: Some(accept_thread),
+            observer_thread,
         })
     }
 
@@ -183,7 +206,13 @@ impl Balancer {
     /// Its counters now.
     pub fn metrics(&self) -> BalancerMetrics {
         let c = self.shared.upstream.counters();
+        let (entries, _, counts) = self.shared.observer.figures();
         BalancerMetrics {
+            cache_hits: counts.hits,
+            cache_misses: counts.misses,
+            cache_invalidations: counts.invalidations,
+            cache_entries: entries,
+            cache_starts: self.shared.observer.starts.load(Ordering::Relaxed),
             served: c.served.iter().map(|n| n.load(Ordering::Relaxed)).collect(),
             retries: c.retries.load(Ordering::Relaxed),
             failovers: c.failovers.load(Ordering::Relaxed),
@@ -208,6 +237,9 @@ impl Balancer {
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         if let Some(t) = self.accept_thread.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.observer_thread.take() {
             let _ = t.join();
         }
         // A connection accepted while closing.

@@ -1,7 +1,8 @@
 //! The balancer's listener and its client sessions: one thread per
 //! connection, as in the server. A v1 client session (`CLIENT` tag) is
 //! decoded by the server's own [`ClientSession`] and each request is
-//! relayed through the [`Upstream`]; a status request (`FSTA`) gets the
+//! relayed through the [`Upstream`] (reads and writes through the
+//! [`Observer`]'s cache when `CACHE_SIZE` is not 0); a status request (`FSTA`) gets the
 //! balancer's own report; anything else is closed with a log line. A client that begins a request must finish it within the
 //! handshake timeout, and must take its replies within the write timeout.
 
@@ -12,11 +13,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::observer::Observer;
 use super::upstream::{Upstream, UpstreamError};
 use super::BalancerConfig;
 use crate::protocol::session::{custom_reply, read_reply, Action, ClientSession, REQUEST_LEN};
 use crate::wire::status::STATUS_TAG;
-use crate::wire::{Frame, RobotInfo, CLIENT_TAG, HANDSHAKE_LEN};
+use crate::wire::{CustomerRecord, Frame, RobotInfo, CLIENT_TAG, HANDSHAKE_LEN};
 
 /// Stack of a connection thread: it holds a small buffer and a session.
 const STACK: usize = 256 * 1024;
@@ -25,6 +27,8 @@ const STACK: usize = 256 * 1024;
 pub(super) struct Shared {
     pub(super) config: BalancerConfig,
     pub(super) upstream: Upstream,
+    /// The read cache and its commit stream (`CACHE_SIZE` 0: never used).
+    pub(super) observer: Observer,
     closed: AtomicBool,
     next_id: AtomicI32,
     conns: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
@@ -39,6 +43,7 @@ impl Shared {
     pub(super) fn new(config: BalancerConfig) -> Shared {
         Shared {
             upstream: Upstream::new(config.servers.clone(), config.upstream),
+            observer: Observer::new(config.cache_size),
             config,
             closed: AtomicBool::new(false),
             next_id: AtomicI32::new(0),
@@ -53,6 +58,7 @@ impl Shared {
     pub(super) fn close_all(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.upstream.stop();
+        self.observer.stop();
         let conns = std::mem::take(&mut *self.conns.lock().unwrap_or_else(PoisonError::into_inner));
         for (stream, _) in &conns {
             let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -64,6 +70,28 @@ impl Shared {
 
     pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    fn cached(&self) -> bool {
+        self.config.cache_size > 0
+    }
+
+    /// A client's write, through the cache when there is one.
+    fn order(&self, customer: i32, order: i32) -> Result<RobotInfo, UpstreamError> {
+        if self.cached() {
+            self.observer.order(&self.upstream, customer, order)
+        } else {
+            self.upstream.order(customer, order)
+        }
+    }
+
+    /// A client's read, from the cache when it may answer.
+    fn read(&self, customer: i32) -> Result<CustomerRecord, UpstreamError> {
+        if self.cached() {
+            self.observer.read(&self.upstream, customer)
+        } else {
+            self.upstream.read(customer)
+        }
     }
 }
 
@@ -204,11 +232,11 @@ fn serve(shared: &Shared, stream: &mut TcpStream, id: i32) -> End {
             Action::Write {
                 customer_id,
                 order_number,
-            } => match shared.upstream.order(customer_id, order_number) {
+            } => match shared.order(customer_id, order_number) {
                 Ok(info) => info.to_vec(),
                 Err(e) => return End::Upstream(e),
             },
-            Action::Read { customer_id } => match shared.upstream.read(customer_id) {
+            Action::Read { customer_id } => match shared.read(customer_id) {
                 Ok(record) => read_reply(customer_id, record.last_order).to_vec(),
                 Err(e) => return End::Upstream(e),
             },

@@ -6,9 +6,12 @@
 //! takes over when that primary is gone, which is how a cluster changes
 //! primary today).
 //!
-//! Reads go to the primary too: a backup answers from its own records,
-//! which may lag the primary's commit point (it learns of a commit with the
-//! next frame), so a read there could miss a write already acknowledged.
+//! Reads go round robin over [`readers`]: the newest primary and every
+//! server that reports following it. Each of them answers under G6 (a
+//! backup learns the primary's commit point through its read index, or
+//! forwards the read, before it answers), so spreading costs nothing in
+//! correctness. An original server (no status) is never among them: it
+//! answers from its own records, which may lag.
 //! With no primary reported, a read goes to a server whose records hold
 //! every write acknowledged before the status was taken:
 //! - when every server answered, one that has committed (and so applied)
@@ -93,6 +96,28 @@ pub fn pick(kind: Kind, statuses: &[ServerStatus], start: usize) -> Option<Targe
         })
 }
 
+/// The servers a read may be spread over, in list order: the primary with
+/// the newest epoch and every server that names it as its primary. Empty
+/// when no primary is reported ([`pick`] then chooses one server).
+pub fn readers(statuses: &[ServerStatus]) -> Vec<usize> {
+    let Some(Target { index, .. }) = pick(Kind::Write, statuses, 0).filter(|t| t.primary) else {
+        return Vec::new();
+    };
+    let Some(primary) = statuses[index].report().map(|r| r.factory_id) else {
+        return Vec::new();
+    };
+    statuses
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| {
+            i == index
+                || s.report()
+                    .is_some_and(|r| r.role == Role::Backup && r.primary_id == primary)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +140,32 @@ mod tests {
             uptime_ms: 0,
             balancer: None,
         })
+    }
+
+    fn following(id: i32, primary_id: i32, role: Role) -> ServerStatus {
+        let ServerStatus::Report(mut r) = report(role, 1 << 16, true, 3, 3) else {
+            unreachable!()
+        };
+        r.factory_id = id;
+        r.primary_id = primary_id;
+        ServerStatus::Report(r)
+    }
+
+    #[test]
+    fn reads_spread_over_the_primary_and_its_backups_only() {
+        let s = [
+            following(0, 1, Role::Backup),
+            following(1, 1, Role::Primary),
+            ServerStatus::NoStatus,
+            following(3, 1, Role::Backup),
+            following(4, 7, Role::Backup), // follows someone else
+            ServerStatus::Unreachable("down".into()),
+            following(6, -1, Role::Unknown),
+        ];
+        assert_eq!(readers(&s), [0, 1, 3]);
+        let no_primary = [following(0, -1, Role::Backup), ServerStatus::NoStatus];
+        assert_eq!(readers(&no_primary), Vec::<usize>::new());
+        assert_eq!(readers(&[]), Vec::<usize>::new());
     }
 
     fn at(index: usize, primary: bool) -> Option<Target> {

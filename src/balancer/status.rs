@@ -5,9 +5,10 @@
 //! Called by `proxy` for a connection that sent the status tag, and by the
 //! metrics endpoint per scrape.
 //!
-//! The read cache is not used (see the crate notes), so its figures are
-//! reported as what they are: disabled, no entries, no hits, misses or
-//! invalidations.
+//! The cache's figures: whether hits are served now (a cache of
+//! `CACHE_SIZE` > 0 whose commit stream is running), its capacity,
+//! records held, hits, misses and invalidations, and the times its commit
+//! stream started (metrics only).
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -37,11 +38,18 @@ struct Figures {
     clients: u32,
     primary: Option<usize>,
     answered: Vec<u64>,
+    cache_live: bool,
+    cache_entries: usize,
+    cache: crate::balancer::coherent::CacheCounts,
+    cache_starts: u64,
+    following: Option<usize>,
 }
 
 fn figures(shared: &Shared) -> Figures {
     let up = &shared.upstream;
     let c = up.counters();
+    let (cache_entries, live, cache) = shared.observer.figures();
+    let cache_live = live && shared.config.cache_size > 0;
     Figures {
         requests: shared.requests.load(Ordering::Relaxed),
         retries: c.retries.load(Ordering::Relaxed),
@@ -50,6 +58,11 @@ fn figures(shared: &Shared) -> Figures {
         clients: shared.clients.load(Ordering::Relaxed),
         primary: up.primary(),
         answered: c.served.iter().map(|n| n.load(Ordering::Relaxed)).collect(),
+        cache_live,
+        cache_entries,
+        cache,
+        cache_starts: shared.observer.starts.load(Ordering::Relaxed),
+        following: shared.observer.following(),
     }
 }
 
@@ -87,12 +100,12 @@ pub(super) fn report(shared: &Shared) -> StatusReport {
         clients: f.clients,
         uptime_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         balancer: Some(BalancerView {
-            cache_enabled: false,
+            cache_enabled: f.cache_live,
             cache_capacity: cache_capacity(shared),
-            cache_entries: 0,
-            cache_hits: 0,
-            cache_misses: 0,
-            invalidations: 0,
+            cache_entries: u32::try_from(f.cache_entries).unwrap_or(u32::MAX),
+            cache_hits: f.cache.hits,
+            cache_misses: f.cache.misses,
+            invalidations: f.cache.invalidations,
             requests: f.requests,
             retries: f.retries,
             failovers: f.failovers,
@@ -136,7 +149,7 @@ pub(super) fn render(shared: &Shared) -> String {
         "Client sessions open on the balancer now.",
         f.clients,
     );
-    cache_families(&mut t, shared);
+    cache_families(&mut t, shared, &f);
     t.into_string()
 }
 
@@ -169,12 +182,12 @@ fn server_families(t: &mut Text, shared: &Shared, f: &Figures) {
     }
 }
 
-fn cache_families(t: &mut Text, shared: &Shared) {
+fn cache_families(t: &mut Text, shared: &Shared, f: &Figures) {
     t.single(
         "factory_balancer_cache_enabled",
         "gauge",
-        "1 while reads are answered from the cache; 0 in this version, which serves every read from a server.",
-        0,
+        "1 while reads may be answered from the cache (CACHE_SIZE > 0 and its commit stream from the primary running).",
+        u8::from(f.cache_live),
     );
     t.single(
         "factory_balancer_cache_capacity",
@@ -186,24 +199,45 @@ fn cache_families(t: &mut Text, shared: &Shared) {
         "factory_balancer_cache_entries",
         "gauge",
         "Records in the cache now.",
-        0,
+        f.cache_entries,
     );
-    for (name, help) in [
-        ("hits", "Reads answered from the cache."),
+    for (name, help, value) in [
+        ("hits", "Reads answered from the cache.", f.cache.hits),
         (
             "misses",
             "Reads looked up in the cache and sent to a server.",
+            f.cache.misses,
         ),
         (
             "invalidations",
-            "Cached records dropped or updated because a commit changed them.",
+            "Cached records changed by a commit from the stream, or dropped when the stream restarted.",
+            f.cache.invalidations,
+        ),
+        (
+            "stream_starts",
+            "Times the commit stream from the primary started (each start empties the cache).",
+            f.cache_starts,
         ),
     ] {
         t.single(
             &format!("factory_balancer_cache_{name}_total"),
             "counter",
             help,
-            0,
+            value,
+        );
+    }
+    t.family(
+        "factory_balancer_cache_following",
+        "gauge",
+        "1 for the server whose commit stream the cache follows now.",
+    );
+    let servers = shared.upstream.servers();
+    for (i, (address, id)) in servers.iter().zip(&shared.config.server_ids).enumerate() {
+        let l = format!("server=\"{}\",id=\"{id}\"", label_value(address));
+        t.sample(
+            "factory_balancer_cache_following",
+            &l,
+            u8::from(f.following == Some(i)),
         );
     }
 }

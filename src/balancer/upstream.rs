@@ -2,6 +2,8 @@
 //! per server, the primary it last found, and the retry loop that carries
 //! one request across failures until its deadline.
 //!
+//! Writes go to the primary; reads round robin over the primary and the
+//! backups that follow it ([`route::readers`], refreshed with the primary).
 //! Sessions are taken from the pool for one request and given back after
 //! it, so a few sessions per server serve every client connection. A
 //! failed attempt (refused or reset connection, timeout, a session the
@@ -70,6 +72,14 @@ struct State {
     previous: Option<usize>,
     /// Where the next search starts.
     next: usize,
+    /// The servers reads are spread over, from the same status round as
+    /// `primary` ([`route::readers`]), and the next one's turn.
+    readers: Vec<usize>,
+    turn: usize,
+    /// A request is asking the servers for their status because the
+    /// primary found has aged: the others keep using it meanwhile, rather
+    /// than all asking at once.
+    refreshing: bool,
 }
 
 /// The servers behind a balancer.
@@ -127,6 +137,9 @@ impl Upstream {
                 primary: None,
                 previous: None,
                 next: 0,
+                readers: Vec::new(),
+                turn: 0,
+                refreshing: false,
             }),
             stopping: AtomicBool::new(false),
         }
@@ -170,7 +183,16 @@ impl Upstream {
         self.call(Kind::Write, |c| c.custom(customer_id, order_number))
     }
 
-    /// Reads a customer's committed record where [`route::pick`] allows.
+    /// The primary, asking the servers if the one known is not fresh.
+    pub(super) fn find_primary(&self, within: Duration) -> Option<usize> {
+        self.target(Kind::Write, Instant::now() + within)
+            .filter(|t| t.primary)
+            .map(|t| t.index)
+    }
+
+    /// Reads a customer's committed record on the next server in turn
+    /// among [`route::readers`] (or where [`route::pick`] allows when no
+    /// primary is known).
     pub fn read(&self, customer_id: i32) -> Result<CustomerRecord, UpstreamError> {
         self.call(Kind::Read, |c| c.read(customer_id))
     }
@@ -261,26 +283,39 @@ impl Upstream {
             state.primary = None;
         }
         state.next = (index + 1) % self.servers.len();
+        state.readers.retain(|&r| r != index);
     }
 
-    /// The known primary, or one found by asking every server.
+    /// The known primary (or, for a read, the next reader in turn), or
+    /// one found by asking every server.
     fn target(&self, kind: Kind, deadline: Instant) -> Option<Target> {
         let start = {
-            let state = lock(&self.state);
+            let mut state = lock(&self.state);
             match state.primary {
-                Some((index, found)) if found.elapsed() < PRIMARY_RECHECK => {
-                    return Some(Target {
-                        index,
-                        primary: true,
-                    })
+                Some((index, found)) if found.elapsed() < PRIMARY_RECHECK || state.refreshing => {
+                    return Some(match kind {
+                        Kind::Read if !state.readers.is_empty() => take_turn(&mut state, index),
+                        _ => Target {
+                            index,
+                            primary: true,
+                        },
+                    });
                 }
-                _ => state.next,
+                Some(_) => {
+                    state.refreshing = true;
+                    state.next
+                }
+                None => state.next,
             }
         };
         let timeout = self.attempt_timeout(deadline).min(STATUS_TIMEOUT);
         let statuses = status::fetch_all(&self.servers, timeout);
-        let found = route::pick(kind, &statuses, start)?;
+        let readers = route::readers(&statuses);
+        let found = route::pick(kind, &statuses, start);
         let mut state = lock(&self.state);
+        state.refreshing = false;
+        let found = found?;
+        state.readers = readers;
         if found.primary {
             if state.previous != Some(found.index) {
                 log::info!("balancer: server {} is primary", self.servers[found.index]);
@@ -290,9 +325,22 @@ impl Upstream {
                 state.previous = Some(found.index);
             }
             state.primary = Some((found.index, Instant::now()));
+            if kind == Kind::Read && !state.readers.is_empty() {
+                return Some(take_turn(&mut state, found.index));
+            }
         } else {
             state.primary = None;
         }
         Some(found)
+    }
+}
+
+/// The next reader in round-robin order.
+fn take_turn(state: &mut State, primary: usize) -> Target {
+    let index = state.readers[state.turn % state.readers.len()];
+    state.turn = state.turn.wrapping_add(1);
+    Target {
+        index,
+        primary: index == primary,
     }
 }

@@ -12,25 +12,26 @@ pub const LOAD_USAGE: &str = "\
 usage: load [OPTIONS] PORT CACHE_SIZE NUM_SERVERS [ID HOST PORT]...
 
 Runs a load balancer in front of a factory cluster: clients connect to it
-exactly as to a server (the original client works through it unchanged),
-and it relays every request to the cluster's primary, which it finds with
-the servers' status request and follows when it changes. A request whose
-server fails (refused, reset, timed out, or closed) is sent again to the
-new primary until --deadline, so a client through the balancer does not
-see a failover. Sessions to the servers are pooled and reused.
+exactly as to a server (the original client works through it unchanged).
+Writes go to the cluster's primary, which it finds with the servers'
+status request and follows when it changes; reads go round robin over the
+primary and the backups that follow it (each answers linearizably: a
+backup confirms the primary's commit point first). A request whose server
+fails (refused, reset, timed out, or closed) is sent again until
+--deadline, so a client through the balancer does not see a failover.
+Sessions to the servers are pooled and reused.
 
-Reads go to the primary as writes do: a backup answers from its own
-records, which may lag the primary's commits. With no primary, a read goes
-only to a server that holds every committed entry and has applied all it
-holds.
+With CACHE_SIZE > 0 it keeps an LRU of customers' last orders, filled by
+reads and writes through it and kept coherent with every commit of the
+cluster, whatever path the write took: it follows the primary's commit
+stream, and answers a read from the cache only after the primary
+confirmed a commit point asked for after the read began and the stream
+reached it. A cached read is as linearizable as a read on a server.
 
 arguments:
   PORT         TCP port to listen on (1-65535)
-  CACHE_SIZE   records the read cache may hold (0 or more). NOT USED YET:
-               a cache that cannot see writes made through other paths
-               (another balancer, a direct client) could answer stale reads,
-               so this version serves no read from a cache and says so in
-               its log; see docs/balancer.md for the coherent design
+  CACHE_SIZE   records the read cache may hold (0: no cache, every read
+               goes to a server); see docs/balancer.md
   NUM_SERVERS  number of servers that follow (1 or more)
   ID           a server's factory id
   HOST         a server's host name or IP address
@@ -49,7 +50,8 @@ options:
   --metrics ADDR
                serve Prometheus metrics at http://ADDR/metrics: requests
                received, requests each server answered, retries, failovers,
-               the primary, the cache's figures (ADDR as IP:PORT)
+               the primary, the cache's hits, misses, invalidations and
+               size (ADDR as IP:PORT)
   --handshake-timeout SECS
                a client must send its 8-byte handshake, and finish each
                request it begins, within SECS seconds (default 5)
@@ -226,7 +228,8 @@ mod tests {
     }
 
     #[test]
-    fn help_says_the_cache_is_not_used() {
-        assert!(LOAD_USAGE.contains("NOT USED YET"));
+    fn help_says_what_the_cache_guarantees() {
+        assert!(!LOAD_USAGE.contains("NOT USED"));
+        assert!(LOAD_USAGE.contains("as linearizable as a read on a server"));
     }
 }

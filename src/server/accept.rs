@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use super::{backup, follower, kv_session, next_engineer_id, session, status, ServerError, Shared};
 use crate::conn::ConnError;
 use crate::wire::kv::KV_TAG;
+use crate::wire::observe::OBSERVE_TAG;
 use crate::wire::{Tag, HANDSHAKE_LEN};
 pub(super) use listen::listen;
 use refusal::{others, refuse, Handoff, Throttle};
@@ -189,6 +190,7 @@ fn serve(shared: &Shared, mut stream: TcpStream, engineer_id: i32) {
     let deadline = Instant::now() + shared.limits.handshake_timeout;
     match read_tag(&mut stream, deadline) {
         Ok(raw) if raw == KV_TAG => kv_session::run(shared, stream, peer),
+        Ok(raw) if raw == OBSERVE_TAG => super::observe::run(shared, stream, peer),
         Ok(raw) => match Tag::decode(&raw) {
             Some(Tag::Client) => session::run(shared, stream, peer, engineer_id),
             Some(Tag::Pfa) => backup::run(shared, stream, peer),

@@ -35,6 +35,7 @@ mod forward;
 mod kv_session;
 mod live;
 mod metrics;
+mod observe;
 mod progress;
 mod read_index;
 mod reads;

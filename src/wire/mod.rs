@@ -18,6 +18,7 @@ mod kv_tests;
 pub mod native;
 #[cfg(test)]
 mod native_tests;
+pub mod observe;
 mod replication;
 pub mod status;
 mod tag;
