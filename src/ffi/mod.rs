@@ -28,10 +28,13 @@ mod cluster;
 mod rlimit;
 mod server;
 mod signal;
+mod socket;
 mod status;
 
 pub use client::*;
 pub use cluster::*;
 pub(crate) use rlimit::raise_open_files_limit;
 pub use server::*;
+#[cfg(unix)]
+pub(crate) use socket::shutdown_both;
 pub use status::*;
