@@ -534,7 +534,8 @@ def start_row(row, bins, cluster, data_dir):
     for attempt in range(START_ATTEMPTS):
         try:
             if row.kind == "factory":
-                cluster.start_factory(bins["server"], row.size, data_dir, row.connections)
+                binary = getattr(row, "binary", None) or bins["server"]
+                cluster.start_factory(binary, row.size, data_dir, row.connections)
                 warm_up(row, bins, cluster)
             elif row.kind == "original":
                 cluster.start_original(bins["original"], row.size)
@@ -652,14 +653,22 @@ def sweep_run(row, procs, cluster, argv):
                          f"{err.strip()[-300:]}")
 
 
-def make_sweep_rows(connections, total, original=False, redis=False):
+def make_sweep_rows(connections, total, original=False, redis=False, compare=(),
+                    workloads=tuple(WORKLOADS), sizes=SWEEP_SIZES):
+    """The sweep's rows; `compare` is (name, server binary) pairs of further
+    builds of ours, each row beside ours in the same repetitions."""
     rows = []
-    for workload in WORKLOADS:
-        for size in SWEEP_SIZES:
+    for workload in workloads:
+        for size in sizes:
             for n in connections:
                 requests = max(1, total // n)
                 rows.append(Row(workload, servers(size), "factory", size,
                                 connections=n, requests=requests))
+                for name, binary in compare:
+                    row = Row(workload, f"{name} {servers(size)}", "factory", size,
+                              connections=n, requests=requests)
+                    row.binary, row.variant = binary, name
+                    rows.append(row)
                 if original:
                     rows.append(Row(workload, f"original {servers(size)}", "original", size,
                                     connections=n, requests=requests))
@@ -673,7 +682,8 @@ def sweep_reference(rows, row):
     """The ops/s median of the 64-connection row of the same system."""
     for other in rows:
         if (other.connections == 64 and other.kind == row.kind and other.size == row.size
-                and other.workload == row.workload):
+                and other.workload == row.workload
+                and getattr(other, "variant", None) == getattr(row, "variant", None)):
             med = sweep_medians(other)
             return med[0] if med else None
     return None
@@ -720,9 +730,11 @@ def print_sweep_comparisons(rows):
     """Ours over theirs at the same workload, size and connections."""
     pairs = [
         (ours, theirs)
-        for theirs in rows if theirs.kind in ("original", "redis")
+        for theirs in rows
+        if theirs.kind in ("original", "redis") or getattr(theirs, "variant", None)
         for ours in rows
-        if ours.kind == "factory" and ours.workload == theirs.workload
+        if ours.kind == "factory" and not getattr(ours, "variant", None)
+        and ours.workload == theirs.workload
         and ours.size == theirs.size and ours.connections == theirs.connections
     ]
     if not pairs:
@@ -732,7 +744,17 @@ def print_sweep_comparisons(rows):
     for ours, theirs in pairs:
         a, b = sweep_medians(ours), sweep_medians(theirs)
         ratio = f"{a[0] / b[0]:.2f}" if a and b and b[0] > 0 else "n/a"
-        print(f"{ours.label:<44} {theirs.name:<20} {ratio:>6}")
+        print(f"{ours.label:<44} {theirs.name:<20} {ratio:>6}{per_rep_range(ours, theirs)}")
+
+
+def per_rep_range(ours, theirs):
+    """The range of ours / theirs within each repetition (rows run in the
+    same repetitions, so the k-th results belong together)."""
+    ratios = [a[0] / b[0] for a, b in zip(ours.results, theirs.results)
+              if a is not None and b is not None and b[0] > 0]
+    if not ratios:
+        return ""
+    return f"  ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def describe_sweep(args, bins, total):
@@ -748,6 +770,9 @@ def describe_sweep(args, bins, total):
     if args.redis:
         print(f"  redis: {bins['redis']} {redis_version(bins['redis'])}, driven by resp_load "
               "(SET + WAIT N-1 0; GET)")
+    print(f"  ours: {args.server}")
+    for name, binary in args.compare:
+        print(f"  {name}: {binary}")
     print("  failed: failed requests, all reps; overflows: TcpExt ListenOverflows during the")
     print("  client runs, all reps, system-wide; rss: the most VmRSS of each server during")
     print("  the client runs (ours and the original: primary first; redis: primary first)")
@@ -972,6 +997,16 @@ def parse_args():
         "--sweep-total", type=int, default=SWEEP_TOTAL, metavar="REQUESTS",
         help="requests per sweep row, split over its connections (default %(default)s)",
     )
+    p.add_argument(
+        "--compare", action="append", default=[], metavar="NAME=SERVER",
+        help="--sweep only: rows for another build of our server (a label and its binary) "
+        "beside ours in the same repetitions; repeatable. The comparison section then "
+        "gives ours / NAME with the range of the per-repetition ratios",
+    )
+    p.add_argument("--sweep-workloads", default="write,read", metavar="W,W",
+                   help="the sweep's workloads (default %(default)s)")
+    p.add_argument("--sweep-sizes", default=",".join(str(n) for n in SWEEP_SIZES),
+                   metavar="N,N", help="the sweep's cluster sizes (default %(default)s)")
     p.add_argument("--server", default=os.path.join(RELEASE, "server"), help="our server")
     p.add_argument("--client", default=os.path.join(RELEASE, "client"), help="our client")
     p.add_argument("--echo", default=os.path.join(RELEASE, "examples", "echo_floor"),
@@ -996,6 +1031,22 @@ def parse_args():
         p.error("--sweep-total must be 1 or more")
     if args.sweep and args.data_dir:
         p.error("--sweep runs without --data-dir")
+    compare = []
+    for text in args.compare:
+        name, sep, path = text.partition("=")
+        if not sep or not name or not path or not os.access(path, os.X_OK):
+            p.error(f"--compare: expected NAME=SERVER with an executable SERVER, got {text!r}")
+        compare.append((name, os.path.abspath(path)))
+    args.compare = compare
+    args.sweep_workloads = args.sweep_workloads.split(",")
+    if any(w not in WORKLOADS for w in args.sweep_workloads):
+        p.error(f"--sweep-workloads: each one of {', '.join(WORKLOADS)}")
+    try:
+        args.sweep_sizes = [int(n) for n in args.sweep_sizes.split(",")]
+    except ValueError:
+        p.error("--sweep-sizes takes numbers separated by commas")
+    if any(n < 1 or n > 9 for n in args.sweep_sizes):
+        p.error("--sweep-sizes: each cluster size 1 to 9")
     return args
 
 
@@ -1036,7 +1087,8 @@ def main():
     if args.sweep:
         raise_open_files()
         rows = make_sweep_rows(args.sweep_connections, args.sweep_total,
-                               bool(args.original), bool(args.redis))
+                               bool(args.original), bool(args.redis), args.compare,
+                               args.sweep_workloads, args.sweep_sizes)
     else:
         rows = make_rows(bool(args.data_dir), bool(args.original), bool(args.redis))
     procs = Processes(args.pin)

@@ -30,6 +30,7 @@ mod kv_scan;
 mod rlimit;
 mod server;
 mod signal;
+mod socket;
 mod status;
 
 pub use client::*;
@@ -38,4 +39,6 @@ pub use kv::*;
 pub use kv_scan::*;
 pub(crate) use rlimit::raise_open_files_limit;
 pub use server::*;
+#[cfg(unix)]
+pub(crate) use socket::shutdown_both;
 pub use status::*;

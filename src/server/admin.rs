@@ -347,7 +347,7 @@ enum Combine {
 /// server is an established primary. It stops once
 /// its own write is done, so that its client is not kept waiting while it
 /// serves everyone else's.
-fn combine(shared: &Shared, done: &Completion) -> Combine {
+fn combine(shared: &Shared, done: &Arc<Completion>) -> Combine {
     let mut term = match shared.term.try_lock() {
         Ok(term) => term,
         Err(std::sync::TryLockError::WouldBlock) => return Combine::Busy,
@@ -358,10 +358,13 @@ fn combine(shared: &Shared, done: &Completion) -> Combine {
         return Combine::NeedsAdmin;
     }
     let mut batch = Vec::new();
+    let mut released = Released::default();
     while !done.is_finished() && shared.admin_queue.take_now(&mut batch) {
-        commit_batch(shared, &mut term, &mut batch, Ok(()));
+        commit_batch(shared, &mut term, &mut batch, Ok(()), &mut released);
+        released.finish_own(done);
     }
     drop(term);
+    released.finish();
     // Writes queued meanwhile found the term taken: the admin thread
     // commits them.
     if !shared.admin_queue.is_empty() {
@@ -370,13 +373,45 @@ fn combine(shared: &Shared, done: &Completion) -> Combine {
     Combine::Done
 }
 
-/// Commits `batch` (unless `ready` already failed it) and releases its
-/// sessions.
+/// The results of committed batches, handed to their sessions only once
+/// the term is released. Waking a sleeping session is a system call of
+/// several microseconds; made while the term is held, the wake-ups of a
+/// batch of hundreds (thousands of connections) kept the term for
+/// milliseconds, every write arriving meanwhile found it taken and slept
+/// too, and the admin thread ended up committing every write and waking
+/// every session one by one. With the term free during the wake-ups, a
+/// session arriving meanwhile commits its own write.
+#[derive(Default)]
+struct Released {
+    results: Vec<(Arc<Completion>, Result<i32, WriteError>)>,
+}
+
+impl Released {
+    /// Hands `done` its result at once if it is among the released: it is
+    /// the calling session's own, which is awake.
+    fn finish_own(&mut self, done: &Arc<Completion>) {
+        if let Some(at) = self.results.iter().position(|(d, _)| Arc::ptr_eq(d, done)) {
+            let (own, result) = self.results.swap_remove(at);
+            own.finish(result);
+        }
+    }
+
+    /// Hands every result to its session, waking those that sleep.
+    fn finish(&mut self) {
+        for (done, result) in self.results.drain(..) {
+            done.finish(result);
+        }
+    }
+}
+
+/// Commits `batch` (unless `ready` already failed it) and adds its results
+/// to `released`, for the caller to hand over once it released the term.
 fn commit_batch(
     shared: &Shared,
     term: &mut Term,
     batch: &mut Vec<WriteRequest>,
     ready: Result<(), WriteError>,
+    released: &mut Released,
 ) -> bool {
     let mut entries: Vec<Entry> = batch.iter().map(|r| r.entry.clone()).collect();
     let result = ready.and_then(|()| term.commit(shared, &mut entries));
@@ -387,11 +422,12 @@ fn commit_batch(
     let first = result
         .as_ref()
         .map_or(0, |last| last + 1 - batch.len() as i32);
-    for (i, request) in batch.drain(..).enumerate() {
-        request
-            .done
-            .finish(result.clone().map(|_| first + i as i32));
-    }
+    released.results.extend(
+        batch
+            .drain(..)
+            .enumerate()
+            .map(|(i, request)| (request.done, result.clone().map(|_| first + i as i32))),
+    );
     result.is_ok()
 }
 
@@ -404,6 +440,7 @@ pub(super) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, ServerError> 
 
 fn run(shared: &Arc<Shared>) {
     let mut batch = Vec::new();
+    let mut released = Released::default();
     loop {
         super::elected::carry_out(shared);
         let idle = shared.term().active().then_some(MAINTENANCE);
@@ -413,8 +450,11 @@ fn run(shared: &Arc<Shared>) {
             Take::Batch => {
                 let mut term = shared.term();
                 let ready = term.ensure_primary(shared);
-                if commit_batch(shared, &mut term, &mut batch, ready) {
-                    term.maintain(shared);
+                let committed = commit_batch(shared, &mut term, &mut batch, ready, &mut released);
+                drop(term);
+                released.finish();
+                if committed {
+                    shared.term().maintain(shared);
                 }
             }
         }
@@ -489,6 +529,36 @@ mod tests {
             "no backups: commits are local"
         );
         assert_eq!(spin_for(false, || false), Duration::ZERO);
+    }
+
+    #[test]
+    fn released_results_reach_every_session_and_the_own_one_first() {
+        let own = Arc::new(Completion::new());
+        let others: Vec<_> = (0..3).map(|_| Arc::new(Completion::new())).collect();
+        let mut released = Released::default();
+        for (i, done) in others.iter().enumerate() {
+            released.results.push((Arc::clone(done), Ok(i as i32)));
+        }
+        released.results.push((Arc::clone(&own), Ok(9)));
+        released.finish_own(&own);
+        assert!(own.is_finished(), "the caller's own result at once");
+        assert!(others.iter().all(|d| !d.is_finished()), "the others wait");
+        released.finish_own(&own);
+        assert_eq!(
+            released.results.len(),
+            3,
+            "the own result is handed over once"
+        );
+        let first = Arc::clone(&others[0]);
+        assert_eq!(
+            waited(&first, Duration::ZERO, || released.finish()),
+            Ok(0),
+            "a sleeping session is woken by the pass"
+        );
+        assert!(released.results.is_empty());
+        for (i, done) in others.iter().enumerate().skip(1) {
+            assert_eq!(done.wait(Duration::ZERO), Ok(i as i32));
+        }
     }
 
     #[test]
