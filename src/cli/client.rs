@@ -116,6 +116,8 @@ pub enum ClientCommand {
         servers: Vec<String>,
         timeout: Duration,
     },
+    /// A v2 load run (`kv load`, `cli::kv_load`).
+    KvLoad(crate::client::kv_load::KvLoadConfig),
 }
 
 /// The client's parsed command line.
@@ -148,6 +150,18 @@ struct Options {
 /// # Errors
 /// A [`UsageError`] naming the first argument that is wrong.
 pub fn parse_client(args: &[String]) -> Result<Command<ClientArgs>, UsageError> {
+    if let [kv, load, rest @ ..] = args {
+        if kv == "kv" && load == "load" {
+            return Ok(match super::kv_load::parse_kv_load(rest)? {
+                Command::Run((config, output)) => Command::Run(ClientArgs {
+                    command: ClientCommand::KvLoad(config),
+                    output,
+                }),
+                Command::Help => Command::Help,
+                Command::Version => Command::Version,
+            });
+        }
+    }
     let valued = ["--timeout", "--servers", "--status"];
     let flags = ["--percentiles", "--json", "--human"];
     let (pos, options) = match split_args(args, &valued, &flags)? {

@@ -80,6 +80,7 @@ pub(crate) fn ordinal(n: usize) -> String {
 }
 
 mod client;
+pub mod kv_load;
 pub mod load;
 mod server;
 
