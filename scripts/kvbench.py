@@ -227,6 +227,344 @@ def print_grid(cells, echo):
                   f"{c.connections} conn, depth {c.depth}: {med(c.results['ours'], 0) / floor:.2f}x")
 
 
+# --- fsync: ours beside etcd --------------------------------------------------
+
+
+ETCD_READY_TIMEOUT = 20.0
+
+
+def http_post(port, path, body, timeout=lb.PROBE_TIMEOUT):
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body.encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read().decode())
+
+
+class EtcdCluster:
+    """size etcd members on loopback ports, data under base; ready when one
+    member reports a leader and a put through the gateway succeeds."""
+
+    def __init__(self, procs, binary, size, base, workdir):
+        self.procs, self.servers = procs, []
+        clients = [lb.free_port() for _ in range(size)]
+        peers = [lb.free_port() for _ in range(size)]
+        initial = ",".join(f"e{i}=http://127.0.0.1:{peers[i]}" for i in range(size))
+        for i in range(size):
+            argv = [
+                binary, "--name", f"e{i}", "--data-dir", os.path.join(base, f"etcd{i}"),
+                "--listen-client-urls", f"http://127.0.0.1:{clients[i]}",
+                "--advertise-client-urls", f"http://127.0.0.1:{clients[i]}",
+                "--listen-peer-urls", f"http://127.0.0.1:{peers[i]}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peers[i]}",
+                "--initial-cluster", initial, "--initial-cluster-state", "new",
+                "--initial-cluster-token", "kvbench", "--log-level", "warn",
+            ]
+            log_path = os.path.join(workdir, f"etcd{i}.log")
+            with open(log_path, "w") as log:
+                proc = procs.spawn(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT)
+            self.servers.append((proc, log_path))
+        self.ports = clients
+        self.port = self.leader()
+
+    def leader(self):
+        """The client port of the member that leads (writes go there, as
+        etcd's benchmark tool sends them to the leader's endpoint)."""
+        deadline = time.monotonic() + ETCD_READY_TIMEOUT
+        last = "no answer"
+        while time.monotonic() < deadline:
+            for proc, log_path in self.servers:
+                if proc.poll() is not None:
+                    raise lb.BenchError(f"etcd exited {proc.returncode}: {lb.read_log(log_path)}")
+            for port in self.ports:
+                try:
+                    st = http_post(port, "/v3/maintenance/status", "{}")
+                    if st.get("leader") and st["leader"] == st["header"]["member_id"]:
+                        http_post(port, "/v3/kv/put", '{"key":"cmVhZHk=","value":"eQ=="}')
+                        return port
+                except (OSError, ValueError, KeyError) as e:
+                    last = str(e)
+            time.sleep(0.1)
+        raise lb.BenchError(f"etcd: no leader within {ETCD_READY_TIMEOUT:.0f} s ({last})")
+
+    def stop(self):
+        for proc, _ in self.servers:
+            self.procs.stop(proc)
+        self.servers = []
+
+
+class FsyncResult:
+    def __init__(self, args):
+        self.args = args
+        self.rows = {}  # (system, size, depth) -> [[ops, p50, p99, max]]
+
+    def add(self, key, r):
+        self.rows.setdefault(key, []).append(
+            [r["throughput_ops"], r["p50_us"], r["p99_us"], r["max_us"]])
+
+    def print(self):
+        print(f"--data-dir --fsync always, 8 connections, 16-byte puts, {self.args.duration} s "
+              f"per run; data under {self.args.data_base}")
+        print(f"{'system':<8} {'servers':>7} {'depth':>5} | {'ops/s':>8} {'p50':>7} {'p99':>7} {'max':>8}")
+        for (system, size, depth), v in sorted(self.rows.items()):
+            print(f"{system:<8} {size:>7} {depth:>5} | {med(v, 0):>8.0f} {med(v, 1):>7.0f}"
+                  f" {med(v, 2):>7.0f} {med(v, 3):>8.0f}")
+        for size in self.args.sizes:
+            ours = self.rows.get(("ours", size, 1))
+            etcd = self.rows.get(("etcd", size, 1))
+            if ours and etcd:
+                print(f"ours / etcd (gateway), {size} servers, depth 1: "
+                      f"{med(ours, 0) / med(etcd, 0):.2f}")
+            if ours and size == 3:
+                print(f"ours / 3,490 (the issue's etcd anchor, its Go client), 3 servers, depth 1: "
+                      f"{med(ours, 0) / 3490:.2f}")
+
+
+def run_fsync(args, bins, procs):
+    result = FsyncResult(args)
+    load = ["--keys", "10000", "--value-size", "16", "--connections", "8",
+            "--duration", str(args.duration)]
+    turn = 0
+    for _rep in range(args.reps):
+        for size in args.sizes:
+            systems = ["ours", "etcd"] if "etcd" in bins else ["ours"]
+            if turn % 2:
+                systems.reverse()
+            turn += 1
+            for system in systems:
+                with tempfile.TemporaryDirectory(prefix="kvbench-", dir=args.data_base) as base, \
+                        tempfile.TemporaryDirectory(prefix="kvbench-log-") as workdir:
+                    if system == "ours":
+                        cluster = lb.Cluster(procs, workdir)
+                        start = lambda: cluster.start_factory(bins["server"], size, data_dir=base)
+                    else:
+                        cluster = None
+                    try:
+                        if system == "ours":
+                            start()
+                            flag = []
+                        else:
+                            cluster = EtcdCluster(procs, bins["etcd"], size, base, workdir)
+                            flag = ["--etcd"]
+                        server = f"127.0.0.1:{cluster.port}"
+                        for depth in args.depths:
+                            argv = [bins["client"], "kv", "load", server, "--json",
+                                    "--percentiles", "--depth", str(depth)] + load + flag
+                            code, out, err = procs.run_status(argv, timeout=RUN_TIMEOUT)
+                            r = json.loads(out.strip().splitlines()[-1])
+                            if code != 0 or r["failed"]:
+                                raise lb.BenchError(f"{' '.join(argv)}: {r.get('first_error', err)}")
+                            result.add((system, size, depth), r)
+                            print(f"{system} {size} servers depth {depth}: "
+                                  f"{r['throughput_ops']:.0f} puts/s", file=sys.stderr)
+                    finally:
+                        if cluster:
+                            cluster.stop()
+    return result
+
+
+# --- memory, restart, catch-up -------------------------------------------------
+
+
+def rss_kib(proc):
+    v = lb.vm_rss_kib(proc.pid)
+    if v is None:
+        raise lb.BenchError(f"no VmRSS for pid {proc.pid}")
+    return v
+
+
+def redis_info(port, field):
+    info = lb.redis_command(port, "INFO", "memory").decode()
+    for line in info.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split(":", 1)[1])
+    raise lb.BenchError(f"redis INFO memory has no {field}")
+
+
+def v2_get(port, key, timeout=0.5):
+    """One v2 get (docs/protocol.md §9) on a fresh connection: the status
+    byte of the answer, or None when nothing answered."""
+    import socket
+    import struct
+    body = struct.pack(">QBH", 1, 1, len(key)) + key
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"FKV\0\0\0\0\x02" + struct.pack(">I", len(body)) + body)
+            head = b""
+            while len(head) < 14:
+                chunk = s.recv(14 - len(head))
+                if not chunk:
+                    return None
+                head += chunk
+            return head[13]
+    except OSError:
+        return None
+
+
+def settle(proc, seconds=1.0):
+    """VmRSS once it stopped changing for a while (frees and the last
+    commits land), bounded."""
+    last = rss_kib(proc)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(seconds)
+        now = rss_kib(proc)
+        if abs(now - last) < 256:
+            return now
+        last = now
+    return last
+
+
+class MemoryResult:
+    def __init__(self, args):
+        self.args, self.lines = args, []
+
+    def print(self):
+        for line in self.lines:
+            print(line)
+
+
+def load_keys(procs, bins, port, keys, value, resp=None):
+    return kv_load(procs, bins, f"127.0.0.1:{port}", [
+        "--keys", str(keys), "--requests", str(keys), "--value-size", str(value),
+        "--depth", "64", "--connections", "8"], resp)
+
+
+def wait_writable(bins, port, timeout=20.0):
+    """Until one put through port succeeds (a primary is elected), bounded."""
+    argv = [bins["client"], "kv", "load", f"127.0.0.1:{port}", "--keys", "1",
+            "--requests", "1", "--timeout", "5"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subprocess.run(argv, capture_output=True, timeout=30).returncode == 0:
+            return
+        time.sleep(0.05)
+    raise lb.BenchError(f"no put succeeded through port {port} within {timeout:.0f} s")
+
+
+def status_in_sync(bins, ports, member):
+    """True when the server whose status says primary lists member in its
+    in-sync set (`client --status --json`)."""
+    listing = ",".join(f"127.0.0.1:{p}" for p in ports)
+    out = lb.command_output([bins["client"], "--status", listing, "--json"]) or ""
+    try:
+        st = json.loads(out)
+    except ValueError:
+        return False
+    return any(s.get("role") == "primary" and member in (s.get("in_sync") or [])
+               for s in st.get("servers", []))
+
+
+def run_memory(args, bins, procs):
+    result = MemoryResult(args)
+    n = args.keys
+    say = result.lines.append
+    say(f"{n:,} keys key0000000000..: RSS and used_memory deltas per key (after loading minus before)")
+    for value in args.values:
+        with tempfile.TemporaryDirectory(prefix="kvbench-log-") as workdir:
+            for extra in ([], ["--log-retain", "1000"]):
+                ours = lb.Cluster(procs, workdir)
+                try:
+                    ours.start_factory(bins["server"], 1)
+                    if extra:
+                        procs.stop(ours.servers[0][0])
+                        ours.servers = []
+                        ours._start([bins["server"], str(ours.port), "0", "0", "--bind",
+                                     "127.0.0.1"] + extra, "server-r")
+                    proc = ours.servers[0][0]
+                    before = settle(proc, 0.3)
+                    load_keys(procs, bins, ours.port, n, value)
+                    after = settle(proc)
+                    say(f"ours {value:>3} B{' ' + ' '.join(extra) if extra else ''}: VmRSS "
+                        f"{before} -> {after} KiB: {(after - before) * 1024 / n:.1f} B/key")
+                finally:
+                    ours.stop()
+            redis = lb.Cluster(procs, workdir)
+            try:
+                redis.start_redis(bins["redis"], 1)
+                proc = redis.servers[0][0]
+                used0, rss0 = redis_info(redis.port, "used_memory"), rss_kib(proc)
+                load_keys(procs, bins, redis.port, n, value, resp=0)
+                used1, rss1 = redis_info(redis.port, "used_memory"), rss_kib(proc)
+                say(f"redis {value:>3} B: used_memory {used0} -> {used1}: "
+                    f"{(used1 - used0) / n:.1f} B/key; VmRSS {rss0} -> {rss1} KiB: "
+                    f"{(rss1 - rss0) * 1024 / n:.1f} B/key")
+            finally:
+                redis.stop()
+        restart_and_catch_up(args, bins, procs, value, say)
+    return result
+
+
+def restart_and_catch_up(args, bins, procs, value, say):
+    n = args.keys
+    megabytes = n * (13 + value) / 1e6
+    with tempfile.TemporaryDirectory(prefix="kvbench-", dir=args.data_base) as base, \
+            tempfile.TemporaryDirectory(prefix="kvbench-log-") as workdir:
+        # Restart: a lone server's data directory holding the keys.
+        port = lb.free_port()
+        argv = [bins["server"], str(port), "0", "0", "--bind", "127.0.0.1",
+                "--data-dir", os.path.join(base, "lone"), "--fsync", "never"]
+        lone = lb.Cluster(procs, workdir)
+        lone._start(argv, "lone")
+        load_keys(procs, bins, port, n, value)
+        procs.stop(lone.servers[0][0])  # SIGTERM: flushes, then exits
+        lone.servers = []
+        size = sum(os.path.getsize(os.path.join(dp, f))
+                   for dp, _, fs in os.walk(os.path.join(base, "lone")) for f in fs)
+        t0 = time.monotonic()
+        proc = procs.spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        status = None
+        deadline = t0 + 60
+        while time.monotonic() < deadline:
+            status = v2_get(port, b"key0000000001")
+            if status == 0:
+                break
+            if proc.poll() is not None:
+                raise lb.BenchError("restarted server exited")
+            time.sleep(0.002)
+        took = time.monotonic() - t0
+        procs.stop(proc)
+        if status != 0:
+            raise lb.BenchError(f"restarted server did not serve a get within 60 s ({status})")
+        say(f"restart {value:>3} B: data directory {size / 1e6:.1f} MB; start to first get "
+            f"answered ok: {took * 1000:.0f} ms")
+
+        # Catch-up: three servers; the third is killed, its data directory
+        # removed, the keys written to the other two (a majority), and it
+        # is started again with the empty directory.
+        ports = [lb.free_port() for _ in range(3)]
+        cluster = lb.Cluster(procs, workdir)
+
+        def member(i):
+            return lb.cluster_argv(bins["server"], ports, i) + [
+                "--bind", "127.0.0.1", "--data-dir", os.path.join(base, f"m{i}"),
+                "--fsync", "never"]
+        try:
+            for i in range(3):
+                cluster._start(member(i), f"m{i}")
+            wait_writable(bins, ports[0])
+            third = cluster.servers.pop()[0]
+            third.kill()
+            third.wait(timeout=lb.KILL_TIMEOUT)
+            shutil.rmtree(os.path.join(base, "m2"))
+            wait_writable(bins, ports[0])
+            load_keys(procs, bins, ports[0], n, value)
+            t0 = time.monotonic()
+            cluster._start(member(2), "m2")
+            deadline = t0 + 120
+            while time.monotonic() < deadline and not status_in_sync(bins, ports[:2], 2):
+                time.sleep(0.01)
+            took = time.monotonic() - t0
+            if not status_in_sync(bins, ports[:2], 2):
+                raise lb.BenchError("backup not in sync within 120 s")
+            say(f"catch-up {value:>3} B: backup start to in sync (client --status): "
+                f"{took * 1000:.0f} ms for {megabytes:.1f} MB of keys and values: "
+                f"{megabytes / took:.1f} MB/s")
+        finally:
+            cluster.stop()
+
+
 # --- main --------------------------------------------------------------------
 
 
@@ -242,9 +580,11 @@ def parse_args():
     p.add_argument("--values", type=int_list, default=None,
                    help="value sizes (grid: 16,1024,65536; memory: 16,100)")
     p.add_argument("--connections", type=int_list, default=[8, 128])
-    p.add_argument("--depths", type=int_list, default=[1, 32])
+    p.add_argument("--depths", type=int_list, default=None,
+                   help="pipeline depths (grid: 1,32; fsync: 1)")
     p.add_argument("--ops", type=lambda t: t.split(","), default=["write", "read"])
-    p.add_argument("--duration", type=float, default=1.0, help="seconds per cell (default 1)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds per cell (default 1; fsync: 3)")
     p.add_argument("--keys", type=int, default=1_000_000, help="memory: keys (default 1,000,000)")
     p.add_argument("--etcd", nargs="?", const="etcd", metavar="ETCD",
                    help="fsync: etcd beside ours (default binary: etcd on PATH)")
@@ -255,6 +595,10 @@ def parse_args():
     p.add_argument("--echo", default=os.path.join(RELEASE, "examples", "echo_floor"))
     p.add_argument("--redis", default="redis-server", help="redis-server binary")
     args = p.parse_args()
+    if args.duration is None:
+        args.duration = 3.0 if args.mode == "fsync" else 1.0
+    if args.depths is None:
+        args.depths = [1] if args.mode == "fsync" else [1, 32]
     if args.values is None:
         args.values = [16, 100] if args.mode == "memory" else [16, 1024, 65536]
     return args
@@ -283,11 +627,9 @@ def main():
         if args.mode == "grid":
             cells, echo = run_grid(args, bins, procs)
         elif args.mode == "fsync":
-            import kvbench_fsync
-            result = kvbench_fsync.run(args, bins, procs)
+            result = run_fsync(args, bins, procs)
         else:
-            import kvbench_memory
-            result = kvbench_memory.run(args, bins, procs)
+            result = run_memory(args, bins, procs)
     except lb.BenchError as e:
         sys.exit(f"kvbench: {e}")
     except KeyboardInterrupt:

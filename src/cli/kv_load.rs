@@ -49,6 +49,8 @@ kv load options:
                       benchmarks beside such a store
   --wait N            with --resp: send WAIT N 0 after the puts of each
                       batch; they count as done when it answers N or more
+  --etcd              speak etcd v3's JSON gateway (HTTP/1.1 POST /v3/kv/put
+                      and /v3/kv/range) to an etcd member, for benchmarks
   --json, --human     as for the other load runs
 ";
 
@@ -69,7 +71,14 @@ pub fn parse_kv_load(args: &[String]) -> Result<Command<(KvLoadConfig, Output)>,
         "--timeout",
         "--wait",
     ];
-    let flags = ["--preload", "--percentiles", "--resp", "--json", "--human"];
+    let flags = [
+        "--preload",
+        "--percentiles",
+        "--resp",
+        "--etcd",
+        "--json",
+        "--human",
+    ];
     let (pos, options) = match split_args(args, &valued, &flags)? {
         Command::Run(split) => split,
         Command::Help => return Ok(Command::Help),
@@ -90,6 +99,7 @@ pub fn parse_kv_load(args: &[String]) -> Result<Command<(KvLoadConfig, Output)>,
     };
     let mut output = Output::Plain;
     let mut resp = false;
+    let mut etcd = false;
     let mut wait = None;
     for (name, value) in options {
         match name.as_str() {
@@ -111,6 +121,7 @@ pub fn parse_kv_load(args: &[String]) -> Result<Command<(KvLoadConfig, Output)>,
             "--preload" => config.preload = true,
             "--percentiles" => config.percentiles = true,
             "--resp" => resp = true,
+            "--etcd" => etcd = true,
             _ => {
                 let want = if name == "--json" {
                     Output::Json
@@ -138,6 +149,8 @@ pub fn parse_kv_load(args: &[String]) -> Result<Command<(KvLoadConfig, Output)>,
         }
     }
     config.protocol = match (resp, wait) {
+        _ if resp && etcd => return Err(usage_error("--resp and --etcd exclude each other")),
+        (false, None) if etcd => KvProtocol::Etcd,
         (false, None) => KvProtocol::V2,
         (false, Some(_)) => return Err(usage_error("--wait goes with --resp")),
         (true, w) => KvProtocol::Resp {
@@ -275,6 +288,7 @@ mod tests {
         let (c, _) = parse("h:1 --resp --wait 2 --requests 7");
         assert_eq!(c.protocol, KvProtocol::Resp { wait: 2 });
         assert_eq!(c.limit, KvLoadLimit::Requests(7));
+        assert_eq!(parse("h:1 --etcd").0.protocol, KvProtocol::Etcd);
         assert_eq!(parse_kv_load(&args("--help")), Ok(Command::Help));
     }
 
@@ -291,6 +305,7 @@ mod tests {
         assert!(err("a:1 --value-size 2000000").contains("--value-size"));
         assert!(err("a:1 --wait 2").contains("--wait goes with --resp"));
         assert!(err("a:1 --json --human").contains("exclude"));
+        assert!(err("a:1 --resp --etcd").contains("exclude"));
         assert!(err("a:1 --frob").contains("unknown option"));
     }
 }

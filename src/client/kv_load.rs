@@ -24,6 +24,7 @@
 //! server the answer names (or the next of `--servers`) and timed from its
 //! first send.
 
+mod etcd;
 mod link;
 
 use std::thread;
@@ -54,6 +55,9 @@ pub enum KvProtocol {
     /// after the writes of each batch and counts them acknowledged only
     /// when it answers at least `wait`.
     Resp { wait: u32 },
+    /// etcd v3's JSON gateway over HTTP/1.1 (`POST /v3/kv/put` and
+    /// `/v3/kv/range`), for the benchmark's etcd rows.
+    Etcd,
 }
 
 /// When a run ends.

@@ -90,6 +90,7 @@ impl Link {
         match self.protocol {
             KvProtocol::V2 => self.exchange_v2(batch, answers),
             KvProtocol::Resp { wait } => self.exchange_resp(batch, wait, answers),
+            KvProtocol::Etcd => self.exchange_etcd(batch, answers),
         }
         .map_err(|e| format!("server {}: {e}", self.server))
     }
@@ -237,6 +238,36 @@ impl Link {
                     answers[k].0 = Answer::Failed(format!("WAIT {wait} 0 answered {reply:?}"));
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn exchange_etcd(
+        &mut self,
+        batch: &[Request],
+        answers: &mut Vec<(Answer, Instant)>,
+    ) -> io::Result<()> {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        for r in batch {
+            let key = key_of(r.index);
+            let value = (!r.read).then(|| self.stamped_value(r.index).to_vec());
+            super::etcd::request(&mut out, &self.server, &key, value.as_deref());
+        }
+        let sent = (&self.stream).write_all(&out);
+        self.out = out;
+        sent?;
+        for r in batch {
+            let body = super::etcd::response(&mut self.reader)?;
+            let answer = match (r.read, body) {
+                (false, Ok(_)) => Answer::Ok,
+                (true, Ok(body)) => match super::etcd::range_value(&body) {
+                    Some(v) => self.judge_value(r, &v),
+                    None => Answer::Miss,
+                },
+                (_, Err(why)) => Answer::Failed(format!("key {}: {why}", r.index)),
+            };
+            answers.push((answer, Instant::now()));
         }
         Ok(())
     }
