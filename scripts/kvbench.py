@@ -81,8 +81,9 @@ def keys_for(value_size):
     return max(1, min(MAX_KEYS, KEYS_BYTES // max(1, value_size)))
 
 
-def kv_load(procs, bins, server, args, resp=None):
-    """Runs `client kv load server ARGS --json`; the report, or BenchError."""
+def kv_load(procs, bins, server, args, resp=None, allow_failed=False):
+    """Runs `client kv load server ARGS --json`; the report, or BenchError
+    (also when a request failed, unless allow_failed)."""
     argv = [bins["client"], "kv", "load", server, "--json", "--percentiles"] + args
     if resp is not None:
         argv += ["--resp"] + (["--wait", str(resp)] if resp > 0 else [])
@@ -91,6 +92,8 @@ def kv_load(procs, bins, server, args, resp=None):
         report = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise lb.BenchError(f"{' '.join(argv)} exited {code}: {err.strip()[-500:]}")
+    if allow_failed and report.get("requests", 0) > 0:
+        return report
     if code != 0 or report.get("failed", 0) > 0:
         raise lb.BenchError(
             f"{' '.join(argv)} exited {code}, {report.get('failed')} failed: "
@@ -107,6 +110,8 @@ class Cell:
         self.size, self.value, self.op = size, value, op
         self.connections, self.depth = connections, depth
         self.results = {"ours": [], "redis": []}  # [ops/s, p50, p99, max]
+        self.failed = {"ours": 0, "redis": 0}  # requests failed, all reps
+        self.first_error = {}
 
     def label(self):
         return f"{self.size} srv {self.op:<5} {self.value:>6} B {self.connections:>4} conn depth {self.depth:>2}"
@@ -183,9 +188,14 @@ def run_grid(args, bins, procs):
                                 server, resp = servers[name]
                                 if cell.op == "read" and resp is not None:
                                     resp = 0  # GET needs no WAIT
-                                r = kv_load(procs, bins, server, cell_args(cell, args.duration), resp)
+                                r = kv_load(procs, bins, server, cell_args(cell, args.duration),
+                                            resp, allow_failed=True)
                                 cell.results[name].append(
                                     [r["throughput_ops"], r["p50_us"], r["p99_us"], r["max_us"]])
+                                if r["failed"]:
+                                    cell.failed[name] += r["failed"]
+                                    cell.first_error.setdefault(name, r.get("first_error"))
+                                    keep_logs(workdir, cell, name, rep)
                             print(f"rep {rep + 1}: {cell.label()}: ours "
                                   f"{cell.results['ours'][-1][0]:.0f}, redis "
                                   f"{cell.results['redis'][-1][0]:.0f} ops/s", file=sys.stderr)
@@ -194,6 +204,15 @@ def run_grid(args, bins, procs):
                     redis.stop()
                 turn += 1  # the next size starts with the other system
     return cells, echo
+
+
+def keep_logs(workdir, cell, name, rep):
+    """The server logs of a cell with failed requests, kept for a look."""
+    dest = os.path.join(ROOT, "target", "kvbench-failed",
+                        f"rep{rep + 1}-{cell.size}srv-{cell.op}-{cell.value}-"
+                        f"{cell.connections}c-d{cell.depth}-{name}")
+    shutil.copytree(workdir, dest, dirs_exist_ok=True)
+    print(f"kvbench: {name}: {cell.label()}: failed requests; logs in {dest}", file=sys.stderr)
 
 
 def med(values, i):
@@ -208,7 +227,8 @@ def print_grid(cells, echo):
         print()
     print(f"{'servers':>7} {'op':<5} {'value':>6} {'conn':>4} {'depth':>5} |"
           f" {'ours ops/s':>10} {'p50':>7} {'p99':>7} {'max':>8} |"
-          f" {'redis ops/s':>11} {'p50':>7} {'p99':>7} {'max':>8} | {'ours/redis':>10}")
+          f" {'redis ops/s':>11} {'p50':>7} {'p99':>7} {'max':>8} | {'ours/redis':>10}"
+          f" {'failed':>6}")
     for c in cells:
         o, r = c.results["ours"], c.results["redis"]
         if not o or not r:
@@ -217,7 +237,11 @@ def print_grid(cells, echo):
         print(f"{c.size:>7} {c.op:<5} {c.value:>6} {c.connections:>4} {c.depth:>5} |"
               f" {med(o, 0):>10.0f} {med(o, 1):>7.0f} {med(o, 2):>7.0f} {med(o, 3):>8.0f} |"
               f" {med(r, 0):>11.0f} {med(r, 1):>7.0f} {med(r, 2):>7.0f} {med(r, 3):>8.0f} |"
-              f" {ratio:>10.2f}")
+              f" {ratio:>10.2f} {c.failed['ours']:>3}/{c.failed['redis']:<3}")
+    for c in cells:
+        for name, why in c.first_error.items():
+            print(f"failed: {name} {c.label()}: {c.failed[name]} requests; first: {why}")
+    print("failed: requests that failed over all repetitions, ours/redis")
     print("latencies in us (p50, p99: medians over repetitions; max: median of each run's max)")
     if echo:
         floor = statistics.median(x[0] for x in echo)
