@@ -34,7 +34,9 @@ fsync: ours with `--data-dir DIR --fsync always` (DIR under target/, on
 disk), 1 and 3 servers, 8 connections, depth 1, 16-byte puts, for
 --duration seconds; with --etcd, beside etcd (3.4's `etcd` binary, 1 and 3
 members on loopback, data under target/), driven by `client kv load
---etcd` (8 closed-loop writers over the v3 JSON gateway).
+--etcd` (8 closed-loop writers over the v3 JSON gateway), and with
+--etcd-client BINARY also by etcd's own Go client (scripts/kvbench_etcd.go,
+8 writers, every member as an endpoint).
 
 memory: for each value size, 1,000,000 keys (--keys) written into one fresh
 server and one fresh redis-server: our VmRSS after minus before, per key,
@@ -340,9 +342,30 @@ class FsyncResult:
             if ours and etcd:
                 print(f"ours / etcd (gateway), {size} servers, depth 1: "
                       f"{med(ours, 0) / med(etcd, 0):.2f}")
+            go = self.rows.get(("etcd-go", size, 1))
+            if ours and go:
+                print(f"ours / etcd (its Go client), {size} servers, depth 1: "
+                      f"{med(ours, 0) / med(go, 0):.2f}")
             if ours and size == 3:
                 print(f"ours / 3,490 (the issue's etcd anchor, its Go client), 3 servers, depth 1: "
                       f"{med(ours, 0) / 3490:.2f}")
+
+
+def go_client(procs, bins, cluster, args, result, size):
+    """etcd's own Go client (scripts/kvbench_etcd.go), 8 writers, depth 1,
+    every member as an endpoint (as etcd's benchmark tool is given them)."""
+    endpoints = ",".join(f"127.0.0.1:{p}" for p in cluster.ports)
+    argv = [bins["etcd_client"], "-endpoints", endpoints, "-clients", "8",
+            "-duration", f"{args.duration}s", "-value-size", "16"]
+    code, out, err = procs.run_status(argv, timeout=RUN_TIMEOUT)
+    try:
+        r = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise lb.BenchError(f"{' '.join(argv)} exited {code}: {err.strip()[-300:]}")
+    if code != 0 or r["failed"]:
+        raise lb.BenchError(f"{' '.join(argv)}: {r['failed']} failed")
+    result.add(("etcd-go", size, 1), r)
+    print(f"etcd-go {size} servers depth 1: {r['throughput_ops']:.0f} puts/s", file=sys.stderr)
 
 
 def run_fsync(args, bins, procs):
@@ -371,6 +394,8 @@ def run_fsync(args, bins, procs):
                         else:
                             cluster = EtcdCluster(procs, bins["etcd"], size, base, workdir)
                             flag = ["--etcd"]
+                            if "etcd_client" in bins:
+                                go_client(procs, bins, cluster, args, result, size)
                         server = f"127.0.0.1:{cluster.port}"
                         for depth in args.depths:
                             argv = [bins["client"], "kv", "load", server, "--json",
@@ -612,6 +637,9 @@ def parse_args():
     p.add_argument("--keys", type=int, default=1_000_000, help="memory: keys (default 1,000,000)")
     p.add_argument("--etcd", nargs="?", const="etcd", metavar="ETCD",
                    help="fsync: etcd beside ours (default binary: etcd on PATH)")
+    p.add_argument("--etcd-client", metavar="BINARY",
+                   help="fsync: also drive etcd with this build of scripts/kvbench_etcd.go "
+                   "(etcd's own Go client; rows etcd-go)")
     p.add_argument("--data-base", default=os.path.join(ROOT, "target"),
                    help="where data directories go (default target/, on disk)")
     p.add_argument("--server", default=os.path.join(RELEASE, "server"))
@@ -644,6 +672,10 @@ def main():
         if not path:
             sys.exit(f"kvbench: --etcd: {args.etcd} not found (apt-get install etcd-server)")
         bins["etcd"] = path
+    if args.etcd_client:
+        if not os.access(args.etcd_client, os.X_OK):
+            sys.exit(f"kvbench: --etcd-client {args.etcd_client} is not executable")
+        bins["etcd_client"] = args.etcd_client
     procs = lb.Processes(False)
     signal.signal(signal.SIGTERM, lb.on_sigterm)
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
