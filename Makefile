@@ -334,13 +334,19 @@ unit-check: build
 #                     LOADBENCH_ARGS="--pin --reps 5 --data-dir" for more;
 #                     "--original DIR --redis" adds the C++ original and
 #                     redis-server (SET + WAIT) under the same load
+#   make kvbench      scripts/kvbench.py: protocol v2 beside redis-server
+#                     (apt-get install redis-server), 1 and 3 servers, 16 B to
+#                     64 KiB values, 8 and 128 connections, depth 1 and 32,
+#                     interleaved, medians, and the v1 echo floor (~7 min);
+#                     KVBENCH_ARGS="fsync --etcd" or "memory" for the other parts
 #
 # See the README's "Performance" section for how to read the figures on a
 # small machine.
 
 LOADBENCH_ARGS ?=
+KVBENCH_ARGS ?=
 
-.PHONY: bench loadbench
+.PHONY: bench loadbench kvbench
 
 bench:
 	$(CARGO) bench --locked --bench benches
@@ -348,6 +354,10 @@ bench:
 loadbench:
 	$(CARGO) build --release --locked --bin server --bin client --example echo_floor --example resp_load
 	$(PYTHON) scripts/loadbench.py $(LOADBENCH_ARGS)
+
+kvbench:
+	$(CARGO) build --release --locked --bin server --bin client --example echo_floor
+	$(PYTHON) scripts/kvbench.py $(KVBENCH_ARGS)
 
 # --- fuzzing ---------------------------------------------------------------
 #

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             let mut out = std::io::stdout().lock();
             let _ = out
                 .write_all(cli::CLIENT_USAGE.as_bytes())
+                .and_then(|()| out.write_all(cli::kv_load::KV_LOAD_USAGE.as_bytes()))
                 .and_then(|()| out.flush());
             return ExitCode::SUCCESS;
         }
@@ -55,6 +56,7 @@ fn run(args: &ClientArgs) -> ExitCode {
         ClientCommand::Load(config) => load_run(config, args.output),
         ClientCommand::Status { servers, timeout } => status_run(servers, *timeout, args.output),
         ClientCommand::Kv(kv) => factory::client::kv_command::run(kv),
+        ClientCommand::KvLoad(config) => cli::kv_load::run(config, args.output),
         ClientCommand::Order {
             target,
             customer_id,

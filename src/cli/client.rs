@@ -122,6 +122,8 @@ pub enum ClientCommand {
     },
     /// A protocol v2 request (`client kv ...`).
     Kv(super::kv::KvArgs),
+    /// A v2 load run (`kv load`, `cli::kv_load`).
+    KvLoad(crate::client::kv_load::KvLoadConfig),
 }
 
 /// The client's parsed command line.
@@ -154,6 +156,18 @@ struct Options {
 /// # Errors
 /// A [`UsageError`] naming the first argument that is wrong.
 pub fn parse_client(args: &[String]) -> Result<Command<ClientArgs>, UsageError> {
+    if let [kv, load, rest @ ..] = args {
+        if kv == "kv" && load == "load" {
+            return Ok(match super::kv_load::parse_kv_load(rest)? {
+                Command::Run((config, output)) => Command::Run(ClientArgs {
+                    command: ClientCommand::KvLoad(config),
+                    output,
+                }),
+                Command::Help => Command::Help,
+                Command::Version => Command::Version,
+            });
+        }
+    }
     if args.first().is_some_and(|a| a == "kv") {
         return super::kv::parse_kv(&args[1..]);
     }

@@ -81,6 +81,7 @@ pub(crate) fn ordinal(n: usize) -> String {
 
 mod client;
 pub mod kv;
+pub mod kv_load;
 pub mod load;
 mod server;
 

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod connect;
 pub mod kv_command;
+pub mod kv_load;
 pub mod load;
 pub mod output;
 mod stats;
