@@ -146,13 +146,15 @@ fn reads_of_values_never_written_fail() {
 
 #[test]
 fn preload_and_mixed_load_through_a_backup_of_three() {
-    let cluster = ProcessCluster::start(3);
+    let mut cluster = ProcessCluster::start(3);
     let ports = cluster.ports();
-    // The first write makes server 0 the primary; the list names server 1
-    // first, and the load finds the primary by its status.
-    let mut kv = KvClient::connect(format!("127.0.0.1:{}", ports[0]), TIMEOUT).unwrap();
+    // The election picks the primary; the list names a backup first, and
+    // the load finds the primary by its status.
+    let primary = cluster.primary().expect("a primary");
+    let (b1, b2) = ((primary + 1) % 3, (primary + 2) % 3);
+    let mut kv = KvClient::connect(format!("127.0.0.1:{}", ports[primary]), TIMEOUT).unwrap();
     kv.put(b"first", b"write").expect("first write");
-    let servers = format!("127.0.0.1:{},127.0.0.1:{}", ports[1], ports[0]);
+    let servers = format!("127.0.0.1:{},127.0.0.1:{}", ports[b1], ports[primary]);
     let (code, report) = kv_load(&[
         "--servers",
         &servers,
@@ -178,7 +180,7 @@ fn preload_and_mixed_load_through_a_backup_of_three() {
     assert!((350..650).contains(&reads), "{reads} reads of 1000");
     assert_eq!(count(&report, "redirects"), 0, "{report}");
     // Given a backup alone, the load follows its "not primary" answers.
-    let backup = format!("127.0.0.1:{}", ports[2]);
+    let backup = format!("127.0.0.1:{}", ports[b2]);
     let (code, report) = kv_load(&[
         &backup,
         "--keys",
@@ -191,7 +193,7 @@ fn preload_and_mixed_load_through_a_backup_of_three() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(count(&report, "requests"), 600);
     assert!(count(&report, "redirects") > 0, "{report}");
-    let mut kv = KvClient::connect(format!("127.0.0.1:{}", ports[0]), TIMEOUT).unwrap();
+    let mut kv = KvClient::connect(format!("127.0.0.1:{}", ports[primary]), TIMEOUT).unwrap();
     for i in 0..300 {
         let got = kv.get(&key_of(i)).expect("get").map(|(_, v)| v);
         assert_eq!(got, Some(value_of(i, 1024)), "key {i}");
