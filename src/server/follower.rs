@@ -257,20 +257,24 @@ fn follow(
             shared.step_down(epoch, primary);
             replica = shared.replica();
         }
-        replica.follow(primary);
-        Body::CatchUp {
-            replica_id: replica.id(),
-            last_index: replica.last_index(),
-            last_epoch: replica.last_epoch(),
-        }
+        let n = replica.follow_stream(primary);
+        (
+            n,
+            Body::CatchUp {
+                replica_id: replica.id(),
+                last_index: replica.last_index(),
+                last_epoch: replica.last_epoch(),
+            },
+        )
     };
+    let (n, catch_up) = catch_up;
     let who = shared.peer_called(primary, peer);
     log::info!("following primary {who} in epoch {}", epoch_name(epoch));
     conn.send(NativeFrame::new(epoch, catch_up))?;
     let result = stream(shared, conn, epoch);
     let mut replica = shared.replica();
-    if replica.primary_id() == primary && replica.epoch() == epoch {
-        replica.on_stream_closed();
+    if replica.primary_id() == primary && replica.epoch() == epoch && replica.on_stream_n_closed(n)
+    {
         log::info!("lost primary {who} (epoch {})", epoch_name(epoch));
     }
     result

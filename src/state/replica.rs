@@ -107,6 +107,9 @@ pub struct Replica {
     log: Log,
     committed_index: i32,
     primary_id: i32,
+    /// Counts the primary's streams followed, so that an older stream
+    /// closing late does not forget the primary a newer stream follows.
+    streams: u64,
     /// The highest epoch this server has seen.
     epoch: Epoch,
     /// True while this server is known to hold every committed entry.
@@ -139,6 +142,7 @@ impl Replica {
             committed_index: committed_index.clamp(NO_INDEX, log.last_index()),
             log,
             primary_id: NO_PRIMARY,
+            streams: 0,
             epoch,
             trusted: false,
             base_in_sync,
@@ -448,6 +452,25 @@ impl Replica {
         self.base_in_sync = self.in_sync_at(index);
         self.in_sync_changes.retain(|&(i, _)| i > index);
         self.log.compact_through(index);
+    }
+
+    /// Backup: follows `primary` through a new stream; returns the
+    /// stream's number for [`Replica::on_stream_n_closed`].
+    pub fn follow_stream(&mut self, primary: i32) -> u64 {
+        self.primary_id = primary;
+        self.streams += 1;
+        self.streams
+    }
+
+    /// Backup: stream `n` closed. Forgets the primary only when no newer
+    /// stream has started since (a primary's reconnect may be accepted
+    /// before its old connection is seen closed). Returns whether it did.
+    pub fn on_stream_n_closed(&mut self, n: u64) -> bool {
+        if n != self.streams || self.is_primary() {
+            return false;
+        }
+        self.primary_id = NO_PRIMARY;
+        true
     }
 
     /// Backup: the primary's stream closed, so no primary is known.

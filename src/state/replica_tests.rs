@@ -340,3 +340,17 @@ fn restored_replicas_are_not_trusted() {
         (5, 0, NO_PRIMARY)
     );
 }
+
+#[test]
+fn s4_an_older_stream_closing_late_keeps_the_newer_streams_primary() {
+    let mut b = Replica::new(1);
+    let old = b.follow_stream(0);
+    let new = b.follow_stream(0);
+    assert!(
+        !b.on_stream_n_closed(old),
+        "the older stream's close is ignored"
+    );
+    assert_eq!(b.primary_id(), 0);
+    assert!(b.on_stream_n_closed(new));
+    assert_eq!(b.primary_id(), NO_PRIMARY);
+}
