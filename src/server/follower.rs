@@ -246,7 +246,7 @@ fn follow(
     primary: i32,
     peer: SocketAddr,
 ) -> Result<(), End> {
-    let catch_up = {
+    let (n, catch_up) = {
         let mut replica = shared.replica();
         if let Err(mine) = adopt(shared, &mut replica, epoch) {
             drop(replica);
@@ -267,7 +267,6 @@ fn follow(
             },
         )
     };
-    let (n, catch_up) = catch_up;
     let who = shared.peer_called(primary, peer);
     log::info!("following primary {who} in epoch {}", epoch_name(epoch));
     conn.send(NativeFrame::new(epoch, catch_up))?;

@@ -469,7 +469,7 @@ impl Replica {
         if n != self.streams || self.is_primary() {
             return false;
         }
-        self.primary_id = NO_PRIMARY;
+        self.on_stream_closed();
         true
     }
 
