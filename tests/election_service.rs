@@ -214,14 +214,22 @@ fn a_vote_is_in_the_data_directory() {
         .expect("saved");
     assert_eq!(saved.epoch, epoch);
     assert_eq!(saved.voted_for, Some(p as i32));
-    let voters = (0..3)
-        .filter(|&i| {
-            election_state::load(dirs[i].path())
-                .unwrap()
-                .is_some_and(|h| h.epoch == epoch)
-        })
-        .count();
-    assert_eq!(voters, 3, "every server holds the winning epoch");
+    let holding = || {
+        (0..3)
+            .filter(|&i| {
+                election_state::load(dirs[i].path())
+                    .unwrap()
+                    .is_some_and(|h| h.epoch >= epoch)
+            })
+            .count()
+    };
+    // A win needs a majority's saved votes; the third server saves the
+    // epoch when the primary's heartbeat reaches it, which may come later.
+    assert!(holding() >= 2, "a majority saved the winning epoch");
+    assert!(
+        wait_until(|| holding() == 3),
+        "every server holds the winning epoch"
+    );
 }
 
 #[test]
