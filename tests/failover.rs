@@ -20,6 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::history::{Ack, History, Observed, Workload};
+use common::net::signal;
 use common::{wait_until, ProcessCluster, IO_TIMEOUT};
 use factory::client::status::{fetch_all, ServerStatus};
 use factory::client::Client;
@@ -90,14 +91,6 @@ fn elected(cluster: &ProcessCluster, list: &[String]) -> usize {
     found.unwrap()
 }
 
-/// Sends `sig` (as `kill` spells it) to process `pid`, which this test started.
-fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {sig} {pid}");
-}
 
 /// `client --status` of the whole cluster as the binary prints it.
 fn status_table(list: &[String]) -> String {

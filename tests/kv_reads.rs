@@ -23,6 +23,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::history::{Ack, History, Observed};
+use common::net::signal;
 use common::{wait_until, ProcessCluster};
 use factory::client::status::{fetch_all, ServerStatus};
 use factory::kv::{KvClient, KvClientError};
@@ -419,14 +420,6 @@ fn the_primary(cluster: &ProcessCluster, what: &str) -> usize {
     found.unwrap()
 }
 
-/// Sends `sig` (as `kill` spells it) to process `pid`, which this test started.
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {sig} {pid}");
-}
 
 /// G6 with a paused primary, twice: while it is stopped the others elect
 /// a new primary and acknowledge newer puts; reads sent to the stopped

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::net::signal;
 use common::{lone_server, wait_until, ProcessCluster, DEADLINE};
 use factory::client::Client;
 use factory::wire::{Frame, RobotOrder, CLIENT_TAG, PFA_TAG};
@@ -227,14 +228,6 @@ fn a_backup_that_stops_acknowledging_is_dropped_and_caught_up_later() {
     );
 }
 
-/// Sends `sig` (as `kill` spells it) to process `pid`, which this test started.
-fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {sig} {pid}");
-}
 
 // --- embedded in a C program ------------------------------------------------
 

@@ -21,6 +21,7 @@ use factory::client::Client;
 use factory::wire::native::{Body, RejectCode, NATIVE_TAG};
 
 use common::history::{History, Observed, Workload, FIRST_CUSTOMER};
+use common::net::signal;
 use common::{wait_until, ProcessCluster, IO_TIMEOUT};
 
 /// Writers of every workload here.
@@ -463,11 +464,3 @@ fn g6_a_primary_paused_while_another_took_over_answers_no_older_read() {
     assert!(value >= 1, "the old primary answered {value} afterwards");
 }
 
-/// Sends `sig` (as `kill` spells it) to process `pid`, which this test started.
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {sig} {pid}");
-}

@@ -328,12 +328,36 @@ fn settled(
 }
 
 /// Sends `sig` (as `kill` spells it) to process `pid`, which the test started.
+/// `kill` returns once the signal is queued, while the process's threads may
+/// still run for a moment (long enough to acknowledge a write), so a
+/// `-STOP` returns only once every thread of the process is stopped.
 pub fn signal(pid: u32, sig: &str) {
     let status = std::process::Command::new("kill")
         .args([sig, &pid.to_string()])
         .status()
         .expect("run kill");
     assert!(status.success(), "kill {sig} {pid}");
+    if sig == "-STOP" {
+        assert!(
+            super::wait_until(|| all_threads_stopped(pid)),
+            "process {pid} did not stop"
+        );
+    }
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in
+/// /proc/PID/task/TID/stat, the field after the parenthesised name).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T" || state == "t")
+        })
+    })
 }
 
 /// One status answer as the monitor saw it: asked at `sent`, answered by
