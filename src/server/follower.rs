@@ -246,7 +246,7 @@ fn follow(
     primary: i32,
     peer: SocketAddr,
 ) -> Result<(), End> {
-    let (n, catch_up) = {
+    let catch_up = {
         let mut replica = shared.replica();
         if let Err(mine) = adopt(shared, &mut replica, epoch) {
             drop(replica);
@@ -257,23 +257,22 @@ fn follow(
             shared.step_down(epoch, primary);
             replica = shared.replica();
         }
-        let n = replica.follow_stream(primary);
-        (
-            n,
-            Body::CatchUp {
-                replica_id: replica.id(),
-                last_index: replica.last_index(),
-                last_epoch: replica.last_epoch(),
-            },
-        )
+        replica.follow_stream(primary, epoch);
+        Body::CatchUp {
+            replica_id: replica.id(),
+            last_index: replica.last_index(),
+            last_epoch: replica.last_epoch(),
+        }
     };
     let who = shared.peer_called(primary, peer);
     log::info!("following primary {who} in epoch {}", epoch_name(epoch));
-    conn.send(NativeFrame::new(epoch, catch_up))?;
-    let result = stream(shared, conn, epoch);
+    // Every stream counted open is counted closed, however it ends.
+    let result = conn
+        .send(NativeFrame::new(epoch, catch_up))
+        .map_err(End::from)
+        .and_then(|()| stream(shared, conn, epoch));
     let mut replica = shared.replica();
-    if replica.primary_id() == primary && replica.epoch() == epoch && replica.on_stream_n_closed(n)
-    {
+    if replica.on_stream_of_closed(primary, epoch) {
         log::info!("lost primary {who} (epoch {})", epoch_name(epoch));
     }
     result

@@ -107,9 +107,11 @@ pub struct Replica {
     log: Log,
     committed_index: i32,
     primary_id: i32,
-    /// Counts the primary's streams followed, so that an older stream
-    /// closing late does not forget the primary a newer stream follows.
-    streams: u64,
+    /// The primary and epoch of the streams open now, and how many: a
+    /// primary's reconnects may overlap its old connections (and a link
+    /// that held connections may deliver several at once), so the primary
+    /// is forgotten only when the last of them closes.
+    streams: ((i32, Epoch), u32),
     /// The highest epoch this server has seen.
     epoch: Epoch,
     /// True while this server is known to hold every committed entry.
@@ -142,7 +144,7 @@ impl Replica {
             committed_index: committed_index.clamp(NO_INDEX, log.last_index()),
             log,
             primary_id: NO_PRIMARY,
-            streams: 0,
+            streams: ((NO_PRIMARY, 0), 0),
             epoch,
             trusted: false,
             base_in_sync,
@@ -454,19 +456,28 @@ impl Replica {
         self.log.compact_through(index);
     }
 
-    /// Backup: follows `primary` through a new stream; returns the
-    /// stream's number for [`Replica::on_stream_n_closed`].
-    pub fn follow_stream(&mut self, primary: i32) -> u64 {
+    /// Backup: follows `primary` of `epoch` through a new stream.
+    pub fn follow_stream(&mut self, primary: i32, epoch: Epoch) {
         self.primary_id = primary;
-        self.streams += 1;
-        self.streams
+        let (of, open) = &mut self.streams;
+        if *of != (primary, epoch) {
+            *of = (primary, epoch);
+            *open = 0;
+        }
+        *open += 1;
     }
 
-    /// Backup: stream `n` closed. Forgets the primary only when no newer
-    /// stream has started since (a primary's reconnect may be accepted
-    /// before its old connection is seen closed). Returns whether it did.
-    pub fn on_stream_n_closed(&mut self, n: u64) -> bool {
-        if n != self.streams || self.is_primary() {
+    /// Backup: a stream of `primary` in `epoch` closed. Forgets the
+    /// primary when it was the last one open and nothing else has changed
+    /// since (no newer primary or epoch, not primary itself). Returns
+    /// whether it did.
+    pub fn on_stream_of_closed(&mut self, primary: i32, epoch: Epoch) -> bool {
+        let (of, open) = &mut self.streams;
+        if *of != (primary, epoch) {
+            return false;
+        }
+        *open = open.saturating_sub(1);
+        if *open > 0 || self.is_primary() || self.primary_id != primary || self.epoch != epoch {
             return false;
         }
         self.on_stream_closed();

@@ -342,15 +342,30 @@ fn restored_replicas_are_not_trusted() {
 }
 
 #[test]
-fn s4_an_older_stream_closing_late_keeps_the_newer_streams_primary() {
+fn s4_the_primary_is_forgotten_only_when_its_last_open_stream_closes() {
     let mut b = Replica::new(1);
-    let old = b.follow_stream(0);
-    let new = b.follow_stream(0);
-    assert!(
-        !b.on_stream_n_closed(old),
-        "the older stream's close is ignored"
-    );
+    b.adopt_epoch(5);
+    // Three streams of primary 0 at once (a link that held connections
+    // delivers them together); the newest one to open closes first.
+    for _ in 0..3 {
+        b.follow_stream(0, 5);
+    }
+    assert!(!b.on_stream_of_closed(0, 5), "two streams still open");
+    assert!(!b.on_stream_of_closed(0, 5), "one stream still open");
     assert_eq!(b.primary_id(), 0);
-    assert!(b.on_stream_n_closed(new));
+    assert!(b.on_stream_of_closed(0, 5), "the last one closed");
+    assert_eq!(b.primary_id(), NO_PRIMARY);
+}
+
+#[test]
+fn s4_a_stream_of_an_earlier_term_closing_late_keeps_the_newer_primary() {
+    let mut b = Replica::new(1);
+    b.adopt_epoch(5);
+    b.follow_stream(0, 5);
+    b.adopt_epoch(7);
+    b.follow_stream(2, 7);
+    assert!(!b.on_stream_of_closed(0, 5), "another term's stream");
+    assert_eq!(b.primary_id(), 2);
+    assert!(b.on_stream_of_closed(2, 7));
     assert_eq!(b.primary_id(), NO_PRIMARY);
 }
