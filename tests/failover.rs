@@ -91,7 +91,6 @@ fn elected(cluster: &ProcessCluster, list: &[String]) -> usize {
     found.unwrap()
 }
 
-
 /// `client --status` of the whole cluster as the binary prints it.
 fn status_table(list: &[String]) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_client"))
@@ -425,9 +424,10 @@ fn g2_a_primary_cut_off_from_its_backups_refuses_writes() {
     assert_eq!(common::read(ports[backups[1]], 2), 1);
 }
 
-/// A stand-in for an original (C++) server: it reads each connection's
-/// 8-byte tag and closes it, as the original does with a tag it does not
-/// know (FELE, FREP, the native tag). Stops with the test.
+/// A stand-in for an original (C++) server: it closes every connection
+/// whose 8-byte tag it does not know (FELE, FREP, FSTA, the native tag),
+/// as the original does, and answers a `CLIENT` session's reads (no
+/// customer has an order) until the client closes. Stops with the test.
 struct FakeOriginal {
     port: u16,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -436,27 +436,65 @@ struct FakeOriginal {
 
 impl FakeOriginal {
     fn start() -> FakeOriginal {
-        use std::io::Read;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = thread::spawn(move || {
+            let mut sessions = Vec::new();
             for conn in listener.incoming().take(10_000) {
                 if flag.load(std::sync::atomic::Ordering::SeqCst) {
-                    return;
+                    break;
                 }
-                if let Ok(mut s) = conn {
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-                    let mut tag = [0u8; 8];
-                    let _ = s.read_exact(&mut tag);
+                if let Ok(s) = conn {
+                    let flag = Arc::clone(&flag);
+                    sessions.push(thread::spawn(move || fake_original_session(s, &flag)));
                 }
+            }
+            for t in sessions {
+                let _ = t.join();
             }
         });
         FakeOriginal {
             port,
             stop,
             thread: Some(thread),
+        }
+    }
+}
+
+/// One connection to the fake original: the tag, then reads answered
+/// while the client sends them (each wait bounded, the stop flag checked).
+fn fake_original_session(mut s: std::net::TcpStream, stop: &std::sync::atomic::AtomicBool) {
+    use factory::wire::{CustomerRecord, Frame, RobotOrder, CLIENT_TAG};
+    use std::io::{Read, Write};
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut tag = [0u8; 8];
+    if s.read_exact(&mut tag).is_err() || tag != CLIENT_TAG {
+        return;
+    }
+    let mut request = [0u8; RobotOrder::SIZE];
+    for _ in 0..1_000 {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        match s.read_exact(&mut request) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        }
+        let order = RobotOrder::decode(&request);
+        if order.customer_id == RobotOrder::END_OF_SESSION {
+            return;
+        }
+        let record = CustomerRecord {
+            customer_id: order.customer_id,
+            last_order: CustomerRecord::NO_ORDER,
+        };
+        let mut reply = [0u8; CustomerRecord::SIZE];
+        record.encode(&mut reply);
+        if s.write_all(&reply).is_err() {
+            return;
         }
     }
 }

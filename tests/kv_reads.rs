@@ -420,7 +420,6 @@ fn the_primary(cluster: &ProcessCluster, what: &str) -> usize {
     found.unwrap()
 }
 
-
 /// G6 with a paused primary, twice: while it is stopped the others elect
 /// a new primary and acknowledge newer puts; reads sent to the stopped
 /// one wait in its socket and are answered after SIGCONT, when its lease

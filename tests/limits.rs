@@ -228,7 +228,6 @@ fn a_backup_that_stops_acknowledging_is_dropped_and_caught_up_later() {
     );
 }
 
-
 // --- embedded in a C program ------------------------------------------------
 
 /// The libfactory.so of this build. `cargo test` leaves the library it

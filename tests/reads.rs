@@ -463,4 +463,3 @@ fn g6_a_primary_paused_while_another_took_over_answers_no_older_read() {
     let value = common::read(ports[old], 5);
     assert!(value >= 1, "the old primary answered {value} afterwards");
 }
-

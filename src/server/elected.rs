@@ -73,6 +73,9 @@ pub(crate) struct Elected {
     events: Mutex<VecDeque<Event>>,
     /// Peers that are witnesses (they vote, hold no log).
     witnesses: Vec<i32>,
+    /// Peers that sent this server an election message: they are factory
+    /// servers, whatever a dropped handshake may look like.
+    voters_heard: Mutex<Vec<i32>>,
     /// When peers were last checked for original servers (election ms).
     looked: AtomicU64,
     /// The thread checking them, if one ran.
@@ -149,6 +152,20 @@ impl Elected {
         }
     }
 
+    /// True if server `id` sent this one an election message (so a
+    /// connection it dropped is a crash or a cut link, never an original
+    /// server's answer to the native tag).
+    pub(crate) fn heard_from(&self, id: i32) -> bool {
+        lock(&self.voters_heard).contains(&id)
+    }
+
+    fn heard(&self, id: i32) {
+        let mut heard = lock(&self.voters_heard);
+        if !heard.contains(&id) {
+            heard.push(id);
+        }
+    }
+
     /// True if peer `id` is a witness.
     pub(crate) fn is_witness(&self, id: i32) -> bool {
         self.witnesses.contains(&id)
@@ -204,6 +221,15 @@ impl ElectionHooks for ServerHooks {
 
     fn stepped(&self, election: &Election, now: Millis) {
         self.with(|s| stepped(s, election, now));
+    }
+
+    fn heard(&self, from: i32) {
+        self.with(|s| {
+            let known = lock(&s.peers).iter().any(|p| p.id == from);
+            if known {
+                s.elected.heard(from);
+            }
+        });
     }
 }
 
@@ -330,7 +356,7 @@ pub(crate) fn look_for_originals(shared: &Arc<Shared>) {
         .name("look-for-v1".into())
         .spawn(move || {
             if let Some(shared) = weak.upgrade() {
-                if let Some(id) = super::takeover::original_peer(&shared) {
+                if let Some(id) = super::originals::original_peer(&shared) {
                     found_original(&shared, id);
                 }
             }

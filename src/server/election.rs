@@ -105,6 +105,9 @@ pub trait ElectionHooks: Send + 'static {
     fn decided(&self, _out: &Output) {}
     /// The election as it stands after a step at `now`.
     fn stepped(&self, _election: &Election, _now: Millis) {}
+    /// A well-formed election message from server `from` arrived: it takes
+    /// part in the election, so it is not an original server.
+    fn heard(&self, _from: i32) {}
 }
 
 /// The hooks of a service that only needs the log's end.
@@ -592,7 +595,10 @@ impl Driver {
             self.election.log_appended(self.hooks.log_end());
             let now = self.now();
             let outs = match input {
-                Some(Input::Frame(msg)) => self.election.step(now, msg),
+                Some(Input::Frame(msg)) => {
+                    self.hooks.heard(msg.from());
+                    self.election.step(now, msg)
+                }
                 Some(Input::Committed(index, epoch)) => self.election.committed(now, index, epoch),
                 Some(Input::Propose(epoch, members)) => self.propose(now, epoch, members),
                 Some(Input::Stop) => return,

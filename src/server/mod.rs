@@ -36,6 +36,7 @@ mod kv_session;
 mod live;
 mod metrics;
 mod observe;
+mod originals;
 mod progress;
 mod read_index;
 mod reads;

@@ -41,6 +41,10 @@ pub(crate) enum PeerError {
     },
     /// The peer closed the connection on the native tag: an original server.
     SpeaksV1,
+    /// The peer closed the native handshake, but the election is on and it
+    /// is not shown to be an original (`originals.rs`): a factory server
+    /// that crashed or a link that was cut.
+    HandshakeDropped,
     Stopping,
 }
 
@@ -55,6 +59,10 @@ impl std::fmt::Display for PeerError {
                 write!(f, "expected an ack for entry {expected}, got one for {got}")
             }
             PeerError::SpeaksV1 => write!(f, "closed the native handshake (an original server)"),
+            PeerError::HandshakeDropped => write!(
+                f,
+                "closed the native handshake (not shown to be an original server)"
+            ),
             PeerError::Stopping => write!(f, "server stopping"),
         }
     }
@@ -160,6 +168,11 @@ pub(crate) fn run(shared: &Shared, peer: &PeerConfig, epoch: Epoch, slot: &Slot)
         // Native first on every connection, so that a Rust peer that
         // dropped the handshake while crashing is not taken for an original.
         let result = match session(shared, peer, epoch, slot) {
+            Err(PeerError::SpeaksV1)
+                if shared.elected.on() && !super::originals::confirmed(shared, peer) =>
+            {
+                Err(PeerError::HandshakeDropped)
+            }
             Err(PeerError::SpeaksV1) => {
                 log::info!(
                     "peer {} at {} is an original server: replicating with v1 frames",

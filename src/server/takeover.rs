@@ -30,40 +30,6 @@ pub(crate) fn probe_all(shared: &Shared, epoch: Epoch) -> Vec<(i32, ProbeOutcome
     })
 }
 
-/// A peer that is an original server, if one answers: each peer is sent
-/// a read-index request (which a factory server answers with no change to
-/// its state), and an original closes the connection on the native tag.
-pub(crate) fn original_peer(shared: &Shared) -> Option<i32> {
-    let peers = shared.peer_list();
-    thread::scope(|scope| {
-        let handles: Vec<_> = peers
-            .iter()
-            .map(|peer| scope.spawn(move || (peer.id, speaks_v1(shared, peer))))
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok())
-            .find_map(|(id, v1)| v1.then_some(id))
-    })
-}
-
-fn speaks_v1(shared: &Shared, peer: &PeerConfig) -> bool {
-    let Ok(mut link) = connect(shared, peer, &NATIVE_TAG) else {
-        return false;
-    };
-    let wait = shared.limits.peer_timeout.min(PROBE_TIMEOUT);
-    if link.stream.set_read_timeout(Some(wait)).is_err() {
-        return false;
-    }
-    let ask = NativeFrame::new(
-        0,
-        Body::ReadIndex {
-            replica_id: shared.factory_id,
-        },
-    );
-    matches!(handshake(&mut link, &ask), Err(PeerError::SpeaksV1))
-}
-
 fn probe(shared: &Shared, peer: &PeerConfig, epoch: Epoch) -> ProbeOutcome {
     match ask(shared, peer, epoch) {
         Ok(outcome) => outcome,
