@@ -269,7 +269,6 @@ fn follow(
     // Every stream counted open is counted closed, however it ends.
     let result = conn
         .send(NativeFrame::new(epoch, catch_up))
-        .map_err(End::from)
         .and_then(|()| stream(shared, conn, epoch));
     let mut replica = shared.replica();
     if replica.on_stream_of_closed(primary, epoch) {
