@@ -46,6 +46,10 @@ pub enum Role {
 pub enum StepDownReason {
     /// Another server showed a higher epoch (its id).
     HigherEpoch(i32),
+    /// No majority acknowledged its heartbeats for `grace_ms` past the end
+    /// of its lease: it stops sending them, so that backups that still
+    /// hear it (a link cut one way) stop honouring it and elect another.
+    NoMajority,
 }
 
 /// What the caller must do, in order.
@@ -179,6 +183,8 @@ impl Cluster {
 /// State kept only while this server is primary.
 #[derive(Clone, Debug)]
 struct Term {
+    /// When the term began.
+    started: Millis,
     lease: Lease,
     lease_live: bool,
     next_heartbeat: Millis,
@@ -538,6 +544,11 @@ impl Election {
             term.lease_live = false;
             out.push(Output::LeaseLost { epoch });
         }
+        let majority_last_heard = term.started.max(term.lease.until());
+        if !live && now >= majority_last_heard.saturating_add(self.timing.grace_ms) {
+            self.become_backup(StepDownReason::NoMajority, out);
+            return;
+        }
         if now >= term.next_heartbeat {
             self.send_heartbeats(out);
         }
@@ -658,6 +669,7 @@ impl Election {
         self.primary = Some(me);
         self.lost_rounds = 0;
         self.term = Some(Term {
+            started: self.now,
             lease: Lease::new(me, &self.cluster.voters, self.timing.lease_ms),
             lease_live: false,
             next_heartbeat: self.now,

@@ -673,21 +673,67 @@ fn a_stale_primary_coming_back_steps_down_without_serving() {
     let new = *net.primaries().iter().find(|&&p| p != old).unwrap();
     net.run(2_000);
     assert!(!net.node(old).lease_live(net.now));
-    assert_eq!(net.node(old).role(), Role::Primary, "it cannot know yet");
+    // Heard by no majority for the grace past its lease, it left its term
+    // by itself (and so stopped sending heartbeats).
+    assert_eq!(net.node(old).role(), Role::Backup);
+    assert_eq!(stepped_down(&net, old), vec![StepDownReason::NoMajority]);
     net.heal();
     net.run_until(500, |n| n.node(old).primary() == Some(new))
-        .expect("steps down and follows");
+        .expect("follows the new primary");
     assert_eq!(net.node(old).role(), Role::Backup);
-    assert_eq!(net.node(old).primary(), Some(new));
-    assert!(net.outputs.iter().any(|(_, id, o)| *id == old
-        && matches!(
-            o,
-            Output::StepDown {
-                reason: StepDownReason::HigherEpoch(_),
-                ..
-            }
-        )));
     assert_eq!(net.primaries(), vec![new]);
+    assert_eq!(net.node(new).epoch(), net.node(old).epoch());
+}
+
+/// Why server `id` left its terms, in order.
+fn stepped_down(net: &Net, id: i32) -> Vec<StepDownReason> {
+    net.outputs
+        .iter()
+        .filter(|(_, from, _)| *from == id)
+        .filter_map(|(_, _, o)| match o {
+            Output::StepDown { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_primary_back_within_its_grace_steps_down_for_the_higher_epoch() {
+    let mut net = Net::new(3, &[]);
+    let old = net.establish();
+    net.isolate(&[old]);
+    net.run_until(2_000, |n| n.primaries().iter().any(|&p| p != old))
+        .expect("the majority elects a new primary");
+    assert_eq!(net.node(old).role(), Role::Primary, "it cannot know yet");
+    net.heal();
+    net.run_until(500, |n| n.node(old).role() == Role::Backup)
+        .expect("steps down");
+    assert!(matches!(
+        stepped_down(&net, old)[..],
+        [StepDownReason::HigherEpoch(_)]
+    ));
+}
+
+#[test]
+fn a_primary_that_hears_no_majority_steps_down_so_that_backups_elect() {
+    // The primary's inbound links cut: its heartbeats still reach the
+    // backups, their acks never reach it. Without stepping down it would
+    // hold the backups' promises and no one could be elected.
+    let mut net = Net::new(3, &[]);
+    let old = net.establish();
+    for q in (0..3).filter(|&q| q != old) {
+        net.cut.push((q, old));
+    }
+    let mut new = None;
+    for _ in 0..3_000 {
+        net.run(1);
+        assert!(net.leased().len() <= 1, "two leases at {}", net.now);
+        new = new.or_else(|| net.primaries().into_iter().find(|&p| p != old));
+    }
+    let new = new.expect("the backups elect a primary");
+    assert_eq!(stepped_down(&net, old), vec![StepDownReason::NoMajority]);
+    assert!(net.node(new).may_commit(net.now));
+    assert_ne!(net.node(old).role(), Role::Primary);
 }
 
 fn minority_partition(n: i32, minority_size: usize) {
@@ -709,6 +755,14 @@ fn minority_partition(n: i32, minority_size: usize) {
         if net.now < old_until {
             assert!(net.node(old).lease_live(net.now));
         }
+        if net.node(old).role() == Role::Primary {
+            assert_eq!(net.node(old).pending_config().unwrap().members, side);
+            assert_eq!(
+                net.node(old).commit_set(),
+                MemberSet::from_ids(0..n).unwrap(),
+                "commits still need every member of the settled set"
+            );
+        }
         if new.is_none() {
             new = net.primaries().into_iter().find(|p| !minority.contains(p));
         }
@@ -716,12 +770,7 @@ fn minority_partition(n: i32, minority_size: usize) {
     let new = new.expect("the majority elects a primary");
     assert!(net.node(new).may_commit(net.now));
     assert!(!net.node(old).may_commit(net.now));
-    assert_eq!(net.node(old).pending_config().unwrap().members, side);
-    assert_eq!(
-        net.node(old).commit_set(),
-        MemberSet::from_ids(0..n).unwrap(),
-        "commits still need every member of the settled set"
-    );
+    assert_eq!(stepped_down(&net, old), vec![StepDownReason::NoMajority]);
     // Nobody on the minority side elects anyone.
     for &id in &minority[1..] {
         assert_eq!(net.node(id).role(), Role::Backup);

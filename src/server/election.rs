@@ -499,9 +499,15 @@ fn log_decision(me: i32, out: &Output) {
             refusal_text(why)
         ),
         Output::StepDown { epoch, reason } => {
-            let crate::replication::election::StepDownReason::HigherEpoch(by) = reason;
+            use crate::replication::election::StepDownReason;
+            let why = match reason {
+                StepDownReason::HigherEpoch(by) => format!("server {by} is in a higher epoch"),
+                StepDownReason::NoMajority => {
+                    "no majority acknowledged its heartbeats since its lease ended; it stops sending them so that another can be elected".to_string()
+                }
+            };
             log::info!(
-                "factory {me}: election: leaves its term of epoch {}: server {by} is in a higher epoch",
+                "factory {me}: election: leaves its term of epoch {}: {why}",
                 name(epoch)
             )
         }
