@@ -78,6 +78,14 @@ struct Writers {
 impl Writers {
     /// One thread and Cluster per customer, each writing orders 0, 1, 2, ...
     fn start(list: &[String], customers: std::ops::Range<i32>) -> Writers {
+        Writers::start_with(list, customers, options())
+    }
+
+    fn start_with(
+        list: &[String],
+        customers: std::ops::Range<i32>,
+        options: ClusterOptions,
+    ) -> Writers {
         let acked = Arc::new(Mutex::new(HashMap::new()));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -85,7 +93,7 @@ impl Writers {
             .map(|customer| {
                 let (acked, failures, stop) =
                     (Arc::clone(&acked), Arc::clone(&failures), Arc::clone(&stop));
-                let mut cluster = Cluster::new(list.to_vec(), options()).unwrap();
+                let mut cluster = Cluster::new(list.to_vec(), options).unwrap();
                 thread::spawn(move || {
                     // Bounded by the order count as well as by the stop flag.
                     for order in 0..10_000_000 {
@@ -167,6 +175,54 @@ fn g1_g7_the_cluster_client_rides_through_a_primary_sigkill() {
     }
     fresh.close();
     let (acked, failures, failovers) = writers.finish();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(failovers >= 1, "the writers did move to another server");
+    expected.extend(acked);
+    let live: Vec<usize> = (0..3).filter(|&i| i != primary).collect();
+    assert_everywhere(&list, &live, &expected);
+}
+
+/// A paused primary answers nothing and closes nothing. Each attempt may
+/// wait as long as the whole request (20 s), so a client that only waited
+/// for its reply would fail every request sent to it; the cluster client
+/// watches for a newly elected primary instead and sends the request
+/// there, while the old primary stays stopped.
+#[test]
+fn g1_g7_the_cluster_client_leaves_a_paused_primary_for_the_new_one() {
+    let cluster = ProcessCluster::start(3);
+    let list = addresses(&cluster.ports());
+    let primary = primary_of(&list).expect("a primary");
+    let patient = ClusterOptions {
+        deadline: Duration::from_secs(20),
+        attempt_timeout: Duration::from_secs(20),
+    };
+    let writers = Writers::start_with(&list, 0..4, patient);
+    assert!(writers.wait_for_more(200), "writes are flowing");
+    let pid = cluster.servers[primary].pid();
+    common::net::signal(pid, "-STOP");
+    let resumed = writers.wait_for_more(200);
+    let mut fresh = Cluster::new(list.clone(), patient).unwrap();
+    let mut expected = HashMap::new();
+    let mut fresh_failure = None;
+    for customer in 100..110 {
+        match fresh.order(customer, customer * 3) {
+            Ok(_) => {
+                expected.insert(customer, customer * 3);
+            }
+            Err(e) => {
+                fresh_failure = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    fresh.close();
+    common::net::signal(pid, "-CONT");
+    let (acked, failures, failovers) = writers.finish();
+    assert!(
+        resumed,
+        "writes resumed while the primary was paused: {failures:?}"
+    );
+    assert_eq!(fresh_failure, None, "a fresh write during the pause");
     assert!(failures.is_empty(), "failed requests: {failures:?}");
     assert!(failovers >= 1, "the writers did move to another server");
     expected.extend(acked);

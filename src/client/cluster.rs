@@ -18,20 +18,31 @@
 //! failover is answered from that backup's records (the server's read
 //! rules, not the client's, decide how fresh that is).
 //!
-//! Today a cluster changes primary when a write reaches a backup whose
-//! primary is gone: the retry of a write on a backup is what triggers the
-//! takeover, so a write can take a few seconds during a failover.
+//! A paused or cut-off primary answers nothing and closes nothing: while a
+//! reply is awaited the client asks the other servers, every 400 ms,
+//! whether one is primary in a newer epoch with its lease, and if so sends
+//! the request there rather than wait out its timeout. Looking for the
+//! primary stops at the first leased primary that answers, so a server
+//! that does not answer costs nothing either.
 
 use std::time::{Duration, Instant};
 
 use super::connect::{self, Backoff};
 use super::status::{self, ServerStatus};
-use super::{Client, ClientError};
+use super::{Client, ClientError, Watch};
 use crate::wire::status::Role;
 use crate::wire::{CustomerRecord, RobotInfo};
 
 /// How long a status request may take while looking for the primary.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A reply not there after this long makes the client ask the other
+/// servers whether a new primary was elected (a failover takes about
+/// 0.4 s); answers slower than this under load cost one status round each.
+const WATCH_EVERY: Duration = Duration::from_millis(400);
+
+/// How long the watch's status requests may take.
+const WATCH_STATUS_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// How a [`Cluster`] waits and retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,7 +225,11 @@ impl Cluster {
             .attempt_timeout
             .min(left)
             .max(Duration::from_millis(1));
-        let statuses = status::fetch_all(&self.servers, timeout.min(STATUS_TIMEOUT));
+        let statuses = status::fetch_until(
+            &self.servers,
+            timeout.min(STATUS_TIMEOUT),
+            status::is_leased_primary,
+        );
         let mut last = None;
         for index in preference(&statuses, self.next) {
             let address = &self.servers[index];
@@ -222,7 +237,9 @@ impl Cluster {
                 continue;
             };
             match Client::connect(&host, port, Some(timeout)) {
-                Ok(client) => {
+                Ok(mut client) => {
+                    let epoch = statuses[index].report().map_or(0, |r| r.epoch);
+                    client.set_watch(self.watch(index, epoch));
                     self.session = Some((index, client));
                     return Ok(());
                 }
@@ -236,6 +253,27 @@ impl Cluster {
                 "no server answered its status request",
             ),
         }))
+    }
+}
+
+impl Cluster {
+    /// The watch of a session with server `index`, known in `epoch`: a
+    /// reply slow to come gives way once another server is primary in a
+    /// newer epoch with its lease (the request is then sent there).
+    fn watch(&self, index: usize, epoch: u64) -> Watch {
+        let servers = self.servers.clone();
+        Watch {
+            every: WATCH_EVERY,
+            give_up: Box::new(move || {
+                let newer = |s: &ServerStatus| {
+                    status::is_leased_primary(s) && s.report().is_some_and(|r| r.epoch > epoch)
+                };
+                status::fetch_until(&servers, WATCH_STATUS_TIMEOUT, newer)
+                    .iter()
+                    .enumerate()
+                    .any(|(i, s)| i != index && newer(s))
+            }),
+        }
     }
 }
 

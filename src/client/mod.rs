@@ -17,7 +17,7 @@ pub use cluster::{Cluster, ClusterOptions};
 pub use stats::{Percentiles, Stats, StatsLine};
 
 use std::fmt;
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -89,6 +89,16 @@ impl std::error::Error for ClientError {}
 pub struct Client {
     stream: TcpStream,
     server: String,
+    watch: Option<Watch>,
+}
+
+/// While a reply is awaited, `give_up` is asked every `every` whether to
+/// stop waiting: a cluster client's test for "another primary was
+/// elected" (a paused or cut-off server answers nothing, and would hold
+/// the request for the whole timeout).
+pub(crate) struct Watch {
+    pub(crate) every: Duration,
+    pub(crate) give_up: Box<dyn FnMut() -> bool + Send>,
 }
 
 impl Client {
@@ -127,7 +137,11 @@ impl Client {
                 server: server.clone(),
                 source,
             })?;
-        let mut client = Client { stream, server };
+        let mut client = Client {
+            stream,
+            server,
+            watch: None,
+        };
         client.configure(timeout)?;
         client
             .stream
@@ -210,7 +224,52 @@ impl Client {
 
     fn call<R: crate::wire::Frame>(&mut self, request: &RobotOrder) -> Result<R, ClientError> {
         write_frame(&mut self.stream, request).map_err(|e| self.io(e))?;
+        self.await_reply()?;
         read_frame(&mut self.stream).map_err(|e| self.io(e))
+    }
+
+    /// Watches the session while a reply is awaited (see [`Watch`]).
+    pub(crate) fn set_watch(&mut self, watch: Watch) {
+        self.watch = Some(watch);
+    }
+
+    /// With a watch: waits until the reply's first byte (or the close) is
+    /// there, in slices of `every`, giving up when the watch says so or the
+    /// session's timeout passes. Nothing is consumed (`peek`), so the
+    /// frame is then read whole.
+    fn await_reply(&mut self) -> Result<(), ClientError> {
+        let Some(watch) = self.watch.as_mut() else {
+            return Ok(());
+        };
+        let timeout = self.stream.read_timeout().ok().flatten();
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut byte = [0u8; 1];
+        let outcome = loop {
+            let now = std::time::Instant::now();
+            let slice = deadline.map_or(watch.every, |d| {
+                d.saturating_duration_since(now)
+                    .min(watch.every)
+                    .max(Duration::from_millis(1))
+            });
+            if self.stream.set_read_timeout(Some(slice)).is_err() {
+                break Ok(());
+            }
+            match self.stream.peek(&mut byte) {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    let late = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+                    if late || (watch.give_up)() {
+                        break Err(());
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // Data, the close, or an error that the read will report.
+                _ => break Ok(()),
+            }
+        };
+        let _ = self.stream.set_read_timeout(timeout);
+        outcome.map_err(|()| ClientError::Timeout {
+            server: self.server.clone(),
+        })
     }
 
     /// Ends the session politely (the server sends no reply) and closes.

@@ -148,6 +148,54 @@ pub fn fetch_all(addresses: &[String], timeout: Duration) -> Vec<ServerStatus> {
     })
 }
 
+/// As [`fetch_all`], but returns as soon as one answer satisfies `enough`
+/// (a primary holding its lease, for a client looking for one): a server
+/// that is paused or cut off then costs nothing. Servers that had not
+/// answered by then show as unreachable; their requests end on their own
+/// within `timeout`.
+pub fn fetch_until(
+    addresses: &[String],
+    timeout: Duration,
+    enough: impl Fn(&ServerStatus) -> bool,
+) -> Vec<ServerStatus> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut answers: Vec<Option<ServerStatus>> = vec![None; addresses.len()];
+    for (i, address) in addresses.iter().enumerate() {
+        let (tx, a) = (tx.clone(), address.clone());
+        let spawned = thread::Builder::new()
+            .name("status".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _ = tx.send((i, fetch(&a, timeout)));
+            });
+        if spawned.is_err() {
+            answers[i] = Some(fetch(address, timeout));
+        }
+    }
+    drop(tx);
+    let mut done = answers.iter().any(|a| a.as_ref().is_some_and(&enough));
+    while !done && answers.iter().any(Option::is_none) {
+        let Ok((i, status)) = rx.recv() else {
+            break;
+        };
+        done = enough(&status);
+        answers[i] = Some(status);
+    }
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| ServerStatus::Unreachable("no answer yet".into())))
+        .collect()
+}
+
+/// True for the report of a primary that holds its lease: the server a
+/// client should use.
+pub fn is_leased_primary(status: &ServerStatus) -> bool {
+    use crate::wire::status::{Lease, Role};
+    status
+        .report()
+        .is_some_and(|r| r.role == Role::Primary && r.lease == Lease::Held)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
