@@ -192,6 +192,34 @@ fn an_upward_blackhole_holds_bytes_until_the_heal() {
     assert_eq!(&one, b"x");
 }
 
+/// Held bytes stand for what the sender's kernel still retransmits: a
+/// sender that gave up and reset its connection (as the factory client
+/// does when a request times out) dropped them, so the heal delivers none.
+#[test]
+fn bytes_held_for_a_sender_that_reset_are_dropped_at_the_heal() {
+    let echo = Echo::start();
+    let proxy = Proxy::start(echo.addr).unwrap();
+    let mut s = connect(&proxy);
+    round_trip(&mut s, b"a").unwrap();
+    proxy.set(Dir::Up, Mode::Blackhole);
+    s.write_all(b"held").unwrap();
+    assert!(silent(&mut s), "nothing comes back");
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+    proxy.heal();
+    assert!(
+        wait_until(|| proxy.connections() == 0),
+        "the connection ends"
+    );
+    assert_eq!(
+        echo.received(),
+        1,
+        "the held bytes never reached the server"
+    );
+}
+
 #[test]
 fn a_downward_blackhole_is_one_way() {
     let echo = Echo::start();

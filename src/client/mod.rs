@@ -223,9 +223,23 @@ impl Client {
     }
 
     fn call<R: crate::wire::Frame>(&mut self, request: &RobotOrder) -> Result<R, ClientError> {
-        write_frame(&mut self.stream, request).map_err(|e| self.io(e))?;
-        self.await_reply()?;
-        read_frame(&mut self.stream).map_err(|e| self.io(e))
+        let reply = write_frame(&mut self.stream, request)
+            .map_err(|e| self.io(e))
+            .and_then(|()| self.await_reply())
+            .and_then(|()| read_frame(&mut self.stream).map_err(|e| self.io(e)));
+        if let Err(ClientError::Timeout { .. }) = &reply {
+            self.abandon();
+        }
+        reply
+    }
+
+    /// The request that timed out is given up: the connection will close
+    /// with a reset, so that the kernel drops what it has not delivered
+    /// yet (a cut link would otherwise deliver the write after the heal,
+    /// on top of newer ones; v1 requests carry no id to tell it by).
+    fn abandon(&self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        let _ = self.stream.shutdown(std::net::Shutdown::Read);
     }
 
     /// Watches the session while a reply is awaited (see [`Watch`]).
@@ -291,5 +305,38 @@ impl Client {
             server: self.server.clone(),
             detail,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A request that timed out is given up for good: the connection ends
+    /// with a reset, so that a cut link cannot deliver it after its heal.
+    #[test]
+    fn a_timed_out_request_resets_the_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut c = Client::connect("127.0.0.1", port, Some(Duration::from_millis(100))).unwrap();
+        let (mut server_side, _) = listener.accept().unwrap();
+        server_side
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert!(matches!(c.read(7), Err(ClientError::Timeout { .. })));
+        drop(c);
+        let mut buf = [0u8; 64];
+        let mut end = None;
+        for _ in 0..10 {
+            match server_side.read(&mut buf) {
+                Ok(0) => end = Some("an orderly close"),
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => end = Some("a reset"),
+                Err(e) => panic!("{e}"),
+            }
+            break;
+        }
+        assert_eq!(end, Some("a reset"));
     }
 }

@@ -335,7 +335,7 @@ fn pump_until_end(inner: &Inner, conn: &Conn, dir: Dir, mut from: TcpStream, mut
                 return;
             }
         };
-        if !deliver(inner, conn, dir, &buf[..n], &mut to) {
+        if !deliver(inner, conn, dir, &buf[..n], &from, &mut to) {
             return;
         }
     }
@@ -346,9 +346,27 @@ fn pump_until_end(inner: &Inner, conn: &Conn, dir: Dir, mut from: TcpStream, mut
     let _ = to.shutdown(Shutdown::Write);
 }
 
+/// True if the peer of `s` reset the connection (checked without reading).
+fn was_reset(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let reset = matches!(s.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::ConnectionReset);
+    let _ = s.set_nonblocking(false);
+    reset
+}
+
 /// Handles one read's worth of bytes as the direction's mode says; false
 /// when the connection is finished.
-fn deliver(inner: &Inner, conn: &Conn, dir: Dir, bytes: &[u8], to: &mut TcpStream) -> bool {
+fn deliver(
+    inner: &Inner,
+    conn: &Conn,
+    dir: Dir,
+    bytes: &[u8],
+    from: &TcpStream,
+    to: &mut TcpStream,
+) -> bool {
     loop {
         if conn.is_dead() || inner.stopping() {
             return false;
@@ -376,6 +394,13 @@ fn deliver(inner: &Inner, conn: &Conn, dir: Dir, bytes: &[u8], to: &mut TcpStrea
                         Ok((s, _)) => s,
                         Err(e) => e.into_inner().0,
                     };
+                }
+                drop(state);
+                // Held bytes stand for bytes the sender's kernel still
+                // retransmits; a sender that reset meanwhile dropped them.
+                if was_reset(from) {
+                    conn.reset();
+                    return false;
                 }
             }
         }
