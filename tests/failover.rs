@@ -424,6 +424,49 @@ fn g2_a_primary_cut_off_from_its_backups_refuses_writes() {
     assert_eq!(common::read(ports[backups[1]], 2), 1);
 }
 
+/// A paused backup acks nothing. The primary drops it from the in-sync
+/// set once it acked no heartbeat for a lease period (a majority accepts),
+/// rather than hold every commit until its link times out
+/// (`--peer-timeout`, 5 s by default). Each write here may wait 3 s, less
+/// than that timeout: a commit held until the link timed out would fail.
+/// Resumed, the backup catches up and holds every write (G4).
+#[test]
+fn g1_g7_a_paused_backup_does_not_hold_commits_for_the_peer_timeout() {
+    let cluster = ProcessCluster::start(3);
+    let ports = cluster.ports();
+    let list = addresses(&ports);
+    let p = elected(&cluster, &list);
+    let b = (0..3).find(|&i| i != p).unwrap();
+    common::client(ports[p])
+        .order(1, 0)
+        .expect("a write before the pause");
+    signal(cluster.servers[b].pid(), "-STOP");
+    let mut outcomes = Vec::new();
+    let mut c = Client::connect("127.0.0.1", ports[p], Some(Duration::from_secs(3))).unwrap();
+    for order in 1..=20 {
+        let result = c.order(1, order).map(drop);
+        let failed = result.is_err();
+        outcomes.push((order, result));
+        if failed {
+            break;
+        }
+    }
+    signal(cluster.servers[b].pid(), "-CONT");
+    if outcomes.iter().any(|(_, r)| r.is_err()) {
+        cluster.dump();
+        panic!("writes while a backup was paused: {outcomes:?}");
+    }
+    let log = cluster.servers[p].log_text();
+    assert!(
+        log.contains("acknowledged no heartbeat"),
+        "the primary says why it dropped the backup:\n{log}"
+    );
+    assert!(
+        wait_until(|| common::read(ports[b], 1) == 20),
+        "the resumed backup holds every acknowledged write"
+    );
+}
+
 /// A stand-in for an original (C++) server: it closes every connection
 /// whose 8-byte tag it does not know (FELE, FREP, FSTA, the native tag),
 /// as the original does, and answers a `CLIENT` session's reads (no

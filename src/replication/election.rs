@@ -476,6 +476,29 @@ impl Election {
         set
     }
 
+    /// The data servers (this primary and witnesses aside) that
+    /// acknowledged no heartbeat sent in the last `lease_ms`, once the term
+    /// is that old: a backup cut off or paused, which would hold every
+    /// commit until its replication link times out (`--peer-timeout`), and
+    /// which must not rejoin the in-sync set until it is heard again. A
+    /// backup that is only slow to write keeps acking: heartbeats never
+    /// wait for a disk.
+    pub fn silent_peers(&self, now: Millis) -> Vec<i32> {
+        let Some(term) = &self.term else {
+            return Vec::new();
+        };
+        if now < term.started.saturating_add(self.timing.lease_ms) {
+            return Vec::new();
+        }
+        self.cluster
+            .voters
+            .iter()
+            .copied()
+            .filter(|&id| id != self.cluster.me && !self.cluster.is_witness(id))
+            .filter(|&id| term.lease.promise_of(id) <= now)
+            .collect()
+    }
+
     /// The latest of this primary's in-sync sets that a majority accepted
     /// (`None`: not primary, or its first set not settled yet).
     pub fn settled_config(&self) -> Option<Config> {

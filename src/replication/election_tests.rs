@@ -1010,3 +1010,28 @@ fn a_rebooted_voter_keeps_the_promise_it_forgot() {
         "elected at {at}, old lease until {lease_end}"
     );
 }
+
+#[test]
+fn a_backup_that_stops_acking_is_silent_after_a_lease_period() {
+    let mut net = Net::new(3, &[]);
+    let p = net.establish();
+    let backups: Vec<i32> = (0..3).filter(|&id| id != p).collect();
+    assert!(net.node(p).silent_peers(net.now).is_empty());
+    let quiet = backups[0];
+    net.cut.push((quiet, p));
+    let lease = Timing::default().lease_ms;
+    net.run(lease / 2);
+    assert!(
+        net.node(p).silent_peers(net.now).is_empty(),
+        "its last ack still counts"
+    );
+    net.run(lease);
+    assert_eq!(net.node(p).silent_peers(net.now), vec![quiet]);
+    assert!(
+        net.node(p).may_commit(net.now),
+        "the other backup keeps the lease"
+    );
+    net.heal();
+    net.run(Timing::default().heartbeat_ms * 2);
+    assert!(net.node(p).silent_peers(net.now).is_empty(), "heard again");
+}

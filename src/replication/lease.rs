@@ -166,6 +166,14 @@ impl Lease {
         }
     }
 
+    /// Until when voter `id`'s promise counts (0: it never acked one).
+    pub fn promise_of(&self, id: i32) -> Millis {
+        self.promises
+            .iter()
+            .find(|(p, _)| *p == id)
+            .map_or(0, |&(_, until)| until)
+    }
+
     /// Voter `from` acknowledged the heartbeat sent at `sent_at`. An ack
     /// claiming a send time later than `now` is ignored: the primary
     /// trusts only times it handed out.

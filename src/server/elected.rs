@@ -70,6 +70,9 @@ pub(crate) struct Elected {
     /// The primary the election follows or is (-1: none).
     primary: AtomicI32,
     configs: Mutex<Configs>,
+    /// Data servers that acked none of this primary's recent heartbeats,
+    /// and the epoch they belong to.
+    silent: Mutex<(Epoch, Vec<i32>)>,
     events: Mutex<VecDeque<Event>>,
     /// Peers that are witnesses (they vote, hold no log).
     witnesses: Vec<i32>,
@@ -163,6 +166,17 @@ impl Elected {
         let mut heard = lock(&self.voters_heard);
         if !heard.contains(&id) {
             heard.push(id);
+        }
+    }
+
+    /// The data servers that acked no heartbeat of the last lease period
+    /// to this primary of `epoch` (empty if another epoch).
+    pub(crate) fn silent(&self, epoch: Epoch) -> Vec<i32> {
+        let s = lock(&self.silent);
+        if s.0 == epoch {
+            s.1.clone()
+        } else {
+            Vec::new()
         }
     }
 
@@ -319,6 +333,21 @@ fn stepped(shared: &Shared, election: &Election, now: Millis) {
             c.stable = election.settled_config().map(|c| c.members);
             c.pending = election.pending_config().map(|c| c.members);
         }
+    }
+    let silent = if primary {
+        (election.epoch(), election.silent_peers(now))
+    } else {
+        (0, Vec::new())
+    };
+    let changed = {
+        let mut s = lock(&e.silent);
+        let changed = *s != silent;
+        *s = silent;
+        changed
+    };
+    if changed {
+        // A committer waiting for a silent member's ack proposes its drop.
+        shared.repl.notify();
     }
     if served_before != (serve > now) {
         shared.role.changes.notify();

@@ -263,12 +263,81 @@ pub(crate) fn replicate(shared: &Shared, slots: &[(i32, std::sync::Arc<Slot>)], 
     }
     await_acks_briefly(&mut held);
     for guard in &mut held {
-        let result = guard
-            .as_mut()
-            .map_or(Ok(()), |live| live.drain_acks(shared));
+        let Some(wait) = guard.as_ref().map(|live| live.await_ack(shared)) else {
+            continue;
+        };
+        let result = match wait {
+            AckWait::Ready => guard
+                .as_mut()
+                .map_or(Ok(()), |live| live.drain_acks(shared)),
+            // Its replicator reads these acks (or fails the link); the
+            // commit waits for the in-sync set, which drops a silent member.
+            AckWait::Silent => {
+                shared.repl.poke();
+                Ok(())
+            }
+            AckWait::TimedOut => Err(PeerError::Conn(crate::conn::ConnError::Timeout)),
+        };
         if let Err(e) = result {
             fail(shared, guard, &e);
         }
+    }
+}
+
+/// How the committer's wait for a backup's first ack ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AckWait {
+    /// An ack (or the close) can be read.
+    Ready,
+    /// The election finds the backup silent, or the term ended.
+    Silent,
+    /// Nothing within the link's read timeout (`--peer-timeout`).
+    TimedOut,
+}
+
+/// How long the committer waits for an ack between two looks at whether
+/// the election finds that backup silent.
+const ACK_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl Live {
+    /// The committer's wait for this link's first ack, in slices of
+    /// [`ACK_CHECK`]: a backup that is paused or cut off would otherwise
+    /// hold the commit, and every client behind it, until the read timeout.
+    fn await_ack(&self, shared: &Shared) -> AckWait {
+        if self.readable() {
+            return AckWait::Ready;
+        }
+        let stream = self.reader.get_ref();
+        // The link's read timeout, as the replicator set it.
+        let timeout = Some(shared.limits.peer_timeout);
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut byte = [0u8; 1];
+        let outcome = loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break AckWait::TimedOut;
+            }
+            if shared.elected.silent(self.epoch).contains(&self.peer)
+                || !still_primary(shared, self.epoch)
+            {
+                break AckWait::Silent;
+            }
+            if stream.set_read_timeout(Some(ACK_CHECK)).is_err() {
+                break AckWait::Ready;
+            }
+            match stream.peek(&mut byte) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) => {}
+                // Data, the close, or an error the read will report.
+                _ => break AckWait::Ready,
+            }
+        };
+        let _ = stream.set_read_timeout(timeout);
+        outcome
     }
 }
 

@@ -515,7 +515,13 @@ impl Term {
             let failed = p.take_failed(&members);
             if !failed.is_empty() {
                 drop(p);
-                self.note_failed(&failed);
+                self.note_failed(&failed, "its link failed");
+                continue;
+            }
+            let silent = self.newly_silent(shared, &members);
+            if !silent.is_empty() {
+                drop(p);
+                self.note_failed(&silent, "it acknowledged no heartbeat for a lease period");
                 continue;
             }
             let point = commit_point(&members, shared.factory_id, p.last_index, |id| {
@@ -570,15 +576,26 @@ impl Term {
         set
     }
 
-    fn note_failed(&mut self, failed: &[i32]) {
+    fn note_failed(&mut self, failed: &[i32], why: &str) {
         for &id in failed {
             if !self.to_drop.contains(&id) {
                 log::warn!(
-                    "peer {id}: its link failed; proposing to drop it from the in-sync set (commits wait until a majority accepts)"
+                    "peer {id}: {why}; proposing to drop it from the in-sync set (commits wait until a majority accepts)"
                 );
                 self.to_drop.push(id);
             }
         }
+    }
+
+    /// Members of `members` the election finds silent (cut off or paused)
+    /// and not yet proposed for dropping.
+    fn newly_silent(&self, shared: &Shared, members: &MemberSet) -> Vec<i32> {
+        shared
+            .elected
+            .silent(self.epoch)
+            .into_iter()
+            .filter(|&id| members.contains(id) && !self.to_drop.contains(&id))
+            .collect()
     }
 
     /// Proposes the next in-sync change to the election, one at a time:
@@ -717,11 +734,17 @@ impl Term {
     /// the election; a settled one is written to the log.
     fn maintain_elected(&mut self, shared: &Arc<Shared>) {
         let members = self.commit_members(shared);
-        let (failed, ready) = {
+        let (failed, mut ready) = {
             let mut p = shared.repl.lock();
             (p.take_failed(&members), p.ready_to_join(&members))
         };
-        self.note_failed(&failed);
+        // A backup caught up by its stream but not heard by the election
+        // would be dropped again at once.
+        let unheard = shared.elected.silent(self.epoch);
+        ready.retain(|id| !unheard.contains(id));
+        self.note_failed(&failed, "its link failed");
+        let silent = self.newly_silent(shared, &members);
+        self.note_failed(&silent, "it acknowledged no heartbeat for a lease period");
         self.reconfigure(shared, &ready);
         if let Some(set) = self.newly_settled(shared) {
             if let Err(e) = self.commit(
