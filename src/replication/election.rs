@@ -482,7 +482,10 @@ impl Election {
     /// commit until its replication link times out (`--peer-timeout`), and
     /// which must not rejoin the in-sync set until it is heard again. A
     /// backup that is only slow to write keeps acking: heartbeats never
-    /// wait for a disk.
+    /// wait for a disk. Empty unless the servers still heard make a
+    /// majority: a primary that hears no majority is losing its lease, and
+    /// a proposal to drop the others would only reach them (a link cut one
+    /// way) and leave no one they could elect.
     pub fn silent_peers(&self, now: Millis) -> Vec<i32> {
         let Some(term) = &self.term else {
             return Vec::new();
@@ -490,12 +493,16 @@ impl Election {
         if now < term.started.saturating_add(self.timing.lease_ms) {
             return Vec::new();
         }
-        self.cluster
-            .voters
+        let me = self.cluster.me;
+        let heard = |id: i32| id == me || term.lease.promise_of(id) > now;
+        let voters = &self.cluster.voters;
+        if voters.iter().filter(|&&id| heard(id)).count() < self.cluster.majority() {
+            return Vec::new();
+        }
+        voters
             .iter()
             .copied()
-            .filter(|&id| id != self.cluster.me && !self.cluster.is_witness(id))
-            .filter(|&id| term.lease.promise_of(id) <= now)
+            .filter(|&id| !heard(id) && !self.cluster.is_witness(id))
             .collect()
     }
 

@@ -728,6 +728,12 @@ fn a_primary_that_hears_no_majority_steps_down_so_that_backups_elect() {
     for _ in 0..3_000 {
         net.run(1);
         assert!(net.leased().len() <= 1, "two leases at {}", net.now);
+        if net.node(old).role() == Role::Primary {
+            assert!(
+                net.node(old).silent_peers(net.now).is_empty(),
+                "a primary that hears no majority proposes no drop"
+            );
+        }
         new = new.or_else(|| net.primaries().into_iter().find(|&p| p != old));
     }
     let new = new.expect("the backups elect a primary");

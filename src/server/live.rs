@@ -289,7 +289,8 @@ pub(crate) fn replicate(shared: &Shared, slots: &[(i32, std::sync::Arc<Slot>)], 
 enum AckWait {
     /// An ack (or the close) can be read.
     Ready,
-    /// The election finds the backup silent, or the term ended.
+    /// The election finds the backup silent, this primary lost its lease
+    /// (the commit fails anyway), or the term ended.
     Silent,
     /// Nothing within the link's read timeout (`--peer-timeout`).
     TimedOut,
@@ -300,11 +301,13 @@ enum AckWait {
 const ACK_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Live {
-    /// The committer's wait for this link's first ack, in slices of
+    /// The committer's wait for this link's first ack (if one is due), in slices of
     /// [`ACK_CHECK`]: a backup that is paused or cut off would otherwise
     /// hold the commit, and every client behind it, until the read timeout.
     fn await_ack(&self, shared: &Shared) -> AckWait {
-        if self.readable() {
+        // Nothing in flight (another committer sent these entries): no
+        // ack to wait for.
+        if self.in_flight.is_empty() || self.readable() {
             return AckWait::Ready;
         }
         let stream = self.reader.get_ref();
@@ -317,6 +320,7 @@ impl Live {
                 break AckWait::TimedOut;
             }
             if shared.elected.silent(self.epoch).contains(&self.peer)
+                || shared.elected.lease_lost(self.epoch)
                 || !still_primary(shared, self.epoch)
             {
                 break AckWait::Silent;
