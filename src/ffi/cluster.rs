@@ -55,29 +55,11 @@ pub extern "C" fn factory_cluster_connect(
     out: *mut *mut factory_cluster,
 ) -> factory_status {
     ffi_boundary! {
-        if count == 0 || count > MAX_SERVERS {
-            return factory_status::ERR_INVALID_ARGUMENT;
-        }
-        if servers.is_null() {
-            return factory_status::ERR_NULL_POINTER;
-        }
+        let list = match server_list(servers, count) {
+            Ok(list) => list,
+            Err(status) => return status,
+        };
         let out = ptr_arg!(out out);
-        // SAFETY: `servers` is non-NULL and points to `count` pointers
-        // (documented contract), which live for the call.
-        let entries = unsafe { std::slice::from_raw_parts(servers, count) };
-        let mut list = Vec::with_capacity(count);
-        for &entry in entries {
-            if entry.is_null() {
-                return factory_status::ERR_NULL_POINTER;
-            }
-            // SAFETY: non-NULL entries are NUL-terminated strings that live
-            // for the call (documented contract); the text is copied.
-            let text = unsafe { CStr::from_ptr(entry) };
-            match owned_text(text) {
-                Ok(address) => list.push(address),
-                Err(status) => return status,
-            }
-        }
         ignore_default_sigpipe();
         let deadline = if deadline_ms == 0 {
             ClusterOptions::default().deadline
@@ -101,6 +83,35 @@ pub extern "C" fn factory_cluster_connect(
             Err(e) => factory_status::from(&e),
         }
     }
+}
+
+/// The `count` addresses at `servers`, copied, for the connect calls that
+/// take a server list (this one and `factory_kv_connect_cluster`): the
+/// count checked first (so an empty list may be NULL), then each entry.
+pub(super) fn server_list(
+    servers: *const *const c_char,
+    count: usize,
+) -> Result<Vec<String>, factory_status> {
+    if count == 0 || count > MAX_SERVERS {
+        return Err(factory_status::ERR_INVALID_ARGUMENT);
+    }
+    if servers.is_null() {
+        return Err(factory_status::ERR_NULL_POINTER);
+    }
+    // SAFETY: `servers` is non-NULL and points to `count` pointers
+    // (documented contract), which live for the call.
+    let entries = unsafe { std::slice::from_raw_parts(servers, count) };
+    let mut list = Vec::with_capacity(count);
+    for &entry in entries {
+        if entry.is_null() {
+            return Err(factory_status::ERR_NULL_POINTER);
+        }
+        // SAFETY: non-NULL entries are NUL-terminated strings that live
+        // for the call (documented contract); the text is copied.
+        let text = unsafe { CStr::from_ptr(entry) };
+        list.push(owned_text(text)?);
+    }
+    Ok(list)
 }
 
 /// Places order `order_number` for `customer_id` on the cluster and blocks

@@ -20,9 +20,6 @@ use crate::wire::kv::{KvBody, KvOp, KvResponse, KvStatus, KEY_CEILING, VALUE_CEI
 /// The I/O timeout of a single-server `factory_kv` when 0 is given.
 const DEFAULT_TIMEOUT_MS: u32 = 30_000;
 
-/// Most addresses one cluster handle takes.
-const MAX_SERVERS: usize = 1024;
-
 /// A protocol v2 (string keys and values) client. Opaque.
 ///
 /// Ownership: made by `factory_kv_connect` or `factory_kv_connect_cluster`,
@@ -181,29 +178,11 @@ pub extern "C" fn factory_kv_connect_cluster(
     out: *mut *mut factory_kv,
 ) -> factory_status {
     ffi_boundary! {
-        if count == 0 || count > MAX_SERVERS {
-            return factory_status::ERR_INVALID_ARGUMENT;
-        }
-        if servers.is_null() {
-            return factory_status::ERR_NULL_POINTER;
-        }
+        let list = match super::cluster::server_list(servers, count) {
+            Ok(list) => list,
+            Err(status) => return status,
+        };
         let out = ptr_arg!(out out);
-        // SAFETY: `servers` is non-NULL and points to `count` pointers
-        // (documented contract), which live for the call.
-        let entries = unsafe { std::slice::from_raw_parts(servers, count) };
-        let mut list = Vec::with_capacity(count);
-        for &entry in entries {
-            if entry.is_null() {
-                return factory_status::ERR_NULL_POINTER;
-            }
-            // SAFETY: non-NULL entries are NUL-terminated strings that live
-            // for the call (documented contract); the text is copied.
-            let text = unsafe { std::ffi::CStr::from_ptr(entry) };
-            match owned_text(text) {
-                Ok(address) => list.push(address),
-                Err(status) => return status,
-            }
-        }
         ignore_default_sigpipe();
         let mut options = KvClusterOptions::default();
         if deadline_ms > 0 {
@@ -389,12 +368,26 @@ pub extern "C" fn factory_kv_put(
     version: *mut u64,
 ) -> factory_status {
     ffi_boundary! {
-        let kv = ptr_arg!(mut kv);
-        let key = bytes_arg!(key, key_len, KEY_CEILING).to_vec();
-        let value = bytes_arg!(value, value_len, VALUE_CEILING).to_vec();
-        let version = ptr_arg!(out version);
-        write(kv, KvOp::Put { key, value }, version)
+        write_value(kv, (key, key_len), (value, value_len), version, |key, value| {
+            KvOp::Put { key, value }
+        })
     }
+}
+
+/// The body of `factory_kv_put`, `_create` and `_update`: the same
+/// arguments, checked the same way, and the write `op` makes of them.
+fn write_value(
+    kv: *mut factory_kv,
+    (key, key_len): (*const u8, usize),
+    (value, value_len): (*const u8, usize),
+    version: *mut u64,
+    op: fn(Vec<u8>, Vec<u8>) -> KvOp,
+) -> factory_status {
+    let kv = ptr_arg!(mut kv);
+    let key = bytes_arg!(key, key_len, KEY_CEILING).to_vec();
+    let value = bytes_arg!(value, value_len, VALUE_CEILING).to_vec();
+    let version = ptr_arg!(out version);
+    write(kv, op(key, value), version)
 }
 
 /// As `factory_kv_put`, but only if `key` is absent: returns
@@ -410,11 +403,9 @@ pub extern "C" fn factory_kv_create(
     version: *mut u64,
 ) -> factory_status {
     ffi_boundary! {
-        let kv = ptr_arg!(mut kv);
-        let key = bytes_arg!(key, key_len, KEY_CEILING).to_vec();
-        let value = bytes_arg!(value, value_len, VALUE_CEILING).to_vec();
-        let version = ptr_arg!(out version);
-        write(kv, KvOp::Create { key, value }, version)
+        write_value(kv, (key, key_len), (value, value_len), version, |key, value| {
+            KvOp::Create { key, value }
+        })
     }
 }
 
@@ -430,11 +421,9 @@ pub extern "C" fn factory_kv_update(
     version: *mut u64,
 ) -> factory_status {
     ffi_boundary! {
-        let kv = ptr_arg!(mut kv);
-        let key = bytes_arg!(key, key_len, KEY_CEILING).to_vec();
-        let value = bytes_arg!(value, value_len, VALUE_CEILING).to_vec();
-        let version = ptr_arg!(out version);
-        write(kv, KvOp::Update { key, value }, version)
+        write_value(kv, (key, key_len), (value, value_len), version, |key, value| {
+            KvOp::Update { key, value }
+        })
     }
 }
 
