@@ -436,6 +436,14 @@ fn g1_g7_a_paused_backup_does_not_hold_commits_for_the_peer_timeout() {
     let ports = cluster.ports();
     let list = addresses(&ports);
     let p = elected(&cluster, &list);
+    // A backup whose vote came after the majority joins the in-sync set
+    // once caught up: pause one that is in it.
+    let all_in_sync = wait_until(|| {
+        reports(&list, &[p])[0]
+            .as_ref()
+            .is_some_and(|r| r.in_sync.len() == 3)
+    });
+    assert!(all_in_sync, "every server joins the in-sync set");
     let b = (0..3).find(|&i| i != p).unwrap();
     common::client(ports[p])
         .order(1, 0)
