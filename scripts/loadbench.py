@@ -99,6 +99,7 @@ WORKLOADS = {
 }
 CLUSTER_SIZES = (1, 2, 3)
 
+ELECTION_WAIT = 3.0  # how long a new cluster may take to elect a primary
 READY_TIMEOUT = 10.0  # a server must log "listening on" (or accept) within this
 REPLICA_TIMEOUT = 20.0  # redis replicas must all be online within this
 PROBE_TIMEOUT = 1.0  # one readiness probe (connect, or one redis command)
@@ -229,7 +230,24 @@ class Cluster:
             if data_dir:
                 argv += ["--data-dir", os.path.join(data_dir, f"s{i}"), "--fsync", "always"]
             self._start(argv, f"server{i}")
-        self.port = ports[0]
+        self.port = ports[self.elected_primary(size)]
+
+    def elected_primary(self, size):
+        """The index of the server the election made primary, so that the
+        load goes to it, as a cluster-aware client's would (a backup would
+        forward every write: one more hop). Servers without an election
+        (older builds, fewer than three servers) log none within the wait:
+        then server 0, which the first write makes primary."""
+        if size < 3:
+            return 0
+        deadline = time.monotonic() + ELECTION_WAIT
+        while time.monotonic() < deadline:
+            for i, (_, log_path) in enumerate(self.servers[-size:]):
+                with open(log_path, errors="replace") as f:
+                    if f"factory {i}: elected primary" in f.read():
+                        return i
+            time.sleep(0.02)
+        return 0
 
     def start_original(self, binary, size):
         """The original C++ servers: our command line without --bind. They
