@@ -211,8 +211,8 @@ fn parse_options(options: Vec<(String, String)>) -> Result<Options, UsageError> 
                 }
                 opts.output = want;
             }
-            "--servers" => opts.servers = Some(server_list("--servers", &value)?),
-            "--status" => opts.status = Some(server_list("--status", &value)?),
+            "--servers" => opts.servers = Some(super::server_list("--servers", &value)?),
+            "--status" => opts.status = Some(super::server_list("--status", &value)?),
             _ => {
                 let secs: u64 = number("--timeout", &value, 0, 86_400)?;
                 opts.timeout = Some((secs > 0).then(|| Duration::from_secs(secs)));
@@ -220,23 +220,6 @@ fn parse_options(options: Vec<(String, String)>) -> Result<Options, UsageError> 
         }
     }
     Ok(opts)
-}
-
-/// A comma-separated list of `host:port`.
-fn server_list(name: &str, value: &str) -> Result<Vec<String>, UsageError> {
-    let list: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
-    if list.is_empty() {
-        return Err(usage_error(format!("{name} needs at least one HOST:PORT")));
-    }
-    for s in &list {
-        split_host_port(s).map_err(|e| usage_error(format!("{name}: {e}")))?;
-    }
-    Ok(list)
 }
 
 fn default_timeout(opts: &Options) -> Option<Duration> {

@@ -171,7 +171,7 @@ pub fn parse_kv(args: &[String]) -> Result<Command<ClientArgs>, UsageError> {
                 }
                 output = want;
             }
-            "--servers" => servers = Some(server_list(&value)?),
+            "--servers" => servers = Some(super::server_list("--servers", &value)?),
             _ => {
                 let secs: u64 = number("--timeout", &value, 0, 86_400)?;
                 timeout = Some(secs);
@@ -210,22 +210,6 @@ pub fn parse_kv(args: &[String]) -> Result<Command<ClientArgs>, UsageError> {
         }),
         output,
     }))
-}
-
-fn server_list(value: &str) -> Result<Vec<String>, UsageError> {
-    let list: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
-    if list.is_empty() {
-        return Err(usage_error("--servers needs at least one HOST:PORT"));
-    }
-    for s in &list {
-        split_host_port(s).map_err(|e| usage_error(format!("--servers: {e}")))?;
-    }
-    Ok(list)
 }
 
 fn parse_verb(verb: &str, rest: &[String], hex: bool) -> Result<KvVerb, UsageError> {

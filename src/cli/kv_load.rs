@@ -103,7 +103,7 @@ pub fn parse_kv_load(args: &[String]) -> Result<Command<(KvLoadConfig, Output)>,
     let mut wait = None;
     for (name, value) in options {
         match name.as_str() {
-            "--servers" => config.servers = server_list(&value)?,
+            "--servers" => config.servers = super::server_list("--servers", &value)?,
             "--value-size" => config.value_size = number(&name, &value, 0u32, 1 << 20)? as usize,
             "--keys" => config.keys = number(&name, &value, 1u64, 10_000_000_000)?,
             "--reads" => config.read_percent = number(&name, &value, 0u8, 100)?,
@@ -158,22 +158,6 @@ pub fn parse_kv_load(args: &[String]) -> Result<Command<(KvLoadConfig, Output)>,
         },
     };
     Ok(Command::Run((config, output)))
-}
-
-fn server_list(value: &str) -> Result<Vec<String>, UsageError> {
-    let list: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
-    if list.is_empty() {
-        return Err(usage_error("--servers needs at least one HOST:PORT"));
-    }
-    for s in &list {
-        split_host_port(s).map_err(|e| usage_error(format!("--servers: {e}")))?;
-    }
-    Ok(list)
 }
 
 fn duration(value: &str) -> Result<Duration, UsageError> {

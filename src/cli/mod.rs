@@ -175,6 +175,25 @@ pub(crate) fn host(name: &str, value: &str) -> Result<String, UsageError> {
     Ok(value.to_string())
 }
 
+/// The comma-separated `host:port` list given to option `name`
+/// (`--servers`, `--status`): at least one, each well formed.
+pub(crate) fn server_list(name: &str, value: &str) -> Result<Vec<String>, UsageError> {
+    let list: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    if list.is_empty() {
+        return Err(usage_error(format!("{name} needs at least one HOST:PORT")));
+    }
+    for s in &list {
+        crate::client::connect::split_host_port(s)
+            .map_err(|e| usage_error(format!("{name}: {e}")))?;
+    }
+    Ok(list)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
