@@ -129,7 +129,8 @@ impl Completion {
         }
     }
 
-    fn is_finished(&self) -> bool {
+    /// True once the result is in (taking it still needs a wait).
+    pub(crate) fn is_finished(&self) -> bool {
         self.lock().result.is_some()
     }
 

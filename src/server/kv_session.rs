@@ -481,8 +481,10 @@ fn write_answers(
         let response = match answer {
             Answer::Ready(response) => response,
             Answer::Pending(write) => {
-                // Answers already known go out before the wait.
-                if !send(&mut sink, &mut out, peer) {
+                // Answers already known go out before a wait, but not
+                // before a write already committed: a pipelined batch
+                // commits together, and its answers leave in one send.
+                if !write.done.is_finished() && !send(&mut sink, &mut out, peer) {
                     break;
                 }
                 finish_write(shared, write, waits)
