@@ -486,24 +486,25 @@ impl Election {
     /// majority: a primary that hears no majority is losing its lease, and
     /// a proposal to drop the others would only reach them (a link cut one
     /// way) and leave no one they could elect.
-    pub fn silent_peers(&self, now: Millis) -> Vec<i32> {
+    pub fn silent_peers(&self, now: Millis) -> MemberSet {
         let Some(term) = &self.term else {
-            return Vec::new();
+            return MemberSet::new();
         };
         if now < term.started.saturating_add(self.timing.lease_ms) {
-            return Vec::new();
+            return MemberSet::new();
         }
         let me = self.cluster.me;
         let heard = |id: i32| id == me || term.lease.promise_of(id) > now;
         let voters = &self.cluster.voters;
         if voters.iter().filter(|&&id| heard(id)).count() < self.cluster.majority() {
-            return Vec::new();
+            return MemberSet::new();
         }
-        voters
+        let silent = voters
             .iter()
             .copied()
-            .filter(|&id| !heard(id) && !self.cluster.is_witness(id))
-            .collect()
+            .filter(|&id| !heard(id) && !self.cluster.is_witness(id));
+        // The voters were checked to fit a set when the election was made.
+        MemberSet::from_ids(silent).unwrap_or_default()
     }
 
     /// The latest of this primary's in-sync sets that a majority accepted

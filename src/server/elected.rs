@@ -72,7 +72,9 @@ pub(crate) struct Elected {
     configs: Mutex<Configs>,
     /// Data servers that acked none of this primary's recent heartbeats,
     /// and the epoch they belong to.
-    silent: Mutex<(Epoch, Vec<i32>)>,
+    silent: Mutex<(Epoch, MemberSet)>,
+    /// Whether `silent` holds anyone: committers look at it per commit.
+    any_silent: AtomicBool,
     events: Mutex<VecDeque<Event>>,
     /// Peers that are witnesses (they vote, hold no log).
     witnesses: Vec<i32>,
@@ -171,12 +173,15 @@ impl Elected {
 
     /// The data servers that acked no heartbeat of the last lease period
     /// to this primary of `epoch` (empty if another epoch).
-    pub(crate) fn silent(&self, epoch: Epoch) -> Vec<i32> {
-        let s = lock(&self.silent);
-        if s.0 == epoch {
-            s.1.clone()
+    pub(crate) fn silent(&self, epoch: Epoch) -> MemberSet {
+        if !self.any_silent.load(Ordering::Acquire) {
+            return MemberSet::new();
+        }
+        let (of, set) = *lock(&self.silent);
+        if of == epoch {
+            set
         } else {
-            Vec::new()
+            MemberSet::new()
         }
     }
 
@@ -337,12 +342,13 @@ fn stepped(shared: &Shared, election: &Election, now: Millis) {
     let silent = if primary {
         (election.epoch(), election.silent_peers(now))
     } else {
-        (0, Vec::new())
+        (0, MemberSet::new())
     };
     let changed = {
         let mut s = lock(&e.silent);
         let changed = *s != silent;
         *s = silent;
+        e.any_silent.store(!silent.1.is_empty(), Ordering::Release);
         changed
     };
     if changed {

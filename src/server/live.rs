@@ -312,22 +312,15 @@ impl Live {
         }
         let stream = self.reader.get_ref();
         // The link's read timeout, as the replicator set it.
-        let timeout = Some(shared.limits.peer_timeout);
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let timeout = shared.limits.peer_timeout;
+        let deadline = Instant::now() + timeout;
+        if stream.set_read_timeout(Some(ACK_CHECK)).is_err() {
+            return AckWait::Ready;
+        }
         let mut byte = [0u8; 1];
+        // The checks come only after a slice without the ack: an ack that
+        // comes within one costs no lock.
         let outcome = loop {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                break AckWait::TimedOut;
-            }
-            if shared.elected.silent(self.epoch).contains(&self.peer)
-                || shared.elected.lease_lost(self.epoch)
-                || !still_primary(shared, self.epoch)
-            {
-                break AckWait::Silent;
-            }
-            if stream.set_read_timeout(Some(ACK_CHECK)).is_err() {
-                break AckWait::Ready;
-            }
             match stream.peek(&mut byte) {
                 Err(e)
                     if matches!(
@@ -339,8 +332,17 @@ impl Live {
                 // Data, the close, or an error the read will report.
                 _ => break AckWait::Ready,
             }
+            if Instant::now() >= deadline {
+                break AckWait::TimedOut;
+            }
+            if shared.elected.silent(self.epoch).contains(self.peer)
+                || shared.elected.lease_lost(self.epoch)
+                || !still_primary(shared, self.epoch)
+            {
+                break AckWait::Silent;
+            }
         };
-        let _ = stream.set_read_timeout(timeout);
+        let _ = stream.set_read_timeout(Some(timeout));
         outcome
     }
 }

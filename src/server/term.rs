@@ -590,10 +590,14 @@ impl Term {
     /// Members of `members` the election finds silent (cut off or paused)
     /// and not yet proposed for dropping.
     fn newly_silent(&self, shared: &Shared, members: &MemberSet) -> Vec<i32> {
-        shared
-            .elected
-            .silent(self.epoch)
-            .into_iter()
+        let silent = shared.elected.silent(self.epoch);
+        if silent.is_empty() {
+            return Vec::new();
+        }
+        silent
+            .ids()
+            .iter()
+            .copied()
             .filter(|&id| members.contains(id) && !self.to_drop.contains(&id))
             .collect()
     }
@@ -741,7 +745,7 @@ impl Term {
         // A backup caught up by its stream but not heard by the election
         // would be dropped again at once.
         let unheard = shared.elected.silent(self.epoch);
-        ready.retain(|id| !unheard.contains(id));
+        ready.retain(|&id| !unheard.contains(id));
         self.note_failed(&failed, "its link failed");
         let silent = self.newly_silent(shared, &members);
         self.note_failed(&silent, "it acknowledged no heartbeat for a lease period");
