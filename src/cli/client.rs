@@ -201,15 +201,7 @@ fn parse_options(options: Vec<(String, String)>) -> Result<Options, UsageError> 
         match name.as_str() {
             "--percentiles" => opts.percentiles = true,
             "--json" | "--human" => {
-                let want = if name == "--json" {
-                    Output::Json
-                } else {
-                    Output::Human
-                };
-                if opts.output != Output::Plain && opts.output != want {
-                    return Err(usage_error("--json and --human exclude each other"));
-                }
-                opts.output = want;
+                opts.output = super::output_option(opts.output, &name)?;
             }
             "--servers" => opts.servers = Some(super::server_list("--servers", &value)?),
             "--status" => opts.status = Some(super::server_list("--status", &value)?),

@@ -161,15 +161,7 @@ pub fn parse_kv(args: &[String]) -> Result<Command<ClientArgs>, UsageError> {
         match name.as_str() {
             "--hex" => hex = true,
             "--json" | "--human" => {
-                let want = if name == "--json" {
-                    Output::Json
-                } else {
-                    Output::Human
-                };
-                if output != Output::Plain && output != want {
-                    return Err(usage_error("--json and --human exclude each other"));
-                }
-                output = want;
+                output = super::output_option(output, &name)?;
             }
             "--servers" => servers = Some(super::server_list("--servers", &value)?),
             _ => {

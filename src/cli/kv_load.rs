@@ -123,15 +123,7 @@ pub fn parse_kv_load(args: &[String]) -> Result<Command<(KvLoadConfig, Output)>,
             "--resp" => resp = true,
             "--etcd" => etcd = true,
             _ => {
-                let want = if name == "--json" {
-                    Output::Json
-                } else {
-                    Output::Human
-                };
-                if output != Output::Plain && output != want {
-                    return Err(usage_error("--json and --human exclude each other"));
-                }
-                output = want;
+                output = super::output_option(output, &name)?;
             }
         }
     }

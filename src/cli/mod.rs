@@ -175,6 +175,20 @@ pub(crate) fn host(name: &str, value: &str) -> Result<String, UsageError> {
     Ok(value.to_string())
 }
 
+/// The output a `--json` or `--human` option (`name`) asks for, given the
+/// one chosen so far: the two exclude each other.
+pub(crate) fn output_option(current: Output, name: &str) -> Result<Output, UsageError> {
+    let want = if name == "--json" {
+        Output::Json
+    } else {
+        Output::Human
+    };
+    if current != Output::Plain && current != want {
+        return Err(usage_error("--json and --human exclude each other"));
+    }
+    Ok(want)
+}
+
 /// The comma-separated `host:port` list given to option `name`
 /// (`--servers`, `--status`): at least one, each well formed.
 pub(crate) fn server_list(name: &str, value: &str) -> Result<Vec<String>, UsageError> {
