@@ -364,6 +364,7 @@ fn combine(shared: &Shared, done: &Arc<Completion>) -> Combine {
         commit_batch(shared, &mut term, &mut batch, Ok(()), &mut released);
         released.finish_own(done);
     }
+    released.finish_if_few();
     drop(term);
     released.finish();
     // Writes queued meanwhile found the term taken: the admin thread
@@ -382,6 +383,14 @@ fn combine(shared: &Shared, done: &Arc<Completion>) -> Combine {
 /// too, and the admin thread ended up committing every write and waking
 /// every session one by one. With the term free during the wake-ups, a
 /// session arriving meanwhile commits its own write.
+///
+/// A few wake-ups, though, are better made with the term held: a session
+/// woken while the term is free finds it free when its next write arrives
+/// microseconds later and commits that write alone, a round trip to the
+/// backups for one write, while the others of its batch queue behind it.
+/// With 8 writers and 3 servers that halved the batches (7.7 to 4.3
+/// writes per round trip) and cost 19% pinned to one CPU (abbench against
+/// 749747e). Held through a few wake-ups, the term gathers the next batch.
 #[derive(Default)]
 struct Released {
     results: Vec<(Arc<Completion>, Result<i32, WriteError>)>,
@@ -397,6 +406,14 @@ impl Released {
         }
     }
 
+    /// Hands the results over while the term is still held when they are
+    /// few (see [`FEW_RELEASED`]).
+    fn finish_if_few(&mut self) {
+        if self.results.len() <= FEW_RELEASED {
+            self.finish();
+        }
+    }
+
     /// Hands every result to its session, waking those that sleep.
     fn finish(&mut self) {
         for (done, result) in self.results.drain(..) {
@@ -404,6 +421,10 @@ impl Released {
         }
     }
 }
+
+/// Most results handed over with the term held ([`Released`]): a batch of
+/// one write per connection of a small cluster of clients.
+const FEW_RELEASED: usize = 32;
 
 /// Commits `batch` (unless `ready` already failed it) and adds its results
 /// to `released`, for the caller to hand over once it released the term.
@@ -452,6 +473,7 @@ fn run(shared: &Arc<Shared>) {
                 let mut term = shared.term();
                 let ready = term.ensure_primary(shared);
                 let committed = commit_batch(shared, &mut term, &mut batch, ready, &mut released);
+                released.finish_if_few();
                 drop(term);
                 released.finish();
                 if committed {
