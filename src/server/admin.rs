@@ -585,6 +585,35 @@ mod tests {
     }
 
     #[test]
+    fn few_results_are_handed_over_at_once_and_many_wait_for_the_release() {
+        let mut released = Released::default();
+        let few: Vec<_> = (0..FEW_RELEASED)
+            .map(|_| Arc::new(Completion::new()))
+            .collect();
+        released
+            .results
+            .extend(few.iter().map(|d| (Arc::clone(d), Ok(1))));
+        released.finish_if_few();
+        assert!(
+            few.iter().all(|d| d.is_finished()),
+            "a few: with the term held"
+        );
+        let many: Vec<_> = (0..=FEW_RELEASED)
+            .map(|_| Arc::new(Completion::new()))
+            .collect();
+        released
+            .results
+            .extend(many.iter().map(|d| (Arc::clone(d), Ok(1))));
+        released.finish_if_few();
+        assert!(
+            many.iter().all(|d| !d.is_finished()),
+            "many: after the release"
+        );
+        released.finish();
+        assert!(many.iter().all(|d| d.is_finished()));
+    }
+
+    #[test]
     fn a_completion_is_reused_for_the_next_write() {
         let done = Arc::new(Completion::new());
         for n in 0..100 {
