@@ -15,7 +15,7 @@
 //! | [`replication`] | takeover, catch-up and election decisions as plain functions   | (the original has none)          |
 //! | [`storage`]     | the durable log and snapshot files, recovery                   | (the original keeps memory only) |
 //! | [`protocol`]    | a client session's decisions on raw bytes, no I/O (sans-IO)    | `EngineerThread`'s request loop  |
-//! | [`server`]      | accept loop, sessions, the primary's admin, backups, metrics   | `ServerMain`, `ServerThread`     |
+//! | [`server`]      | accept loop; per role: session, primary, backup, election      | `ServerMain`, `ServerThread`     |
 //! | [`client`]      | the client stub, the cluster client, the load generator        | `ClientStub`, `ClientThread`     |
 //! | [`balancer`]    | the `load` binary's routing, pooling and cache                 | (seed 001's load balancer)       |
 //! | [`conn`]        | reading and writing whole frames on a blocking stream          | `Socket` (`Send`, `Recv`)        |

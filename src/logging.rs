@@ -1,7 +1,7 @@
 //! The binaries' `log` backend: `env_logger`, one line per record on
 //! stderr with an RFC 3339 UTC timestamp, the level and the module, and
 //! `RUST_LOG` in env_logger's syntax (`info`, `factory::server=debug`,
-//! `warn,factory::server::term=trace`).
+//! `warn,factory::server::primary::term=trace`).
 //!
 //! env_logger takes a directive naming a module that does not exist (a
 //! typo, or `RUST_LOG=bogus`) as a filter that matches nothing, and drops
@@ -183,7 +183,7 @@ mod tests {
         for spec in [
             "debug",
             "factory::server=debug",
-            "warn,factory::server::term=trace",
+            "warn,factory::server::primary::term=trace",
             "server=info,tiny_http=off",
             "info/became primary",
         ] {

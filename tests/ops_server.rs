@@ -204,7 +204,7 @@ fn log_lines_carry_an_rfc3339_utc_time() {
 fn rust_log_takes_module_filters() {
     // Only the session module, at debug: the accept path's info line
     // ("listening on", module factory::server) is filtered out.
-    let server = Proc::start("factory::server::session=debug", &[], None);
+    let server = Proc::start("factory::server::session::v1=debug", &[], None);
     let mut c = connect(server.port);
     c.read(1).expect("read");
     c.close();
@@ -213,7 +213,7 @@ fn rust_log_takes_module_filters() {
     assert!(
         lines
             .iter()
-            .all(|l| l.contains(" factory::server::session: ")),
+            .all(|l| l.contains(" factory::server::session::v1: ")),
         "{lines:?}"
     );
     assert!(lines.iter().any(|l| l.contains(" DEBUG ")), "{lines:?}");
@@ -336,7 +336,7 @@ fn a_closed_stdout_or_stderr_is_no_panic() {
 fn an_unresolvable_peer_is_a_warning_and_is_retried() {
     let peer = free_port().to_string();
     let extra = ["--peers", "1", "nowhere.invalid", &peer, "--force-primary"];
-    let rust_log = "info,factory::server::replicator=debug";
+    let rust_log = "info,factory::server::primary::replicator=debug";
     let server = Proc::start(rust_log, &extra, Some("listening on"));
     let warning = server
         .log_lines()

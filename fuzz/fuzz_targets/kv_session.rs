@@ -1,4 +1,4 @@
-//! The protocol v2 session (`server::kv_session`) fed arbitrary bytes. That
+//! The protocol v2 session (`server::session::kv`) fed arbitrary bytes. That
 //! session is not a pure state machine like v1's `ClientSession`: its
 //! framing, decoding and dispatch run in the server's reader thread over a
 //! socket. So the target starts one real server in this process (on

@@ -159,8 +159,9 @@ witness (a vote-only member, docs/failover.md section Witness):
 Logging goes to stderr, one line per event with an RFC 3339 UTC time.
 RUST_LOG sets what is logged, in env_logger's syntax: a level (error, warn,
 info (the default), debug, trace, off), module filters such as
-factory::server=debug, or both (warn,factory::server::term=debug). A
-directive that is not valid is ignored with one warning line.
+factory::server=debug, or both (warn,factory::server::primary=debug: the
+primary's admin, term and replicators; also ::backup, ::session and
+::election). A directive that is not valid is ignored with one warning line.
 
 SIGTERM or SIGINT stops the server gracefully: it stops listening, answers
 or refuses the requests in flight, flushes the data directory, logs one

@@ -2,7 +2,7 @@
 //! sockets, threads or clocks (sans-IO): fed bytes and a view of the
 //! server's state, it returns the next action.
 //!
-//! The server's connection threads (`server::session`) run exactly this
+//! The server's connection threads (`server::session::v1`) run exactly this
 //! code over their sockets, and so do the property tests (`tests/`) and the
 //! fuzz targets (`fuzz/`) over arbitrary bytes; what they check is therefore
 //! what the server does.

@@ -3,7 +3,7 @@
 //! [`ClientSession::receive`] takes whatever bytes the socket returned and
 //! answers with one [`Action`] at a time: wait for more bytes, place a
 //! write, answer a read, end quietly, or close because the input is
-//! hostile. The caller (`server::session`) does the I/O and the waiting;
+//! hostile. The caller (`server::session::v1`) does the I/O and the waiting;
 //! replies are built by [`write_reply`] and [`read_reply`], and
 //! [`ServerView`] says whether a write is served here or forwarded (reads
 //! follow [`crate::replication::next_step`]).

@@ -1,7 +1,7 @@
 //! When a server may answer a client's read from its own records (G6:
 //! a read returns at least every write acknowledged before it began, and
 //! never less than an earlier completed read), as a function of what the
-//! server knows. `server::reads` gathers the inputs, carries out each
+//! server knows. `server::session::reads` gathers the inputs, carries out each
 //! step and asks again, until the answer is [`ReadStep::Serve`] or the
 //! read's deadline passes (then the client's connection is closed).
 //!

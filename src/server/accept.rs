@@ -27,17 +27,15 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::{backup, follower, kv_session, next_engineer_id, session, status, ServerError, Shared};
+use super::backup::{follower, original};
+use super::session::{kv, v1};
+use super::{next_engineer_id, status, ServerError, Shared};
 use crate::conn::ConnError;
 use crate::wire::kv::KV_TAG;
 use crate::wire::observe::OBSERVE_TAG;
 use crate::wire::{Tag, HANDSHAKE_LEN};
 pub(super) use listen::listen;
 use refusal::{others, refuse, Handoff, Throttle};
-
-/// Stack size of a connection thread: the roles keep their buffers small
-/// and on the stack, and thousands of idle clients must stay cheap.
-pub(crate) const CONNECTION_STACK: usize = 256 * 1024;
 
 /// Pause after a failed `accept()` (typically out of file descriptors), so
 /// the loop does not spin while the condition lasts.
@@ -167,7 +165,7 @@ fn spawn_connection(
     let mut handoff = Handoff(Some(stream));
     thread::Builder::new()
         .name(format!("conn-{engineer_id}"))
-        .stack_size(CONNECTION_STACK)
+        .stack_size(super::registry::CONNECTION_STACK)
         .spawn(move || {
             if let Some(stream) = handoff.take() {
                 serve(&shared, stream, engineer_id);
@@ -189,11 +187,11 @@ fn serve(shared: &Shared, mut stream: TcpStream, engineer_id: i32) {
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + shared.limits.handshake_timeout;
     match read_tag(&mut stream, deadline) {
-        Ok(raw) if raw == KV_TAG => kv_session::run(shared, stream, peer),
-        Ok(raw) if raw == OBSERVE_TAG => super::observe::run(shared, stream, peer),
+        Ok(raw) if raw == KV_TAG => kv::run(shared, stream, peer),
+        Ok(raw) if raw == OBSERVE_TAG => super::primary::observe::run(shared, stream, peer),
         Ok(raw) => match Tag::decode(&raw) {
-            Some(Tag::Client) => session::run(shared, stream, peer, engineer_id),
-            Some(Tag::Pfa) => backup::run(shared, stream, peer),
+            Some(Tag::Client) => v1::run(shared, stream, peer, engineer_id),
+            Some(Tag::Pfa) => original::run(shared, stream, peer),
             Some(Tag::Native) => follower::run(shared, stream, peer),
             Some(Tag::Status) => status::run(shared, stream, peer),
             Some(Tag::Election) => match shared.election_reader() {

@@ -1,52 +1,48 @@
 //! The factory server: an accept loop that hands each connection to its own
 //! thread, which takes a role from the 8-byte handshake.
 //!
-//! One file per role, as in the original's `ServerThread.cpp`:
-//! - [`session`]: a client session (the original's "engineer" thread),
-//!   which forwards writes to the primary when this server is a backup;
-//! - [`admin`]: the admin thread, fed by a queue; as primary it appends,
-//!   replicates, commits and releases the waiting sessions, driving a
-//!   [`term`] (takeover, in-sync set) and its [`replicator`]s, one per peer;
-//! - [`follower`]: a backup's handler of a native stream or probe;
-//! - [`backup`]: a backup's handler of an original (`PFA`) stream;
-//! - [`reads`]: a client's read on any role (G6), with [`read_index`]
-//!   asking the primary for its commit point;
-//! - [`experts`]: the expert threads that do custom orders;
-//! - [`election`] and `elected`: the majority election's I/O, and what it
-//!   decided, carried out on the term (who is primary, its lease, the
-//!   in-sync set) when the election is on.
+//! One place per role, each role's threads in their own folder:
+//! - `accept`: the accept loop and the handshake dispatch;
+//! - `session`: what a client connection meets on any server: the v1
+//!   session (the original's "engineer" thread), the pipelined v2 session,
+//!   reads by the rule of G6, writes placed through the primary's admin or
+//!   forwarded to the primary, and the expert threads for custom orders;
+//! - `primary`: the primary's roles: the admin thread and the term it
+//!   drives (takeover, commits, the in-sync set), one replicator per peer
+//!   with its live link and progress, and the observer streams;
+//! - `backup`: the backup's roles: the handler of a primary's native
+//!   stream (and of a candidate's probe), and of an original's `PFA` stream;
+//! - [`election`]: the majority election's I/O, what it decided and how
+//!   that is carried out on the term, and the look for original peers;
+//!   [`witness`] runs only that;
+//! - shared by the roles: `peer` (a native connection to another
+//!   server), `read_index` (a backup asking the primary for its commit
+//!   point, and the primary's answer), `status`, `durable` (the
+//!   `--data-dir` log), `compaction`, `registry` (every open connection)
+//!   and `metrics`.
+//!
+//! Imports go one way: `accept` → `session` → `primary` → `election` →
+//! `peer`, and `backup` → `election` and `peer`; no role's folder imports
+//! another role's files except along those arrows.
 //!
 //! [`Server`] is the handle the binary, the tests and the C ABI hold: it
 //! starts everything, and [`Server::stop`] closes the listener and every
 //! connection and joins every thread before returning.
 
 mod accept;
-mod admin;
 mod backup;
 mod compaction;
 mod config;
 mod durable;
-mod elected;
 pub mod election;
 mod error;
-mod experts;
-mod follower;
-mod forward;
-mod kv_session;
-mod live;
 mod metrics;
-mod observe;
-mod originals;
-mod progress;
+mod peer;
+mod primary;
 mod read_index;
-mod reads;
 mod registry;
-mod replicator;
-mod replicator_v1;
 mod session;
 mod status;
-mod takeover;
-mod term;
 pub mod witness;
 
 use std::net::{SocketAddr, TcpStream};
@@ -57,15 +53,18 @@ use std::thread::JoinHandle;
 
 pub use config::{ElectionConfig, KvConfig, Limits, PeerConfig, ServerConfig, DEFAULT_LOG_RETAIN};
 pub use error::ServerError;
-pub use experts::{ExpertConfig, ExpertGauge, DEFAULT_EXPERT_QUEUE, DEFAULT_EXPERT_WORK};
+pub use session::experts::{ExpertConfig, ExpertGauge, DEFAULT_EXPERT_QUEUE, DEFAULT_EXPERT_WORK};
 pub use witness::Witness;
 
 use crate::state::{RecordTable, Replica};
 use crate::wire::Epoch;
-use admin::AdminQueue;
 use durable::Durable;
-use progress::Replication;
+use election::elected;
+use primary::admin::{self, AdminQueue};
+use primary::progress::Replication;
+use primary::term;
 use registry::Registry;
+use session::{experts, reads};
 
 /// A snapshot of a server's replication indexes, for tests and operators.
 #[derive(Clone, Debug, PartialEq, Eq)]

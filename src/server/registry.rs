@@ -13,6 +13,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+/// Stack size of a connection thread: the roles keep their buffers small
+/// and on the stack, and thousands of idle clients must stay cheap.
+pub(crate) const CONNECTION_STACK: usize = 256 * 1024;
+
 #[derive(Default)]
 struct Inner {
     closed: bool,

@@ -1,7 +1,7 @@
 //! The observer stream (issue 16.3): a balancer's connection to the primary,
 //! opened with [`OBSERVE_TAG`], over which the primary streams every
 //! committed entry in log order and confirms its commit point on request.
-//! The balancer's read cache applies the stream; `server::observe` serves
+//! The balancer's read cache applies the stream; `server::primary::observe` serves
 //! it. The observer never votes and is never waited for.
 //!
 //! Every frame is length-prefixed:

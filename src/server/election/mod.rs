@@ -10,11 +10,17 @@
 //! they are told every decision (become primary, step down, lease lost,
 //! follow, in-sync set accepted) and see the election after every step, on
 //! the election's thread, and must return at once; that is how the
-//! election drives the server's term (`server::elected`). A witness and
+//! election drives the server's term (`elected`). A witness and
 //! the tests start it with only the log end. Connections come either from its own
 //! listener ([`ElectionService::listen`], what a witness and the tests
 //! use) or are handed over by a server's accept loop
 //! ([`ElectionService::serve`]).
+//!
+//! `originals` tells an original (C++) peer, which never votes, from a
+//! factory server whose connection merely dropped.
+
+pub(crate) mod elected;
+pub(crate) mod originals;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

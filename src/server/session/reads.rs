@@ -1,7 +1,7 @@
 //! A client's read on any server (G6), carried out step by step as
 //! [`crate::replication::next_step`] decides: served from our records,
 //! after waiting for our first commit as primary, after learning the
-//! primary's commit point and applying it ([`super::read_index`]), or
+//! primary's commit point and applying it ([`crate::server::read_index`]), or
 //! forwarded to the primary. Called by the v1 session for each read
 //! ([`read`]) and by the v2 session for each `get` and `scan`
 //! ([`read_as`] with its own [`ReadTarget`]).
@@ -21,11 +21,12 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::admin::{Completion, WriteError};
 use super::forward::Forwarder;
-use super::read_index::Ticket;
-use super::{RoleView, Shared};
 use crate::replication::{next_step, ReadStep, ReadView};
+use crate::server::primary::admin::Completion;
+use crate::server::primary::WriteError;
+use crate::server::read_index::Ticket;
+use crate::server::{RoleView, Shared};
 use crate::state::V1_EPOCH;
 use crate::wire::{Entry, Op};
 
@@ -78,7 +79,7 @@ pub(crate) struct Changes {
 impl Changes {
     /// Called after a change was published: wakes waiting reads, if any
     /// (a wake-up is a system call even when nobody waits).
-    pub(super) fn notify(&self) {
+    pub(crate) fn notify(&self) {
         // Pairs with the fence in `wait_until`: either the waiter sees the
         // new value, or this sees the waiter.
         fence(Ordering::SeqCst);
@@ -89,7 +90,7 @@ impl Changes {
     }
 
     /// Wakes every waiting read (the server is stopping).
-    pub(super) fn wake_all(&self) {
+    pub(crate) fn wake_all(&self) {
         let _held = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         self.changed.notify_all();
     }
@@ -228,7 +229,9 @@ impl ReadTarget for CustomerRead<'_> {
                 Ok(record.last_order)
             }
             Err(e) => {
-                shared.metrics.error(super::metrics::Fault::ForwardFailed);
+                shared
+                    .metrics
+                    .error(crate::server::metrics::Fault::ForwardFailed);
                 Err(format!("the read forwarded to primary {primary}: {e}"))
             }
         }
@@ -410,7 +413,7 @@ impl<'a> Slow<'a> {
             epoch: V1_EPOCH,
             op: Op::Noop,
         };
-        match super::admin::submit_write(self.shared, noop, &done) {
+        match crate::server::primary::admin::submit_write(self.shared, noop, &done) {
             Ok(()) => Ok(()),
             Err(WriteError::NotPrimary(_) | WriteError::Defer(_) | WriteError::NoPrimary) => {
                 // Somebody else is or will be primary: wait for it.

@@ -19,14 +19,14 @@
 //! original's; only which thread runs the admin's step changes.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use super::term::Term;
-use super::{ServerError, Shared};
+use super::WriteError;
 use crate::conn::yield_until;
+use crate::server::{ServerError, Shared};
 use crate::wire::Entry;
 
 /// The most writes the admin commits as one batch.
@@ -44,51 +44,6 @@ enum Take {
     Batch,
     Idle,
     Closed,
-}
-
-/// Why a write was not committed here.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum WriteError {
-    /// The server is stopping.
-    Stopping,
-    /// The log has no index left for more entries.
-    LogFull,
-    /// Server `.0` is primary: forward the write there.
-    NotPrimary(i32),
-    /// Server `.0` holds a longer log and should take over: forward there.
-    Defer(i32),
-    /// No primary right now (a takeover is under way elsewhere): retry.
-    NoPrimary,
-    /// This server cannot be sure it holds every acknowledged write (G5).
-    Unsafe(String),
-    /// The durable log failed.
-    Storage(String),
-    /// This elected primary's lease ended: no majority answers it.
-    LeaseLost,
-    /// The client went away before the write could be placed.
-    Abandoned,
-}
-
-impl fmt::Display for WriteError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WriteError::Stopping => write!(f, "the server is stopping"),
-            WriteError::LogFull => write!(f, "the log is full"),
-            WriteError::NotPrimary(p) => write!(f, "server {p} is primary"),
-            WriteError::Defer(p) => write!(f, "server {p} holds a longer log"),
-            WriteError::NoPrimary => write!(f, "no primary is available"),
-            WriteError::Unsafe(why) => write!(f, "refusing writes: {why}"),
-            WriteError::Storage(why) => write!(f, "the durable log failed: {why}"),
-            WriteError::Abandoned => write!(
-                f,
-                "the client closed its connection before the write was placed; not carried out"
-            ),
-            WriteError::LeaseLost => write!(
-                f,
-                "not primary: this server's lease ended (it cannot reach a majority of the servers)"
-            ),
-        }
-    }
 }
 
 /// The one-shot answer a session waits for (the original's promise).
@@ -453,7 +408,7 @@ fn commit_batch(
     result.is_ok()
 }
 
-pub(super) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, ServerError> {
+pub(crate) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, ServerError> {
     thread::Builder::new()
         .name(format!("admin-{}", shared.factory_id))
         .spawn(move || run(&shared))
@@ -464,7 +419,7 @@ fn run(shared: &Arc<Shared>) {
     let mut batch = Vec::new();
     let mut released = Released::default();
     loop {
-        super::elected::carry_out(shared);
+        crate::server::election::elected::carry_out(shared);
         let idle = shared.term().active().then_some(MAINTENANCE);
         match shared.admin_queue.take_batch(&mut batch, idle) {
             Take::Closed => break,

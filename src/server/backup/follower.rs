@@ -8,9 +8,9 @@
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use super::Shared;
 use crate::conn::{data_waiting, read_native, write_native, yield_until, ConnError, NativeError};
 use crate::logging::epoch as epoch_name;
+use crate::server::Shared;
 use crate::state::kv::{KvStore, Versioned};
 use crate::state::{Replica, StateError, NO_PRIMARY};
 use crate::storage::Snapshot;
@@ -83,12 +83,12 @@ impl Conn<'_> {
     }
 }
 
-pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+pub(crate) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_read_timeout(Some(
         shared
             .limits
             .peer_timeout
-            .max(super::replicator::HEARTBEAT * 20),
+            .max(crate::server::peer::HEARTBEAT * 20),
     ));
     let _ = stream.set_write_timeout(Some(shared.limits.peer_timeout));
     let mut conn = Conn {
@@ -128,13 +128,13 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         Err(End::Frame(e)) => {
             shared
                 .metrics
-                .error(super::metrics::Fault::ReplicationStream);
+                .error(crate::server::metrics::Fault::ReplicationStream);
             log::warn!("replication connection from {peer}: {e}; closing")
         }
         Err(End::Refused(code, why)) => {
             shared
                 .metrics
-                .error(super::metrics::Fault::ReplicationStream);
+                .error(crate::server::metrics::Fault::ReplicationStream);
             log::warn!("refused replication connection from {peer} ({code:?}): {why}; closing")
         }
     }
@@ -173,7 +173,7 @@ fn answer_probe(
 ) -> Result<(), End> {
     // With the election on nobody probes: the prober keeps the original's
     // rule, and so must this server for the cluster to choose one primary.
-    super::elected::found_takeover_rule(shared, candidate);
+    crate::server::election::elected::found_takeover_rule(shared, candidate);
     let reply = {
         let mut replica = shared.replica();
         if replica.primary_id() != NO_PRIMARY {
@@ -213,7 +213,7 @@ fn answer_read_index(
     let _ = stream.set_read_timeout(None);
     loop {
         let mine = shared.replica().epoch();
-        match super::read_index::answer(shared) {
+        match crate::server::read_index::answer(shared) {
             Ok(commit_index) => conn.send(NativeFrame::new(
                 mine,
                 Body::ReadIndexReply { commit_index },
@@ -357,7 +357,7 @@ fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End>
         // the primary never waits for it. This thread is the only writer of
         // a backup's log, so the disk holds what the replica holds.
         if appended {
-            super::compaction::compact(shared);
+            crate::server::compaction::compact(shared);
         }
     }
 }

@@ -23,7 +23,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::Shared;
+use crate::server::Shared;
 use crate::wire::observe::{observe_batch_len, read_observe, ObserveFrame};
 use crate::wire::{Entry, Epoch};
 
@@ -68,7 +68,7 @@ impl Connection<'_> {
 }
 
 /// Serves one observer connection until it ends or the server stops.
-pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+pub(crate) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_write_timeout(Some(shared.limits.peer_timeout));
     let sender = match Sender::open(shared, stream, peer) {
         Ok(s) => s,
@@ -88,7 +88,7 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     thread::scope(|scope| {
         let reader = thread::Builder::new()
             .name("observe-requests".into())
-            .stack_size(super::accept::CONNECTION_STACK)
+            .stack_size(crate::server::registry::CONNECTION_STACK)
             .spawn_scoped(scope, || read_requests(&both, reader_stream));
         let end = match reader {
             Ok(_) => stream_commits(&both),
@@ -199,7 +199,7 @@ impl Sender {
             sent: -1,
             out: Vec::with_capacity(256),
         };
-        if let Err(primary) = super::read_index::answer(shared) {
+        if let Err(primary) = crate::server::read_index::answer(shared) {
             let primary = primary.parse().unwrap_or(-1);
             let _ = sender.send(&ObserveFrame::Refused { primary });
             return Err(format!("not a serving primary (it names {primary})"));
@@ -239,7 +239,7 @@ impl Sender {
     /// Answers confirmation `seq`: the commit point if this is still a
     /// primary that may serve reads, sent after every entry through it.
     fn confirm(&mut self, shared: &Shared, seq: u64) -> Result<(), String> {
-        match super::read_index::answer(shared) {
+        match crate::server::read_index::answer(shared) {
             Ok(commit) => {
                 while self.sent < commit {
                     if self.push(shared)? == 0 {

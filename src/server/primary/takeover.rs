@@ -5,9 +5,9 @@
 
 use std::thread;
 
-use super::replicator::{connect, handshake, PeerError};
-use super::{PeerConfig, Shared};
 use crate::replication::{PeerView, ProbeOutcome};
+use crate::server::peer::{connect, handshake, PeerError};
+use crate::server::{PeerConfig, Shared};
 use crate::wire::native::{Body, NativeFrame, RejectCode, NATIVE_TAG};
 use crate::wire::Epoch;
 

@@ -18,20 +18,18 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
-use std::thread;
 use std::time::{Duration, Instant};
 
-use super::admin::{Completion, WriteError};
 use super::experts::Refusal;
 use super::forward::Forwarder;
-use super::metrics::Fault;
-use super::Shared;
 use crate::protocol::session::{
-    custom_reply, read_reply, write_reply, Action, ClientSession, CustomStatus, Route, ServerView,
-    Violation, REQUEST_LEN,
+    custom_reply, read_reply, write_reply, Action, ClientSession, CustomStatus, Violation,
+    REQUEST_LEN,
 };
-use crate::state::{NO_PRIMARY, V1_EPOCH};
-use crate::wire::Entry;
+use crate::server::metrics::Fault;
+use crate::server::primary::admin::Completion;
+use crate::server::primary::WriteError;
+use crate::server::Shared;
 
 /// Bytes read from the socket at once: a pipelining client's requests are
 /// taken 21 at a time, and the buffer lives on the connection's small stack.
@@ -74,8 +72,8 @@ impl SessionEnd {
     }
 }
 
-pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr, engineer_id: i32) {
-    let _counted = super::status::CountedSession::new(shared);
+pub(crate) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr, engineer_id: i32) {
+    let _counted = crate::server::status::CountedSession::new(shared);
     // A client may stay idle as long as it likes, but must take its replies.
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(Some(shared.limits.client_write_timeout));
@@ -224,7 +222,7 @@ fn serve(shared: &Shared, conn: &mut Conn, engineer_id: i32) -> SessionEnd {
             Action::Write {
                 customer_id,
                 order_number,
-            } => write_while(
+            } => super::write::place_while(
                 shared,
                 customer_id,
                 order_number,
@@ -274,96 +272,4 @@ fn custom(
         Err(Refusal::NoExperts) => Ok(CustomStatus::NoExperts),
         Err(Refusal::Stopping) => Err(WriteError::Stopping),
     }
-}
-
-/// What the session needs of the replica to route a request.
-fn view(shared: &Shared) -> ServerView {
-    // Lock-free: a read must not wait for a thread that holds the replica
-    // lock (a backup storing an append).
-    let (primary_id, trusted) = shared.role.load(&shared.elected);
-    ServerView {
-        factory_id: shared.factory_id,
-        primary_id,
-        trusted,
-    }
-}
-
-/// Most attempts to place one write while a primary is being found.
-const WRITE_ATTEMPTS: u32 = 60;
-
-/// Places a write: through our admin when we are (or may become) primary,
-/// else by forwarding it to the primary; retried while a takeover settles.
-/// Experts place their custom orders through it too.
-pub(super) fn write(
-    shared: &Shared,
-    customer_id: i32,
-    order_number: i32,
-    done: &Arc<Completion>,
-    forwarder: &mut Forwarder,
-) -> Result<(), WriteError> {
-    write_while(shared, customer_id, order_number, done, forwarder, &|| true)
-}
-
-/// As [`write`], for a client that may give up: with the election on, a
-/// write is forwarded or tried again only while `wanted()` (its client
-/// still waits). A client that gave up on a server that was paused, then
-/// sent newer writes elsewhere, must not see this old one applied on top
-/// of them when the paused server resumes and forwards it.
-fn write_while(
-    shared: &Shared,
-    customer_id: i32,
-    order_number: i32,
-    done: &Arc<Completion>,
-    forwarder: &mut Forwarder,
-    wanted: &dyn Fn() -> bool,
-) -> Result<(), WriteError> {
-    let entry = Entry::set(V1_EPOCH, customer_id, order_number);
-    let mut last_error = WriteError::NoPrimary;
-    let elected = shared.elected.on();
-    for attempt in 0..WRITE_ATTEMPTS {
-        let abandoned = || elected && !wanted();
-        if attempt > 0 && abandoned() {
-            return Err(WriteError::Abandoned);
-        }
-        let target = match view(shared).write_route() {
-            Route::Local => match super::admin::submit_write(shared, entry.clone(), done) {
-                Ok(()) => return Ok(()),
-                Err(WriteError::NotPrimary(p) | WriteError::Defer(p))
-                    if p != NO_PRIMARY && p != shared.factory_id =>
-                {
-                    p
-                }
-                Err(
-                    e @ (WriteError::NoPrimary | WriteError::NotPrimary(_) | WriteError::Defer(_)),
-                ) => {
-                    last_error = e;
-                    pause(attempt);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            },
-            Route::Forward(primary) => primary,
-        };
-        if abandoned() {
-            return Err(WriteError::Abandoned);
-        }
-        match forwarder.order(shared, target, customer_id, order_number) {
-            Ok(_) => {
-                shared.metrics.forwarded_writes.inc();
-                return Ok(());
-            }
-            Err(e) => {
-                shared.metrics.error(Fault::ForwardFailed);
-                log::debug!("forwarding a write to server {target} failed: {e}");
-                last_error = WriteError::NotPrimary(target);
-                pause(attempt);
-            }
-        }
-    }
-    Err(last_error)
-}
-
-/// Backs off between attempts while a primary is being found.
-fn pause(attempt: u32) {
-    thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 10));
 }

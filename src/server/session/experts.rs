@@ -19,9 +19,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::admin::{Completion, WriteError};
 use super::forward::Forwarder;
-use super::{ServerError, Shared};
+use crate::server::primary::admin::Completion;
+use crate::server::primary::WriteError;
+use crate::server::{ServerError, Shared};
 
 /// Default of [`ExpertConfig::work`]: a millisecond per custom order.
 pub const DEFAULT_EXPERT_WORK: Duration = Duration::from_micros(1000);
@@ -270,7 +271,7 @@ impl ExpertPool {
 }
 
 /// Starts the pool's expert threads.
-pub(super) fn spawn(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<()>>, ServerError> {
+pub(crate) fn spawn(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<()>>, ServerError> {
     let mut threads = Vec::new();
     for n in 0..shared.experts.config.threads {
         let shared_for_thread = Arc::clone(shared);
@@ -310,7 +311,7 @@ fn run(shared: &Shared) {
     while let Some(job) = pool.take() {
         pool.gauge.start_work();
         let result = if pool.work() {
-            super::session::write(
+            super::write::place(
                 shared,
                 job.customer_id,
                 job.order_number,

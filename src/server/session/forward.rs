@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use super::Shared;
 use crate::client::{Client, ClientError};
+use crate::server::Shared;
 use crate::wire::{CustomerRecord, RobotInfo};
 
 /// How long a forwarded request waits for an elected primary.

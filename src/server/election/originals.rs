@@ -12,10 +12,10 @@
 use std::thread;
 use std::time::Duration;
 
-use super::replicator::{connect, handshake, PeerError};
-use super::{PeerConfig, Shared};
 use crate::client::status::{self, ServerStatus};
 use crate::client::Client;
+use crate::server::peer::{connect, handshake, PeerError};
+use crate::server::{PeerConfig, Shared};
 use crate::wire::native::{Body, NativeFrame, NATIVE_TAG};
 
 /// Longest wait for each answer of a check.

@@ -23,10 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Instant;
 
-use super::election::ElectionHooks;
-use super::Shared;
+use super::ElectionHooks;
 use crate::replication::election::{Election, LogPos, Output, Role};
 use crate::replication::lease::Millis;
+use crate::server::Shared;
 use crate::state::NO_PRIMARY;
 use crate::wire::{Epoch, MemberSet};
 

@@ -42,10 +42,11 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::admin::{self, Completion, WriteError};
 use super::reads::{self, Began, ReadTarget};
-use super::Shared;
-use crate::protocol::session::{Route, ServerView};
+use crate::protocol::session::Route;
+use crate::server::primary::admin::{self, Completion};
+use crate::server::primary::WriteError;
+use crate::server::Shared;
 use crate::state::kv::{KvOutcome, KvWrite};
 use crate::state::NO_PRIMARY;
 use crate::wire::kv::{KvBody, KvError, KvItem, KvLimits, KvOp, KvRequest, KvResponse, KvStatus};
@@ -129,7 +130,7 @@ enum End {
     Io(io::Error),
 }
 
-pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+pub(crate) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_write_timeout(Some(shared.limits.client_write_timeout));
     let write_half = match stream.try_clone() {
         Ok(s) => s,
@@ -312,7 +313,7 @@ fn start(shared: &Shared, request: KvRequest) -> Answer {
             value,
         },
     };
-    if let Route::Forward(primary) = view(shared).write_route() {
+    if let Route::Forward(primary) = super::write::view(shared).write_route() {
         return ready(KvStatus::NotPrimary, primary_text(shared, primary));
     }
     let Some(reserved) = reserve_memory(shared, &write) else {
@@ -427,16 +428,6 @@ impl KvRead {
                 self.answer(KvStatus::Unavailable, KvBody::Empty)
             }
         }
-    }
-}
-
-/// What the session needs of the replica to route a request (lock-free).
-fn view(shared: &Shared) -> ServerView {
-    let (primary_id, trusted) = shared.role.load(&shared.elected);
-    ServerView {
-        factory_id: shared.factory_id,
-        primary_id,
-        trusted,
     }
 }
 

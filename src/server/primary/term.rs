@@ -4,23 +4,24 @@
 //! set (dropping a peer whose link failed, adding one that caught up), each
 //! change being an entry of the replicated log.
 //!
-//! With the majority election on (`server::elected`), the election starts
+//! With the majority election on (`server::election::elected`), the election starts
 //! and ends terms instead of a client's write: a term then commits only
 //! once every member of the election's commit set holds an entry
 //! (the settled in-sync set and any proposed one), acknowledges only while
 //! the lease lets it commit, and changes the in-sync set by proposing it
 //! to the election and waiting until a majority accepted it.
 
-use super::metrics::{Election, Fault};
+use crate::server::metrics::{Election, Fault};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::admin::WriteError;
 use super::live::{self, Slot};
 use super::progress::PeerProgress;
-use super::{replicator, takeover, Shared};
+use super::WriteError;
+use super::{replicator, takeover};
 use crate::replication::{commit_point, decide_takeover, Decision, PeerView};
+use crate::server::Shared;
 use crate::state::{next_epoch, NO_PRIMARY};
 use crate::wire::{Entry, Epoch, MemberSet, Op};
 
@@ -93,7 +94,7 @@ impl Term {
             if !self.elected {
                 self.end(shared);
             }
-            super::elected::look_for_originals(shared);
+            crate::server::election::elected::look_for_originals(shared);
             return Err(not_primary(shared));
         }
         self.end(shared);
@@ -320,7 +321,7 @@ impl Term {
             self.slots.push((id, Arc::clone(&slot)));
             let spawned = thread::Builder::new()
                 .name(format!("replicate-{id}"))
-                .stack_size(super::accept::CONNECTION_STACK)
+                .stack_size(crate::server::registry::CONNECTION_STACK)
                 .spawn(move || replicator::run(&shared2, &peer, epoch, &slot));
             match spawned {
                 Ok(handle) => self.replicators.push((id, handle)),
@@ -728,7 +729,7 @@ impl Term {
     }
 
     fn upkeep(&self, shared: &Shared) {
-        super::compaction::compact(shared);
+        crate::server::compaction::compact(shared);
         if let Err(e) = shared.durable.flush_commit() {
             log::error!("cannot sync the commit point: {e}");
         }

@@ -8,9 +8,10 @@
 
 use std::time::Instant;
 
-use super::replicator::{connect, still_primary, PeerError, HEARTBEAT};
-use super::{PeerConfig, Shared};
+use super::still_primary;
 use crate::conn::{read_frame, write_frame};
+use crate::server::peer::{connect, PeerError, HEARTBEAT};
+use crate::server::{PeerConfig, Shared};
 use crate::wire::Epoch;
 use crate::wire::{ReplicationAck, ReplicationRequest, PFA_TAG};
 use std::io::Write;

@@ -19,9 +19,10 @@ use std::net::TcpStream;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use super::replicator::{rejected, still_primary, Link, PeerError, HEARTBEAT};
-use super::Shared;
+use super::{rejected, still_primary};
 use crate::conn::{data_waiting, read_native, write_native, yield_until};
+use crate::server::peer::{Link, PeerError, HEARTBEAT};
+use crate::server::Shared;
 use crate::wire::native::{batch_len, Body, NativeFrame, MAX_BATCH_ENTRIES};
 use crate::wire::Epoch;
 
@@ -363,7 +364,9 @@ fn await_acks_briefly(held: &mut [MutexGuard<'_, Option<Live>>]) {
 fn fail(shared: &Shared, guard: &mut MutexGuard<'_, Option<Live>>, e: &PeerError) {
     if let Some(live) = guard.take() {
         let _ = live.reader.get_ref().shutdown(std::net::Shutdown::Both);
-        shared.metrics.error(super::metrics::Fault::PeerLost);
+        shared
+            .metrics
+            .error(crate::server::metrics::Fault::PeerLost);
         log::warn!(
             "lost peer {}: {e}",
             shared.peer_name(live.peer).trim_start_matches("server ")

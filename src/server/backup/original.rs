@@ -17,8 +17,8 @@
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use super::Shared;
 use crate::conn::{write_frame, ConnError};
+use crate::server::Shared;
 use crate::state::StateError;
 use crate::wire::{Frame, ReplicationAck, ReplicationRequest};
 
@@ -28,7 +28,7 @@ enum StreamEnd {
     Refused(StateError),
 }
 
-pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+pub(crate) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     // Reads wake up every peer timeout: between frames only to wait on,
     // inside one to give up (see `read_request`).
     let _ = stream.set_read_timeout(Some(shared.limits.peer_timeout));
@@ -39,7 +39,7 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut primary = None;
     // An original primary streams to us: the cluster is mixed.
-    super::elected::found_original(shared, crate::state::NO_PRIMARY);
+    crate::server::election::elected::found_original(shared, crate::state::NO_PRIMARY);
     let end = follow(shared, &stream, &mut primary);
     shared.replica().on_stream_closed();
     // The original's frames name the primary; its configured address is
@@ -51,7 +51,7 @@ pub(super) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     if matches!(end, StreamEnd::Stalled { .. } | StreamEnd::Refused(_)) {
         shared
             .metrics
-            .error(super::metrics::Fault::ReplicationStream);
+            .error(crate::server::metrics::Fault::ReplicationStream);
     }
     match end {
         StreamEnd::Conn(ConnError::Closed) => {
