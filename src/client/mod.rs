@@ -19,7 +19,7 @@ pub use stats::{Percentiles, Stats, StatsLine};
 use std::fmt;
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::conn::{read_frame, write_frame, ConnError};
 use crate::wire::{CustomerRecord, RobotInfo, RobotOrder, CLIENT_TAG};
@@ -99,6 +99,44 @@ pub struct Client {
 pub(crate) struct Watch {
     pub(crate) every: Duration,
     pub(crate) give_up: Box<dyn FnMut() -> bool + Send>,
+}
+
+/// When a watch's checks are due: every `every` from the start of the
+/// wait, however long each check took (a check that waits for a cut-off
+/// server's status does not push the next one back).
+struct Cadence {
+    next: Instant,
+    every: Duration,
+}
+
+impl Cadence {
+    fn new(start: Instant, every: Duration) -> Self {
+        Cadence {
+            next: start + every,
+            every,
+        }
+    }
+
+    /// How long to wait for the reply before looking again: until the next
+    /// check or the deadline, at least a millisecond.
+    fn slice(&self, now: Instant, deadline: Option<Instant>) -> Duration {
+        let until = deadline.map_or(self.next, |d| d.min(self.next));
+        until
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1))
+    }
+
+    /// True if a check is due at `now`; the next is then one period on
+    /// (periods missed while a check ran are skipped, not made up).
+    fn due(&mut self, now: Instant) -> bool {
+        if now < self.next {
+            return false;
+        }
+        while self.next <= now {
+            self.next += self.every;
+        }
+        true
+    }
 }
 
 impl Client {
@@ -256,22 +294,22 @@ impl Client {
             return Ok(());
         };
         let timeout = self.stream.read_timeout().ok().flatten();
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        let mut checks = Cadence::new(start, watch.every);
         let mut byte = [0u8; 1];
         let outcome = loop {
-            let now = std::time::Instant::now();
-            let slice = deadline.map_or(watch.every, |d| {
-                d.saturating_duration_since(now)
-                    .min(watch.every)
-                    .max(Duration::from_millis(1))
-            });
+            let slice = checks.slice(Instant::now(), deadline);
             if self.stream.set_read_timeout(Some(slice)).is_err() {
                 break Ok(());
             }
             match self.stream.peek(&mut byte) {
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    let late = deadline.is_some_and(|d| std::time::Instant::now() >= d);
-                    if late || (watch.give_up)() {
+                    let now = Instant::now();
+                    if deadline.is_some_and(|d| now >= d) {
+                        break Err(());
+                    }
+                    if checks.due(now) && (watch.give_up)() {
                         break Err(());
                     }
                 }
@@ -310,6 +348,36 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn watch_checks_keep_their_cadence_however_long_a_check_takes() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let mut checks = Cadence::new(start, ms(400));
+        assert_eq!(checks.slice(start, None), ms(400));
+        assert!(!checks.due(start + ms(399)), "not before its period");
+        assert!(checks.due(start + ms(400)));
+        // The check took 300 ms: the next one is 100 ms away, not 400.
+        assert_eq!(checks.slice(start + ms(700), None), ms(100));
+        assert!(!checks.due(start + ms(700)));
+        assert!(checks.due(start + ms(800)));
+        // A check that overran whole periods: one check is due, and the
+        // next falls on the cadence after it, not once per missed period.
+        assert!(checks.due(start + ms(2_100)));
+        assert!(
+            !checks.due(start + ms(2_150)),
+            "one check for the missed periods"
+        );
+        assert_eq!(checks.slice(start + ms(2_150), None), ms(250));
+        assert_eq!(
+            checks.slice(start + ms(2_300), Some(start + ms(2_350))),
+            ms(50)
+        );
+        assert_eq!(
+            checks.slice(start + ms(2_400), Some(start + ms(2_350))),
+            ms(1)
+        );
+    }
+
     use super::*;
     use std::io::Read;
 
