@@ -128,47 +128,53 @@ impl KvStore {
         self.map.get(key)
     }
 
-    /// Applies the committed `write` of the entry at `index`.
+    /// Applies the committed `write` of the entry at `index`. A key that
+    /// is present is changed in place: one walk down the tree and no new
+    /// key, which is what most writes of a working set do.
     pub fn apply(&mut self, index: Version, write: &KvWrite) -> KvOutcome {
-        let current = self.map.get(write.key()).map(|v| v.version);
-        match (write, current) {
-            (KvWrite::Put { key, value }, _) => self.set(index, key, value),
-            (KvWrite::Create { key, value }, None) => self.set(index, key, value),
-            (KvWrite::Create { .. }, Some(v)) => KvOutcome::Exists(v),
-            (KvWrite::Update { key, value }, Some(_)) => self.set(index, key, value),
-            (KvWrite::Update { .. }, None) | (KvWrite::Delete { .. }, None) => KvOutcome::NotFound,
-            (KvWrite::Delete { key }, Some(_)) => {
-                if let Some(old) = self.map.remove(key.as_slice()) {
+        match write {
+            KvWrite::Put { key, value } => match self.map.get_mut(key.as_slice()) {
+                Some(slot) => overwrite(&mut self.bytes, slot, index, value),
+                None => self.insert_new(index, key, value),
+            },
+            KvWrite::Create { key, value } => match self.map.get(key.as_slice()) {
+                Some(present) => KvOutcome::Exists(present.version),
+                None => self.insert_new(index, key, value),
+            },
+            KvWrite::Update { key, value } => match self.map.get_mut(key.as_slice()) {
+                Some(slot) => overwrite(&mut self.bytes, slot, index, value),
+                None => KvOutcome::NotFound,
+            },
+            KvWrite::Delete { key } => match self.map.remove(key.as_slice()) {
+                Some(old) => {
                     self.bytes -= cost(key, &old.value);
+                    KvOutcome::Deleted(index)
                 }
-                KvOutcome::Deleted(index)
-            }
-            (
-                KvWrite::Cas {
-                    key,
-                    expected,
-                    value,
-                },
-                current,
-            ) => {
-                if current.unwrap_or(NO_VERSION) == *expected {
-                    self.set(index, key, value)
-                } else {
-                    KvOutcome::Mismatch(current.unwrap_or(NO_VERSION))
+                None => KvOutcome::NotFound,
+            },
+            KvWrite::Cas {
+                key,
+                expected,
+                value,
+            } => match self.map.get_mut(key.as_slice()) {
+                Some(slot) if slot.version == *expected => {
+                    overwrite(&mut self.bytes, slot, index, value)
                 }
-            }
+                Some(slot) => KvOutcome::Mismatch(slot.version),
+                None if *expected == NO_VERSION => self.insert_new(index, key, value),
+                None => KvOutcome::Mismatch(NO_VERSION),
+            },
         }
     }
 
-    fn set(&mut self, index: Version, key: &[u8], value: &[u8]) -> KvOutcome {
+    /// Adds a key that is not in the store.
+    fn insert_new(&mut self, index: Version, key: &[u8], value: &[u8]) -> KvOutcome {
+        self.bytes += cost(key, value);
         let new = Versioned {
             version: index,
             value: value.into(),
         };
-        self.bytes += cost(key, value);
-        if let Some(old) = self.map.insert(key.into(), new) {
-            self.bytes -= cost(key, &old.value);
-        }
+        self.map.insert(key.into(), new);
         KvOutcome::Written(index)
     }
 
@@ -217,6 +223,17 @@ impl KvStore {
             self.bytes -= cost(&key, &old.value);
         }
     }
+}
+
+/// Gives a present key its new value, written by the entry at `index`.
+fn overwrite(bytes: &mut usize, slot: &mut Versioned, index: Version, value: &[u8]) -> KvOutcome {
+    // The key and the overhead stay: only the value's size changes.
+    *bytes = *bytes + value.len() - slot.value.len();
+    *slot = Versioned {
+        version: index,
+        value: value.into(),
+    };
+    KvOutcome::Written(index)
 }
 
 fn cost(key: &[u8], value: &[u8]) -> usize {
