@@ -184,11 +184,12 @@ impl ServerProcess {
             return Ok(server);
         }
         let text = server.log_text();
+        // Told by the log, not by the exit status: a server that closed its
+        // stderr may not be reaped yet, and a taken port must be retried.
+        if text.contains("already in use") {
+            return Err(SpawnError::PortInUse);
+        }
         match server.child.try_wait() {
-            Ok(Some(status)) if text.contains("already in use") => {
-                let _ = status;
-                Err(SpawnError::PortInUse)
-            }
             Ok(Some(status)) => Err(SpawnError::Exited(status, text)),
             _ => Err(SpawnError::NoListenLine),
         }
