@@ -188,15 +188,7 @@ impl Term {
             crate::logging::epoch(epoch),
             in_sync.ids()
         );
-        self.start(shared, epoch, in_sync);
-        self.commit(
-            shared,
-            &mut [Entry {
-                epoch,
-                op: Op::InSync(in_sync),
-            }],
-        )
-        .map(drop)
+        self.open(shared, epoch, in_sync)
     }
 
     /// Starts the term the election gave this server in `epoch`, with
@@ -228,6 +220,17 @@ impl Term {
         );
         self.elected = true;
         self.settled = Some(in_sync);
+        self.open(shared, epoch, in_sync)
+    }
+
+    /// Starts the term's replicators and commits its barrier: an in-sync
+    /// entry of `epoch`, which applies everything inherited before any read.
+    fn open(
+        &mut self,
+        shared: &Arc<Shared>,
+        epoch: Epoch,
+        in_sync: MemberSet,
+    ) -> Result<(), WriteError> {
         self.start(shared, epoch, in_sync);
         self.commit(
             shared,
