@@ -51,50 +51,56 @@ fn code_of(source: &str) -> String {
         .join("\n")
 }
 
-/// The paths a file names: `super::a::b` gives `[a, b]` with
-/// one `super`; `crate::server::a::{b, c::d}` gives `[a, b]` and `[a, c, d]`.
+/// The module paths a file names, with how many `super`s they start
+/// from: `super::a::b` gives `(1, [a, b])`, `super::super::a` gives
+/// `(2, [a])`, `crate::server::a::{b, c::d}` gives `(0, [a, b])` and
+/// `(0, [a, c, d])`.
 fn named_paths(code: &str) -> Vec<(usize, Vec<String>)> {
+    let is_path_char = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
     let mut found = Vec::new();
-    for (prefix, supers) in [
-        ("crate::server::", 0),
-        ("super::super::", 2),
-        ("super::", 1),
-    ] {
-        let mut rest = code;
-        while let Some(at) = rest.find(prefix) {
-            let before = rest[..at].chars().last();
-            rest = &rest[at + prefix.len()..];
-            if before.is_some_and(|c| c == ':' || c.is_alphanumeric() || c == '_') {
-                continue;
-            }
-            let path: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
-                .collect();
-            let mut base: Vec<String> = path
-                .split("::")
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
-            if rest[path.len()..].starts_with('{') {
-                let group = &rest[path.len() + 1..];
-                let group = &group[..group.find('}').unwrap_or(group.len())];
-                for item in group.split(',') {
-                    let item = item.split(" as ").next().unwrap_or("").trim();
-                    let mut full = base.clone();
-                    full.extend(
-                        item.split("::")
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_string),
-                    );
-                    found.push((supers, full));
-                }
-            } else if !base.is_empty() {
-                found.push((supers, std::mem::take(&mut base)));
-            }
+    let mut at = 0;
+    while at < code.len() {
+        let rest = &code[at..];
+        let starts_here = (rest.starts_with("super::") || rest.starts_with("crate::server::"))
+            && !code[..at].chars().next_back().is_some_and(is_path_char);
+        if !starts_here {
+            at += rest.chars().next().map_or(1, char::len_utf8);
+            continue;
         }
+        let mut rest = rest;
+        let mut supers = 0;
+        if let Some(after) = rest.strip_prefix("crate::server::") {
+            rest = after;
+        }
+        while let Some(after) = rest.strip_prefix("super::") {
+            supers += 1;
+            rest = after;
+        }
+        let path: String = rest.chars().take_while(|&c| is_path_char(c)).collect();
+        let base: Vec<String> = split_path(&path);
+        let after_path = &rest[path.len()..];
+        if let Some(group) = after_path.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            for item in group.split(',') {
+                let item = item.split(" as ").next().unwrap_or("").trim();
+                let mut full = base.clone();
+                full.extend(split_path(item));
+                found.push((supers, full));
+            }
+        } else if !base.is_empty() {
+            found.push((supers, base));
+        }
+        at = code.len() - after_path.len();
     }
     found
+}
+
+/// `a::b::` as `[a, b]`.
+fn split_path(path: &str) -> Vec<String> {
+    path.split("::")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn graph(root: &Path) -> Graph {
@@ -160,6 +166,19 @@ fn no_file_of_the_server_imports_round_a_loop() {
             panic!("import cycle: {} -> {file}", cycle.join(" -> "));
         }
     }
+}
+
+#[test]
+fn paths_are_read_with_their_supers_and_groups() {
+    let code = "use super::super::a;\nuse crate::server::b::{c, d::e as f};\nx::super::g;";
+    assert_eq!(
+        named_paths(code),
+        vec![
+            (2, vec!["a".to_string()]),
+            (0, vec!["b".to_string(), "c".to_string()]),
+            (0, vec!["b".to_string(), "d".to_string(), "e".to_string()]),
+        ]
+    );
 }
 
 #[test]

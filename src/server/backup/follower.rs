@@ -10,7 +10,11 @@ use std::net::{SocketAddr, TcpStream};
 
 use crate::conn::{data_waiting, read_native, write_native, yield_until, ConnError, NativeError};
 use crate::logging::epoch as epoch_name;
+use crate::server::election::elected;
+use crate::server::metrics::Fault;
+use crate::server::peer::HEARTBEAT;
 use crate::server::Shared;
+use crate::server::{compaction, read_index};
 use crate::state::kv::{KvStore, Versioned};
 use crate::state::{Replica, StateError, NO_PRIMARY};
 use crate::storage::Snapshot;
@@ -84,12 +88,7 @@ impl Conn<'_> {
 }
 
 pub(crate) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_read_timeout(Some(
-        shared
-            .limits
-            .peer_timeout
-            .max(crate::server::peer::HEARTBEAT * 20),
-    ));
+    let _ = stream.set_read_timeout(Some(shared.limits.peer_timeout.max(HEARTBEAT * 20)));
     let _ = stream.set_write_timeout(Some(shared.limits.peer_timeout));
     let mut conn = Conn {
         reader: BufReader::new(&stream),
@@ -126,15 +125,11 @@ pub(crate) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         }
         Err(End::Conn(e)) => log::info!("replication connection from {peer}: {e}"),
         Err(End::Frame(e)) => {
-            shared
-                .metrics
-                .error(crate::server::metrics::Fault::ReplicationStream);
+            shared.metrics.error(Fault::ReplicationStream);
             log::warn!("replication connection from {peer}: {e}; closing")
         }
         Err(End::Refused(code, why)) => {
-            shared
-                .metrics
-                .error(crate::server::metrics::Fault::ReplicationStream);
+            shared.metrics.error(Fault::ReplicationStream);
             log::warn!("refused replication connection from {peer} ({code:?}): {why}; closing")
         }
     }
@@ -173,7 +168,7 @@ fn answer_probe(
 ) -> Result<(), End> {
     // With the election on nobody probes: the prober keeps the original's
     // rule, and so must this server for the cluster to choose one primary.
-    crate::server::election::elected::found_takeover_rule(shared, candidate);
+    elected::found_takeover_rule(shared, candidate);
     let reply = {
         let mut replica = shared.replica();
         if replica.primary_id() != NO_PRIMARY {
@@ -213,7 +208,7 @@ fn answer_read_index(
     let _ = stream.set_read_timeout(None);
     loop {
         let mine = shared.replica().epoch();
-        match crate::server::read_index::answer(shared) {
+        match read_index::answer(shared) {
             Ok(commit_index) => conn.send(NativeFrame::new(
                 mine,
                 Body::ReadIndexReply { commit_index },
@@ -357,7 +352,7 @@ fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End>
         // the primary never waits for it. This thread is the only writer of
         // a backup's log, so the disk holds what the replica holds.
         if appended {
-            crate::server::compaction::compact(shared);
+            compaction::compact(shared);
         }
     }
 }

@@ -18,6 +18,8 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use crate::conn::{write_frame, ConnError};
+use crate::server::election::elected;
+use crate::server::metrics::Fault;
 use crate::server::Shared;
 use crate::state::StateError;
 use crate::wire::{Frame, ReplicationAck, ReplicationRequest};
@@ -39,7 +41,7 @@ pub(crate) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut primary = None;
     // An original primary streams to us: the cluster is mixed.
-    crate::server::election::elected::found_original(shared, crate::state::NO_PRIMARY);
+    elected::found_original(shared, crate::state::NO_PRIMARY);
     let end = follow(shared, &stream, &mut primary);
     shared.replica().on_stream_closed();
     // The original's frames name the primary; its configured address is
@@ -49,9 +51,7 @@ pub(crate) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         |id: i32| shared.peer_called(id, peer),
     );
     if matches!(end, StreamEnd::Stalled { .. } | StreamEnd::Refused(_)) {
-        shared
-            .metrics
-            .error(crate::server::metrics::Fault::ReplicationStream);
+        shared.metrics.error(Fault::ReplicationStream);
     }
     match end {
         StreamEnd::Conn(ConnError::Closed) => {

@@ -26,6 +26,7 @@ use std::time::Duration;
 use super::term::Term;
 use super::WriteError;
 use crate::conn::yield_until;
+use crate::server::election::elected;
 use crate::server::{ServerError, Shared};
 use crate::wire::Entry;
 
@@ -419,7 +420,7 @@ fn run(shared: &Arc<Shared>) {
     let mut batch = Vec::new();
     let mut released = Released::default();
     loop {
-        crate::server::election::elected::carry_out(shared);
+        elected::carry_out(shared);
         let idle = shared.term().active().then_some(MAINTENANCE);
         match shared.admin_queue.take_batch(&mut batch, idle) {
             Take::Closed => break,

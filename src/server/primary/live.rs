@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use super::{rejected, still_primary};
 use crate::conn::{data_waiting, read_native, write_native, yield_until};
+use crate::server::metrics::Fault;
 use crate::server::peer::{Link, PeerError, HEARTBEAT};
 use crate::server::Shared;
 use crate::wire::native::{batch_len, Body, NativeFrame, MAX_BATCH_ENTRIES};
@@ -364,9 +365,7 @@ fn await_acks_briefly(held: &mut [MutexGuard<'_, Option<Live>>]) {
 fn fail(shared: &Shared, guard: &mut MutexGuard<'_, Option<Live>>, e: &PeerError) {
     if let Some(live) = guard.take() {
         let _ = live.reader.get_ref().shutdown(std::net::Shutdown::Both);
-        shared
-            .metrics
-            .error(crate::server::metrics::Fault::PeerLost);
+        shared.metrics.error(Fault::PeerLost);
         log::warn!(
             "lost peer {}: {e}",
             shared.peer_name(live.peer).trim_start_matches("server ")

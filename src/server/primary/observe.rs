@@ -23,6 +23,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::server::read_index;
+use crate::server::registry::CONNECTION_STACK;
 use crate::server::Shared;
 use crate::wire::observe::{observe_batch_len, read_observe, ObserveFrame};
 use crate::wire::{Entry, Epoch};
@@ -88,7 +90,7 @@ pub(crate) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     thread::scope(|scope| {
         let reader = thread::Builder::new()
             .name("observe-requests".into())
-            .stack_size(crate::server::registry::CONNECTION_STACK)
+            .stack_size(CONNECTION_STACK)
             .spawn_scoped(scope, || read_requests(&both, reader_stream));
         let end = match reader {
             Ok(_) => stream_commits(&both),
@@ -199,7 +201,7 @@ impl Sender {
             sent: -1,
             out: Vec::with_capacity(256),
         };
-        if let Err(primary) = crate::server::read_index::answer(shared) {
+        if let Err(primary) = read_index::answer(shared) {
             let primary = primary.parse().unwrap_or(-1);
             let _ = sender.send(&ObserveFrame::Refused { primary });
             return Err(format!("not a serving primary (it names {primary})"));
@@ -239,7 +241,7 @@ impl Sender {
     /// Answers confirmation `seq`: the commit point if this is still a
     /// primary that may serve reads, sent after every entry through it.
     fn confirm(&mut self, shared: &Shared, seq: u64) -> Result<(), String> {
-        match crate::server::read_index::answer(shared) {
+        match read_index::answer(shared) {
             Ok(commit) => {
                 while self.sent < commit {
                     if self.push(shared)? == 0 {

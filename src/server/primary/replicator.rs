@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use super::live::{self, Live, Slot};
 use super::{rejected, still_primary};
 use crate::replication::{plan_catch_up, CatchUpPlan};
+use crate::server::election::{elected, originals};
+use crate::server::metrics::Fault;
 use crate::server::peer::{connect, handshake, Link, PeerError};
 use crate::server::{PeerConfig, Shared};
 use crate::wire::kv::KvItem;
@@ -32,8 +34,7 @@ pub(crate) fn run(shared: &Shared, peer: &PeerConfig, epoch: Epoch, slot: &Slot)
         // dropped the handshake while crashing is not taken for an original.
         let result = match session(shared, peer, epoch, slot) {
             Err(PeerError::SpeaksV1)
-                if shared.elected.on()
-                    && !crate::server::election::originals::confirmed(shared, peer) =>
+                if shared.elected.on() && !originals::confirmed(shared, peer) =>
             {
                 Err(PeerError::HandshakeDropped)
             }
@@ -43,7 +44,7 @@ pub(crate) fn run(shared: &Shared, peer: &PeerConfig, epoch: Epoch, slot: &Slot)
                     peer.id,
                     peer.addr()
                 );
-                crate::server::election::elected::found_original(shared, peer.id);
+                elected::found_original(shared, peer.id);
                 super::replicator_v1::session(shared, peer, epoch)
             }
             other => other,
@@ -77,9 +78,7 @@ fn report_down(
         was_live
     });
     if was_live {
-        shared
-            .metrics
-            .error(crate::server::metrics::Fault::PeerLost);
+        shared.metrics.error(Fault::PeerLost);
     }
     if was_live || down_since.is_none() {
         log::warn!(

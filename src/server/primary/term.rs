@@ -4,23 +4,25 @@
 //! set (dropping a peer whose link failed, adding one that caught up), each
 //! change being an entry of the replicated log.
 //!
-//! With the majority election on (`server::election::elected`), the election starts
-//! and ends terms instead of a client's write: a term then commits only
-//! once every member of the election's commit set holds an entry
-//! (the settled in-sync set and any proposed one), acknowledges only while
-//! the lease lets it commit, and changes the in-sync set by proposing it
-//! to the election and waiting until a majority accepted it.
+//! With the majority election on (`server::election::elected`), the
+//! election starts and ends terms instead of a client's write: a term then
+//! commits only once every member of the election's commit set holds an
+//! entry (the settled in-sync set and any proposed one), acknowledges only
+//! while the lease lets it commit, and changes the in-sync set by proposing
+//! it to the election and waiting until a majority accepted it.
 
-use crate::server::metrics::{Election, Fault};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use super::live::{self, Slot};
 use super::progress::PeerProgress;
-use super::WriteError;
-use super::{replicator, takeover};
+use super::{replicator, takeover, WriteError};
 use crate::replication::{commit_point, decide_takeover, Decision, PeerView};
+use crate::server::compaction;
+use crate::server::election::elected;
+use crate::server::metrics::{Election, Fault};
+use crate::server::registry::CONNECTION_STACK;
 use crate::server::Shared;
 use crate::state::{next_epoch, NO_PRIMARY};
 use crate::wire::{Entry, Epoch, MemberSet, Op};
@@ -94,7 +96,7 @@ impl Term {
             if !self.elected {
                 self.end(shared);
             }
-            crate::server::election::elected::look_for_originals(shared);
+            elected::look_for_originals(shared);
             return Err(not_primary(shared));
         }
         self.end(shared);
@@ -324,7 +326,7 @@ impl Term {
             self.slots.push((id, Arc::clone(&slot)));
             let spawned = thread::Builder::new()
                 .name(format!("replicate-{id}"))
-                .stack_size(crate::server::registry::CONNECTION_STACK)
+                .stack_size(CONNECTION_STACK)
                 .spawn(move || replicator::run(&shared2, &peer, epoch, &slot));
             match spawned {
                 Ok(handle) => self.replicators.push((id, handle)),
@@ -594,11 +596,9 @@ impl Term {
     /// Members of `members` the election finds silent (cut off or paused)
     /// and not yet proposed for dropping.
     fn newly_silent(&self, shared: &Shared, members: &MemberSet) -> Vec<i32> {
-        let silent = shared.elected.silent(self.epoch);
-        if silent.is_empty() {
-            return Vec::new();
-        }
-        silent
+        shared
+            .elected
+            .silent(self.epoch)
             .ids()
             .iter()
             .copied()
@@ -732,7 +732,7 @@ impl Term {
     }
 
     fn upkeep(&self, shared: &Shared) {
-        crate::server::compaction::compact(shared);
+        compaction::compact(shared);
         if let Err(e) = shared.durable.flush_commit() {
             log::error!("cannot sync the commit point: {e}");
         }

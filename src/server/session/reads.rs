@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use super::forward::Forwarder;
 use crate::replication::{next_step, ReadStep, ReadView};
-use crate::server::primary::admin::Completion;
+use crate::server::metrics::Fault;
+use crate::server::primary::admin::{self, Completion};
 use crate::server::primary::WriteError;
 use crate::server::read_index::Ticket;
 use crate::server::{RoleView, Shared};
@@ -229,9 +230,7 @@ impl ReadTarget for CustomerRead<'_> {
                 Ok(record.last_order)
             }
             Err(e) => {
-                shared
-                    .metrics
-                    .error(crate::server::metrics::Fault::ForwardFailed);
+                shared.metrics.error(Fault::ForwardFailed);
                 Err(format!("the read forwarded to primary {primary}: {e}"))
             }
         }
@@ -413,7 +412,7 @@ impl<'a> Slow<'a> {
             epoch: V1_EPOCH,
             op: Op::Noop,
         };
-        match crate::server::primary::admin::submit_write(self.shared, noop, &done) {
+        match admin::submit_write(self.shared, noop, &done) {
             Ok(()) => Ok(()),
             Err(WriteError::NotPrimary(_) | WriteError::Defer(_) | WriteError::NoPrimary) => {
                 // Somebody else is or will be primary: wait for it.

@@ -29,6 +29,7 @@ use crate::protocol::session::{
 use crate::server::metrics::Fault;
 use crate::server::primary::admin::Completion;
 use crate::server::primary::WriteError;
+use crate::server::status::CountedSession;
 use crate::server::Shared;
 
 /// Bytes read from the socket at once: a pipelining client's requests are
@@ -73,7 +74,7 @@ impl SessionEnd {
 }
 
 pub(crate) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr, engineer_id: i32) {
-    let _counted = crate::server::status::CountedSession::new(shared);
+    let _counted = CountedSession::new(shared);
     // A client may stay idle as long as it likes, but must take its replies.
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(Some(shared.limits.client_write_timeout));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::forward::Forwarder;
 use crate::protocol::session::{Route, ServerView};
 use crate::server::metrics::Fault;
-use crate::server::primary::admin::Completion;
+use crate::server::primary::admin::{self, Completion};
 use crate::server::primary::WriteError;
 use crate::server::Shared;
 use crate::state::{NO_PRIMARY, V1_EPOCH};
@@ -66,26 +66,22 @@ pub(crate) fn place_while(
             return Err(WriteError::Abandoned);
         }
         let target = match view(shared).write_route() {
-            Route::Local => {
-                match crate::server::primary::admin::submit_write(shared, entry.clone(), done) {
-                    Ok(()) => return Ok(()),
-                    Err(WriteError::NotPrimary(p) | WriteError::Defer(p))
-                        if p != NO_PRIMARY && p != shared.factory_id =>
-                    {
-                        p
-                    }
-                    Err(
-                        e @ (WriteError::NoPrimary
-                        | WriteError::NotPrimary(_)
-                        | WriteError::Defer(_)),
-                    ) => {
-                        last_error = e;
-                        pause(attempt);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
+            Route::Local => match admin::submit_write(shared, entry.clone(), done) {
+                Ok(()) => return Ok(()),
+                Err(WriteError::NotPrimary(p) | WriteError::Defer(p))
+                    if p != NO_PRIMARY && p != shared.factory_id =>
+                {
+                    p
                 }
-            }
+                Err(
+                    e @ (WriteError::NoPrimary | WriteError::NotPrimary(_) | WriteError::Defer(_)),
+                ) => {
+                    last_error = e;
+                    pause(attempt);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
             Route::Forward(primary) => primary,
         };
         if abandoned() {
