@@ -207,6 +207,8 @@ pub struct Election {
     hard: HardState,
     role: Role,
     last: LogPos,
+    /// Where the local log is known committed.
+    committed: LogPos,
     now: Millis,
     /// The primary this server follows (or is).
     primary: Option<i32>,
@@ -262,6 +264,7 @@ impl Election {
             hard,
             role: if witness { Role::Witness } else { Role::Backup },
             last: if witness { LogPos::EMPTY } else { last },
+            committed: LogPos::EMPTY,
             now,
             primary: None,
             honour: None,
@@ -341,12 +344,21 @@ impl Election {
         }
     }
 
+    /// The local log is committed through `through` (what the primary's
+    /// stream said, or this primary's own commit point).
+    pub fn log_committed(&mut self, through: LogPos) {
+        if self.role != Role::Witness {
+            self.committed = self.committed.max(through);
+        }
+    }
+
     /// The local commit point reached `index`, whose entry has `epoch`.
     /// A primary becomes ready once an entry of its own epoch is committed.
     pub fn committed(&mut self, now: Millis, index: i32, epoch: Epoch) -> Vec<Output> {
         self.advance(now);
         let mut out = Vec::new();
         let own = self.hard.epoch;
+        self.log_committed(LogPos { epoch, index });
         if let Some(term) = self.term.as_mut() {
             if epoch == own && index >= 0 {
                 term.barrier_committed = true;
@@ -826,7 +838,12 @@ impl Election {
         if self.now < self.starting_until {
             return Some(Refusal::Starting);
         }
-        if last < self.last || last < self.hard.config.floor {
+        // Only entries known committed count, not this server's log end:
+        // past its commit point its log may hold entries that a member of
+        // the in-sync set never received (sent to a backup catching up, or
+        // to one that holds a newer set), and a rule on length would then
+        // refuse the one electable member while that member refuses it.
+        if last < self.committed || last < self.hard.config.floor {
             return Some(Refusal::LogBehind);
         }
         if !self.hard.config.members.contains(candidate) {

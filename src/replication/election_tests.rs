@@ -379,6 +379,7 @@ fn no_vote_just_after_starting() {
 #[test]
 fn no_vote_for_a_log_behind() {
     let mut e = voter();
+    e.log_committed(GOOD);
     for (counter, behind) in [
         (1, LogPos { epoch: 5, index: 9 }),
         (
@@ -397,6 +398,19 @@ fn no_vote_for_a_log_behind() {
     // A newer epoch beats a longer log.
     assert_eq!(
         reply_of(&e.step(361, vote(1, 3, LogPos { epoch: 6, index: 0 }))),
+        Some(None)
+    );
+}
+
+#[test]
+fn a_longer_log_past_the_commit_point_does_not_refuse() {
+    // Entries past the voter's commit point may never have been committed
+    // (a member of the in-sync set may lack them); the set's rule, not
+    // their length, decides.
+    let mut e = voter();
+    e.log_committed(LogPos { epoch: 5, index: 5 });
+    assert_eq!(
+        reply_of(&e.step(361, vote(1, 1, LogPos { epoch: 5, index: 9 }))),
         Some(None)
     );
 }
@@ -1040,4 +1054,73 @@ fn a_backup_that_stops_acking_is_silent_after_a_lease_period() {
     net.heal();
     net.run(Timing::default().heartbeat_ms * 2);
     assert!(net.node(p).silent_peers(net.now).is_empty(), "heard again");
+}
+
+/// Every node's log ends at `index` of `epoch`, with `committed` of them
+/// committed (what the replication stream told each one).
+fn logs(net: &mut Net, ends: &[(i32, i32)], epoch: Epoch, committed: i32) {
+    for &(id, index) in ends {
+        let node = net.node_mut(id);
+        node.log_appended(LogPos { epoch, index });
+        node.log_committed(LogPos {
+            epoch,
+            index: committed.min(index),
+        });
+    }
+}
+
+/// The cluster elects a new primary once `old` is gone (G7).
+fn elects_without(net: &mut Net, old: i32) -> i32 {
+    net.kill(old);
+    net.run_until(5_000, |n| {
+        n.primaries().iter().any(|&q| n.node(q).may_commit(n.now))
+    })
+    .expect("a new primary within 5 s");
+    net.primaries()[0]
+}
+
+#[test]
+fn g7_a_catching_up_backup_with_a_longer_log_does_not_block_the_election() {
+    // The primary dropped `b` from the in-sync set; `b` catches up and the
+    // primary's stream has brought it further than `a`, the member. Those
+    // extra entries are not committed (`a` lacks them): `b` must not
+    // refuse `a` for them, or neither could be elected (`a` refuses `b`,
+    // which is outside the set).
+    let mut net = Net::new(3, &[]);
+    let p = net.establish();
+    let (a, b) = ((p + 1) % 3, (p + 2) % 3);
+    let outs = net.propose(p, set(&[p, a])).unwrap();
+    net.handle(p, outs);
+    net.run(200);
+    assert_eq!(net.node(p).settled_config().unwrap().members, set(&[p, a]));
+    let epoch = net.node(p).epoch();
+    logs(&mut net, &[(p, 40), (a, 30), (b, 40)], epoch, 30);
+    assert_eq!(elects_without(&mut net, p), a);
+}
+
+#[test]
+fn g7_a_member_holding_an_older_set_can_still_be_elected() {
+    // The primary re-admits `b`; `b` holds the new set, `a` missed the
+    // heartbeat that carried it (a majority, the primary and `b`, settled
+    // it). `b`'s log is longer than `a`'s, past the commit point. `a` has
+    // every committed entry and must be electable, for `a` refuses `b`
+    // (outside the set `a` holds).
+    let mut net = Net::new(3, &[]);
+    let p = net.establish();
+    let (a, b) = ((p + 1) % 3, (p + 2) % 3);
+    let outs = net.propose(p, set(&[p, a])).unwrap();
+    net.handle(p, outs);
+    net.run(200);
+    net.cut.push((p, a));
+    let outs = net.propose(p, set(&[p, a, b])).unwrap();
+    net.handle(p, outs);
+    net.run(20);
+    assert_eq!(
+        net.node(p).settled_config().unwrap().members,
+        set(&[p, a, b])
+    );
+    assert_eq!(net.node(a).config().members, set(&[p, a]));
+    let epoch = net.node(p).epoch();
+    logs(&mut net, &[(p, 40), (a, 30), (b, 40)], epoch, 30);
+    assert_eq!(elects_without(&mut net, p), a);
 }

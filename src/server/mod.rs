@@ -56,6 +56,7 @@ pub use error::ServerError;
 pub use session::experts::{ExpertConfig, ExpertGauge, DEFAULT_EXPERT_QUEUE, DEFAULT_EXPERT_WORK};
 pub use witness::Witness;
 
+use crate::replication::election::LogPos;
 use crate::state::{RecordTable, Replica};
 use crate::wire::Epoch;
 use durable::Durable;
@@ -99,11 +100,14 @@ pub(crate) struct RoleView {
     established: AtomicBool,
     /// Reads waiting for a change of the above.
     changes: reads::Changes,
-    /// Where the log ends, for the election (which must not take the
-    /// replica lock): a sequence count, odd while it is being written.
+    /// Where the log ends and how far it is committed, for the election
+    /// (which must not take the replica lock): a sequence count, odd
+    /// while they are being written.
     log_seq: AtomicU64,
     log_index: AtomicI32,
     log_epoch: AtomicU64,
+    commit_index: AtomicI32,
+    commit_epoch: AtomicU64,
 }
 
 impl RoleView {
@@ -117,39 +121,55 @@ impl RoleView {
             log_seq: AtomicU64::new(0),
             log_index: AtomicI32::new(crate::state::NO_INDEX),
             log_epoch: AtomicU64::new(0),
+            commit_index: AtomicI32::new(crate::state::NO_INDEX),
+            commit_epoch: AtomicU64::new(0),
         }
     }
 
-    /// Publishes where the log ends (only the replica lock's holder calls
-    /// this, so writers never overlap).
-    fn publish_log_end(&self, replica: &Replica) {
+    /// Publishes where the log ends and how far it is committed (only
+    /// the replica lock's holder calls this, so writers never overlap).
+    fn publish_log_ends(&self, replica: &Replica) {
         let (index, epoch) = (replica.last_index(), replica.last_epoch());
+        let committed = replica.committed_index();
+        // The commit point is inside the log or at its snapshot's end.
+        let committed_epoch = replica.log().epoch_at(committed).unwrap_or(0);
         if self.log_index.load(Ordering::Relaxed) == index
             && self.log_epoch.load(Ordering::Relaxed) == epoch
+            && self.commit_index.load(Ordering::Relaxed) == committed
+            && self.commit_epoch.load(Ordering::Relaxed) == committed_epoch
         {
             return;
         }
         self.log_seq.fetch_add(1, Ordering::AcqRel);
         self.log_index.store(index, Ordering::Release);
         self.log_epoch.store(epoch, Ordering::Release);
+        self.commit_index.store(committed, Ordering::Release);
+        self.commit_epoch.store(committed_epoch, Ordering::Release);
         self.log_seq.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Where the log ended at the last release of the replica lock.
-    pub(crate) fn log_end(&self) -> crate::replication::election::LogPos {
+    /// Where the log ended, and where it was committed, at the last
+    /// release of the replica lock.
+    pub(crate) fn log_ends(&self) -> (LogPos, LogPos) {
         loop {
             let before = self.log_seq.load(Ordering::Acquire);
-            let index = self.log_index.load(Ordering::Acquire);
-            let epoch = self.log_epoch.load(Ordering::Acquire);
+            let end = LogPos {
+                index: self.log_index.load(Ordering::Acquire),
+                epoch: self.log_epoch.load(Ordering::Acquire),
+            };
+            let committed = LogPos {
+                index: self.commit_index.load(Ordering::Acquire),
+                epoch: self.commit_epoch.load(Ordering::Acquire),
+            };
             if before.is_multiple_of(2) && self.log_seq.load(Ordering::Acquire) == before {
-                return crate::replication::election::LogPos { epoch, index };
+                return (end, committed);
             }
             std::hint::spin_loop();
         }
     }
 
     fn publish(&self, replica: &Replica) {
-        self.publish_log_end(replica);
+        self.publish_log_ends(replica);
         let applied = replica.committed_index();
         let established =
             replica.is_primary() && crate::replication::applied_all_inherited(replica);

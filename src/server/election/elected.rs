@@ -225,7 +225,13 @@ impl ElectionHooks for ServerHooks {
     fn log_end(&self) -> LogPos {
         self.shared
             .upgrade()
-            .map_or(LogPos::EMPTY, |s| s.role.log_end())
+            .map_or(LogPos::EMPTY, |s| s.role.log_ends().0)
+    }
+
+    fn log_committed(&self) -> LogPos {
+        self.shared
+            .upgrade()
+            .map_or(LogPos::EMPTY, |s| s.role.log_ends().1)
     }
 
     fn started(&self, base: Instant) {

@@ -19,6 +19,7 @@
 //! `originals` tells an original (C++) peer, which never votes, from a
 //! factory server whose connection merely dropped.
 
+mod candidacy;
 pub(crate) mod elected;
 pub(crate) mod originals;
 
@@ -104,6 +105,11 @@ enum Input {
 pub trait ElectionHooks: Send + 'static {
     /// Where the local log ends now (asked before every step).
     fn log_end(&self) -> LogPos;
+    /// How far the local log is committed (asked before every step; a
+    /// voter refuses a candidate that lacks an entry it knows committed).
+    fn log_committed(&self) -> LogPos {
+        LogPos::EMPTY
+    }
     /// The election's clock: its milliseconds count from `base`.
     fn started(&self, _base: Instant) {}
     /// A decision to carry out: every output but `Persist` and `Send`,
@@ -210,6 +216,7 @@ impl ElectionService {
             terms: Vec::new(),
             me: options.cluster.me,
             hooks,
+            candidacy: candidacy::Candidacy::default(),
         };
         let driver = thread::Builder::new()
             .name("election".into())
@@ -550,7 +557,9 @@ fn refusal_text(why: crate::replication::election::Refusal) -> String {
         Refusal::LeaseLive(p) => format!("this server stands by live primary {p}"),
         Refusal::Starting => "this server started less than a grace period ago".into(),
         Refusal::AlreadyVoted(c) => format!("this server already voted for server {c}"),
-        Refusal::LogBehind => "its log is behind this server's".into(),
+        Refusal::LogBehind => {
+            "its log ends before this server's commit point or the in-sync set's floor".into()
+        }
         Refusal::NotInSync => "it is not in the latest in-sync set this server holds".into(),
     }
 }
@@ -588,6 +597,7 @@ struct Driver {
     terms: Vec<Epoch>,
     me: i32,
     hooks: Box<dyn ElectionHooks>,
+    candidacy: candidacy::Candidacy,
 }
 
 impl Driver {
@@ -605,10 +615,13 @@ impl Driver {
                 Err(RecvTimeoutError::Timeout) => None,
             };
             self.election.log_appended(self.hooks.log_end());
+            self.election.log_committed(self.hooks.log_committed());
             let now = self.now();
+            let before = self.election.role();
             let outs = match input {
                 Some(Input::Frame(msg)) => {
                     self.hooks.heard(msg.from());
+                    self.candidacy.replied(self.me, &msg);
                     self.election.step(now, msg)
                 }
                 Some(Input::Committed(index, epoch)) => self.election.committed(now, index, epoch),
@@ -622,6 +635,7 @@ impl Driver {
                 self.carry_out(outs);
                 next_tick = now + TICK.as_millis() as Millis;
             }
+            self.candidacy.stepped(self.me, before, &self.election);
             self.hooks.stepped(&self.election, now);
             *lock(&self.status) = status_of(&self.election, self.now(), self.terms.clone());
         }
