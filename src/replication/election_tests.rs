@@ -1079,13 +1079,9 @@ fn elects_without(net: &mut Net, old: i32) -> i32 {
     net.primaries()[0]
 }
 
-#[test]
-fn g7_a_catching_up_backup_with_a_longer_log_does_not_block_the_election() {
-    // The primary dropped `b` from the in-sync set; `b` catches up and the
-    // primary's stream has brought it further than `a`, the member. Those
-    // extra entries are not committed (`a` lacks them): `b` must not
-    // refuse `a` for them, or neither could be elected (`a` refuses `b`,
-    // which is outside the set).
+/// Three servers whose primary `p` settled the in-sync set `{p, a}`,
+/// dropping `b`.
+fn one_dropped() -> (Net, i32, i32, i32) {
     let mut net = Net::new(3, &[]);
     let p = net.establish();
     let (a, b) = ((p + 1) % 3, (p + 2) % 3);
@@ -1093,6 +1089,17 @@ fn g7_a_catching_up_backup_with_a_longer_log_does_not_block_the_election() {
     net.handle(p, outs);
     net.run(200);
     assert_eq!(net.node(p).settled_config().unwrap().members, set(&[p, a]));
+    (net, p, a, b)
+}
+
+#[test]
+fn g7_a_catching_up_backup_with_a_longer_log_does_not_block_the_election() {
+    // The primary dropped `b` from the in-sync set; `b` catches up and the
+    // primary's stream has brought it further than `a`, the member. Those
+    // extra entries are not committed (`a` lacks them): `b` must not
+    // refuse `a` for them, or neither could be elected (`a` refuses `b`,
+    // which is outside the set).
+    let (mut net, p, a, b) = one_dropped();
     let epoch = net.node(p).epoch();
     logs(&mut net, &[(p, 40), (a, 30), (b, 40)], epoch, 30);
     assert_eq!(elects_without(&mut net, p), a);
@@ -1105,12 +1112,7 @@ fn g7_a_member_holding_an_older_set_can_still_be_elected() {
     // it). `b`'s log is longer than `a`'s, past the commit point. `a` has
     // every committed entry and must be electable, for `a` refuses `b`
     // (outside the set `a` holds).
-    let mut net = Net::new(3, &[]);
-    let p = net.establish();
-    let (a, b) = ((p + 1) % 3, (p + 2) % 3);
-    let outs = net.propose(p, set(&[p, a])).unwrap();
-    net.handle(p, outs);
-    net.run(200);
+    let (mut net, p, a, b) = one_dropped();
     net.cut.push((p, a));
     let outs = net.propose(p, set(&[p, a, b])).unwrap();
     net.handle(p, outs);
