@@ -1056,8 +1056,8 @@ fn a_backup_that_stops_acking_is_silent_after_a_lease_period() {
     assert!(net.node(p).silent_peers(net.now).is_empty(), "heard again");
 }
 
-/// Every node's log ends at `index` of `epoch`, with `committed` of them
-/// committed (what the replication stream told each one).
+/// Each listed node's log ends at `index` of `epoch` and is committed
+/// through index `committed` (what the replication stream told it).
 fn logs(net: &mut Net, ends: &[(i32, i32)], epoch: Epoch, committed: i32) {
     for &(id, index) in ends {
         let node = net.node_mut(id);

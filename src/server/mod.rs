@@ -131,15 +131,16 @@ impl RoleView {
     fn publish_log_ends(&self, replica: &Replica) {
         let (index, epoch) = (replica.last_index(), replica.last_epoch());
         let committed = replica.committed_index();
-        // The commit point is inside the log or at its snapshot's end.
-        let committed_epoch = replica.log().epoch_at(committed).unwrap_or(0);
+        // A committed entry is never replaced: the same commit index means
+        // the same epoch, so the log is not looked up on every release.
         if self.log_index.load(Ordering::Relaxed) == index
             && self.log_epoch.load(Ordering::Relaxed) == epoch
             && self.commit_index.load(Ordering::Relaxed) == committed
-            && self.commit_epoch.load(Ordering::Relaxed) == committed_epoch
         {
             return;
         }
+        // The commit point is inside the log or at its snapshot's end.
+        let committed_epoch = replica.log().epoch_at(committed).unwrap_or(0);
         self.log_seq.fetch_add(1, Ordering::AcqRel);
         self.log_index.store(index, Ordering::Release);
         self.log_epoch.store(epoch, Ordering::Release);

@@ -43,7 +43,7 @@ impl Candidacy {
                 "factory {me}: a majority agreed to its pre-vote: asks for votes in epoch {}",
                 name(election.epoch())
             ),
-            (_, Role::Primary) => self.rounds = 0,
+            // A primary names itself: followed or elected, the rounds end.
             _ if election.primary().is_some() => self.rounds = 0,
             _ => {}
         }

@@ -228,10 +228,10 @@ impl ElectionHooks for ServerHooks {
             .map_or(LogPos::EMPTY, |s| s.role.log_ends().0)
     }
 
-    fn log_committed(&self) -> LogPos {
+    fn log_ends(&self) -> (LogPos, LogPos) {
         self.shared
             .upgrade()
-            .map_or(LogPos::EMPTY, |s| s.role.log_ends().1)
+            .map_or((LogPos::EMPTY, LogPos::EMPTY), |s| s.role.log_ends())
     }
 
     fn started(&self, base: Instant) {

@@ -105,10 +105,11 @@ enum Input {
 pub trait ElectionHooks: Send + 'static {
     /// Where the local log ends now (asked before every step).
     fn log_end(&self) -> LogPos;
-    /// How far the local log is committed (asked before every step; a
-    /// voter refuses a candidate that lacks an entry it knows committed).
-    fn log_committed(&self) -> LogPos {
-        LogPos::EMPTY
+    /// Where the local log ends and how far it is committed (asked before
+    /// every step; a voter refuses a candidate that lacks an entry it knows
+    /// committed). Without a commit point, only the end is known.
+    fn log_ends(&self) -> (LogPos, LogPos) {
+        (self.log_end(), LogPos::EMPTY)
     }
     /// The election's clock: its milliseconds count from `base`.
     fn started(&self, _base: Instant) {}
@@ -614,8 +615,9 @@ impl Driver {
                 Ok(input) => Some(input),
                 Err(RecvTimeoutError::Timeout) => None,
             };
-            self.election.log_appended(self.hooks.log_end());
-            self.election.log_committed(self.hooks.log_committed());
+            let (end, committed) = self.hooks.log_ends();
+            self.election.log_appended(end);
+            self.election.log_committed(committed);
             let now = self.now();
             let before = self.election.role();
             let outs = match input {
