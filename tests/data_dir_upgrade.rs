@@ -101,9 +101,8 @@ fn a_snapshot_with_string_keys_installs_and_reopens() {
     let (mut log, _) = DiskLog::open(&dir, FsyncPolicy::Always).unwrap();
     let mut kv = KvStore::new();
     for i in 0..5u8 {
-        let value = vec![i; 900_000].into();
         let version = 20 + u64::from(i);
-        kv.restore(vec![i; 3], Versioned { version, value });
+        kv.restore(Versioned::new(version, &[i; 3], &vec![i; 900_000]));
     }
     let snap = Snapshot {
         last_index: 16,

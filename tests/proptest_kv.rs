@@ -137,7 +137,7 @@ proptest! {
                     (KvWrite::Cas { key, expected, value }, outcome)
                 }
                 KvOp::Get { key } | KvOp::Scan { start: key, .. } => {
-                    let got = store.get(&key).map(|v| (v.version, v.value.to_vec()));
+                    let got = store.get(&key).map(|v| (v.version(), v.value().to_vec()));
                     prop_assert_eq!(got, model.get(&key).cloned());
                     continue;
                 }
@@ -145,7 +145,7 @@ proptest! {
             prop_assert_eq!(store.apply(index, &write), expect);
         }
         let stored: Vec<(Vec<u8>, u64, Vec<u8>)> =
-            store.iter().map(|(k, v)| (k.to_vec(), v.version, v.value.to_vec())).collect();
+            store.iter().map(|(k, v)| (k.to_vec(), v.version(), v.value().to_vec())).collect();
         let modelled: Vec<(Vec<u8>, u64, Vec<u8>)> =
             model.into_iter().map(|(k, (v, val))| (k, v, val)).collect();
         prop_assert_eq!(stored, modelled);

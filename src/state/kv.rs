@@ -9,26 +9,18 @@
 //! lookups. No I/O and no locks here; the server holds this behind its own
 //! lock, as it does the customer records.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::ops::Bound;
-use std::sync::Arc;
 
+use super::versioned::ByKey;
+pub use super::versioned::Versioned;
 use crate::wire::kv::{KvItem, Version, NO_VERSION};
 
-/// Bytes a key costs beyond its own and its value's: the map node's share
-/// and the two boxes' headers, used for `--max-memory` accounting. An
-/// estimate of the allocator's and the B-tree's overhead, kept in one place.
+/// Bytes a key costs beyond its own and its value's: the record's header
+/// and reference counts, the allocator's rounding and the tree slot's
+/// share, used for `--max-memory` accounting. An estimate, kept in one
+/// place.
 pub const ENTRY_OVERHEAD: usize = 64;
-
-/// A stored value and the log index that wrote it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Versioned {
-    /// Index of the entry that wrote the value.
-    pub version: Version,
-    /// The value's bytes, shared: a read or a snapshot takes a reference,
-    /// never a copy, so neither holds the store's lock while copying.
-    pub value: Arc<[u8]>,
-}
 
 /// A write as the log carries it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,13 +70,21 @@ pub enum KvOutcome {
     Mismatch(Version),
 }
 
-/// The ordered map of string keys. A clone shares every value (see
-/// [`Versioned::value`]): what a snapshot takes under the lock.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The ordered set of string keys' records. A clone shares every record
+/// (see [`Versioned`]): what a snapshot takes under the lock.
+#[derive(Clone, Debug, Default)]
 pub struct KvStore {
-    map: BTreeMap<Box<[u8]>, Versioned>,
+    set: BTreeSet<ByKey>,
     bytes: usize,
 }
+
+impl PartialEq for KvStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for KvStore {}
 
 impl KvStore {
     /// An empty store.
@@ -94,12 +94,12 @@ impl KvStore {
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.set.len()
     }
 
     /// True when no key is stored.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.set.is_empty()
     }
 
     /// Estimated memory the keys and values take (see [`ENTRY_OVERHEAD`]).
@@ -117,37 +117,34 @@ impl KvStore {
             | KvWrite::Update { key, value }
             | KvWrite::Cas { key, value, .. } => (key, value),
         };
-        match self.map.get(key.as_slice()) {
-            Some(old) => value.len().saturating_sub(old.value.len()),
+        match self.get(key) {
+            Some(old) => value.len().saturating_sub(old.value().len()),
             None => cost(key, value),
         }
     }
 
-    /// The key's value and version.
+    /// The key's record: value and version.
     pub fn get(&self, key: &[u8]) -> Option<&Versioned> {
-        self.map.get(key)
+        self.set.get(key).map(|r| &r.0)
     }
 
-    /// Applies the committed `write` of the entry at `index`. A key that
-    /// is present is changed in place: one walk down the tree and no new
-    /// key, which is what most writes of a working set do.
+    /// Applies the committed `write` of the entry at `index`.
     pub fn apply(&mut self, index: Version, write: &KvWrite) -> KvOutcome {
         match write {
-            KvWrite::Put { key, value } => match self.map.get_mut(key.as_slice()) {
-                Some(slot) => overwrite(&mut self.bytes, slot, index, value),
-                None => self.insert_new(index, key, value),
+            // One walk down the tree whether or not the key is present,
+            // which is what most writes of a working set do.
+            KvWrite::Put { key, value } => self.set_value(index, key, value),
+            KvWrite::Create { key, value } => match self.get(key) {
+                Some(present) => KvOutcome::Exists(present.version()),
+                None => self.set_value(index, key, value),
             },
-            KvWrite::Create { key, value } => match self.map.get(key.as_slice()) {
-                Some(present) => KvOutcome::Exists(present.version),
-                None => self.insert_new(index, key, value),
-            },
-            KvWrite::Update { key, value } => match self.map.get_mut(key.as_slice()) {
-                Some(slot) => overwrite(&mut self.bytes, slot, index, value),
+            KvWrite::Update { key, value } => match self.get(key) {
+                Some(_) => self.set_value(index, key, value),
                 None => KvOutcome::NotFound,
             },
-            KvWrite::Delete { key } => match self.map.remove(key.as_slice()) {
+            KvWrite::Delete { key } => match self.set.take(key.as_slice()) {
                 Some(old) => {
-                    self.bytes -= cost(key, &old.value);
+                    self.bytes -= record_cost(&old.0);
                     KvOutcome::Deleted(index)
                 }
                 None => KvOutcome::NotFound,
@@ -156,26 +153,28 @@ impl KvStore {
                 key,
                 expected,
                 value,
-            } => match self.map.get_mut(key.as_slice()) {
-                Some(slot) if slot.version == *expected => {
-                    overwrite(&mut self.bytes, slot, index, value)
-                }
-                Some(slot) => KvOutcome::Mismatch(slot.version),
-                None if *expected == NO_VERSION => self.insert_new(index, key, value),
+            } => match self.get(key).map(Versioned::version) {
+                Some(version) if version == *expected => self.set_value(index, key, value),
+                Some(version) => KvOutcome::Mismatch(version),
+                None if *expected == NO_VERSION => self.set_value(index, key, value),
                 None => KvOutcome::Mismatch(NO_VERSION),
             },
         }
     }
 
-    /// Adds a key that is not in the store.
-    fn insert_new(&mut self, index: Version, key: &[u8], value: &[u8]) -> KvOutcome {
-        self.bytes += cost(key, value);
-        let new = Versioned {
-            version: index,
-            value: value.into(),
-        };
-        self.map.insert(key.into(), new);
+    /// Gives `key` the `value` written by the entry at `index`, whether or
+    /// not it was present.
+    fn set_value(&mut self, index: Version, key: &[u8], value: &[u8]) -> KvOutcome {
+        self.put_record(Versioned::new(index, key, value));
         KvOutcome::Written(index)
+    }
+
+    /// Stores `record`, replacing the key's earlier one, and counts it.
+    fn put_record(&mut self, record: Versioned) {
+        self.bytes += record_cost(&record);
+        if let Some(old) = self.set.replace(ByKey(record)) {
+            self.bytes -= record_cost(&old.0);
+        }
     }
 
     /// Up to `limit` keys from `start` (inclusive) in byte order, stopping
@@ -190,17 +189,14 @@ impl KvStore {
     ) -> (Vec<KvItem>, bool) {
         let mut items = Vec::new();
         let mut used = 0;
-        for (key, v) in self
-            .map
-            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
-        {
+        for (key, v) in self.iter_from(start) {
             if items.len() == limit {
                 return (items, true);
             }
             let item = KvItem {
                 key: key.to_vec(),
-                version: v.version,
-                value: v.value.to_vec(),
+                version: v.version(),
+                value: v.value().to_vec(),
             };
             used += item_len(&item);
             if used > byte_budget && !items.is_empty() {
@@ -211,29 +207,28 @@ impl KvStore {
         (items, false)
     }
 
-    /// Every key in order, for snapshots.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Versioned)> {
-        self.map.iter().map(|(k, v)| (&**k, v))
+    fn iter_from<'a>(
+        &'a self,
+        start: &'a [u8],
+    ) -> impl Iterator<Item = (&'a [u8], &'a Versioned)> + 'a {
+        self.set
+            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
+            .map(|r| (r.0.key(), &r.0))
     }
 
-    /// Puts back a key read from a snapshot.
-    pub fn restore(&mut self, key: Vec<u8>, versioned: Versioned) {
-        self.bytes += cost(&key, &versioned.value);
-        if let Some(old) = self.map.insert(key.clone().into(), versioned) {
-            self.bytes -= cost(&key, &old.value);
-        }
+    /// Every key in order, for snapshots.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Versioned)> {
+        self.set.iter().map(|r| (r.0.key(), &r.0))
+    }
+
+    /// Puts back a record read from a snapshot.
+    pub fn restore(&mut self, record: Versioned) {
+        self.put_record(record);
     }
 }
 
-/// Gives a present key its new value, written by the entry at `index`.
-fn overwrite(bytes: &mut usize, slot: &mut Versioned, index: Version, value: &[u8]) -> KvOutcome {
-    // The key and the overhead stay: only the value's size changes.
-    *bytes = *bytes + value.len() - slot.value.len();
-    *slot = Versioned {
-        version: index,
-        value: value.into(),
-    };
-    KvOutcome::Written(index)
+fn record_cost(record: &Versioned) -> usize {
+    cost(record.key(), record.value())
 }
 
 fn cost(key: &[u8], value: &[u8]) -> usize {
@@ -255,7 +250,7 @@ mod tests {
     fn value_of(store: &KvStore, key: &str) -> Option<(Version, String)> {
         store
             .get(key.as_bytes())
-            .map(|v| (v.version, String::from_utf8(v.value.to_vec()).unwrap()))
+            .map(|v| (v.version(), String::from_utf8(v.value().to_vec()).unwrap()))
     }
 
     #[test]
@@ -379,8 +374,8 @@ mod tests {
         s.apply(1, &put("a", "1"));
         s.apply(2, &put("b", "2"));
         let mut copy = KvStore::new();
-        for (k, v) in s.iter() {
-            copy.restore(k.to_vec(), v.clone());
+        for (_, v) in s.iter() {
+            copy.restore(v.clone());
         }
         assert_eq!(copy.memory_bytes(), s.memory_bytes());
         assert_eq!(

@@ -12,6 +12,7 @@ pub mod kv;
 mod log;
 mod records;
 mod replica;
+mod versioned;
 
 pub use self::log::Log;
 pub use records::RecordTable;

@@ -128,9 +128,9 @@ impl RecordTable {
         self.kv().get(key).cloned()
     }
 
-    /// A copy of the string store for a snapshot: the map is copied, the
-    /// values shared (see [`Versioned::value`]), so the lock is held only
-    /// for the keys.
+    /// A copy of the string store for a snapshot: the tree is copied, the
+    /// records shared (see [`Versioned`]), so the lock is held only for a
+    /// reference count per key.
     pub fn kv_clone(&self) -> KvStore {
         self.kv().clone()
     }
@@ -258,7 +258,7 @@ mod tests {
         );
         t.apply(10, &[put("a", "1"), Entry::set(1, 3, 3), create]);
         let a = t.kv_get(b"a").unwrap();
-        assert_eq!((a.version, &*a.value), (10, &b"1"[..]));
+        assert_eq!((a.version(), a.value()), (10, &b"1"[..]));
         assert_eq!(t.last_order(3), 3);
         assert_eq!(t.kv_outcome(10), Some(KvOutcome::Written(10)));
         assert_eq!(t.kv_outcome(11), None, "a set has no string outcome");
@@ -284,16 +284,10 @@ mod tests {
         let t = RecordTable::new();
         t.apply(0, &[put("old", "x")]);
         let mut store = KvStore::new();
-        store.restore(
-            b"new".to_vec(),
-            Versioned {
-                version: 7,
-                value: b"y".to_vec().into(),
-            },
-        );
+        store.restore(Versioned::new(7, b"new", b"y"));
         t.replace_kv(store);
         assert!(t.kv_get(b"old").is_none());
-        assert_eq!(t.kv_get(b"new").unwrap().version, 7);
+        assert_eq!(t.kv_get(b"new").unwrap().version(), 7);
         assert_eq!(t.kv_outcome(0), None);
     }
 }

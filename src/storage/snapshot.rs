@@ -35,7 +35,6 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
 use super::StorageError;
-use std::sync::Arc;
 
 use crate::state::kv::{KvStore, Versioned};
 use crate::wire::kv::KEY_CEILING;
@@ -97,7 +96,7 @@ pub(crate) fn write_file(out: &mut impl Write, generation: u64, snap: &Snapshot)
 
 /// Bytes a key takes in a chunk.
 fn item_len(key: &[u8], v: &Versioned) -> usize {
-    2 + key.len() + 8 + 4 + v.value.len()
+    2 + key.len() + 8 + 4 + v.value().len()
 }
 
 /// A string chunk being filled: length and CRC (filled in last), count,
@@ -127,9 +126,9 @@ impl Chunk {
         let out = &mut self.bytes;
         out.extend_from_slice(&(key.len() as u16).to_be_bytes());
         out.extend_from_slice(key);
-        out.extend_from_slice(&v.version.to_be_bytes());
-        out.extend_from_slice(&(v.value.len() as u32).to_be_bytes());
-        out.extend_from_slice(&v.value);
+        out.extend_from_slice(&v.version().to_be_bytes());
+        out.extend_from_slice(&(v.value().len() as u32).to_be_bytes());
+        out.extend_from_slice(v.value());
         self.count += 1;
     }
 
@@ -404,14 +403,13 @@ fn read_items(payload: &[u8], store: &mut KvStore) -> Option<u32> {
         if key_len > KEY_CEILING {
             return None;
         }
-        let key = r.take(key_len)?.to_vec();
+        let key = r.take(key_len)?;
         let version = r.u64()?;
         let value_len = r.u32()? as usize;
         if value_len > MAX_VALUE_LEN {
             return None;
         }
-        let value: Arc<[u8]> = Arc::from(r.take(value_len)?);
-        store.restore(key, Versioned { version, value });
+        store.restore(Versioned::new(version, key, r.take(value_len)?));
     }
     (r.pos == payload.len()).then_some(count)
 }
@@ -568,8 +566,7 @@ mod tests {
     fn store_of(items: Vec<(Vec<u8>, u64, Vec<u8>)>) -> KvStore {
         let mut store = KvStore::new();
         for (key, version, value) in items {
-            let value = value.into();
-            store.restore(key, Versioned { version, value });
+            store.restore(Versioned::new(version, &key, &value));
         }
         store
     }

@@ -319,11 +319,7 @@ fn stream(shared: &Shared, conn: &mut Conn<'_>, epoch: Epoch) -> Result<(), End>
                 }
                 snapshot.extend_from_slice(&records);
                 for item in kv {
-                    let value = Versioned {
-                        version: item.version,
-                        value: item.value.into(),
-                    };
-                    snapshot_kv.restore(item.key, value);
+                    snapshot_kv.restore(Versioned::new(item.version, &item.key, &item.value));
                 }
                 if !done {
                     continue;

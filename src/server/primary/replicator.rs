@@ -221,15 +221,15 @@ fn send_snapshot(
         let mut items = Vec::new();
         let mut bytes = 0;
         while let Some((key, v)) = keys.peek() {
-            let len = 2 + key.len() + 8 + 4 + v.value.len();
+            let len = 2 + key.len() + 8 + 4 + v.value().len();
             if !items.is_empty() && bytes + len > MAX_CHUNK_BYTES {
                 break;
             }
             bytes += len;
             items.push(KvItem {
                 key: key.to_vec(),
-                version: v.version,
-                value: v.value.to_vec(),
+                version: v.version(),
+                value: v.value().to_vec(),
             });
             keys.next();
         }

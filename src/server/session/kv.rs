@@ -382,8 +382,8 @@ impl ReadTarget for KvRead {
                 Some(v) => (
                     KvStatus::Ok,
                     KvBody::Value {
-                        version: v.version,
-                        value: v.value.to_vec(),
+                        version: v.version(),
+                        value: v.value().to_vec(),
                     },
                 ),
                 None => (KvStatus::NotFound, KvBody::Empty),
