@@ -4,29 +4,30 @@
 //! Why one allocation: a map of separate key and value boxes costs two
 //! allocator chunks and a 40-byte tree slot per key, about 150 bytes for a
 //! 13-byte key and a 16-byte value (measured, docs/performance.md); one
-//! chunk behind a 16-byte slot costs about 100. Sharing it (`Arc`) lets a
-//! read, or a snapshot's copy of the whole set, take a reference instead
-//! of copying the bytes under the store's lock.
+//! chunk behind a 16-byte slot about 100, behind an 8-byte slot about 85.
+//! Sharing it lets a read, or a snapshot's copy of the whole set, take a
+//! reference instead of copying the bytes under the store's lock.
 //!
-//! Layout of the bytes: version (u64, little-endian), key length (u16,
-//! little-endian), key, value. Keys are at most `u16::MAX` bytes: every
-//! format that carries one (protocol v2, the native stream, the log, the
-//! snapshot) gives its length in two bytes.
+//! The allocation is a `triomphe::ThinArc`: a reference count and no weak
+//! count, the version as its header, then the length and the bytes, so
+//! the pointer is one word (std's `Arc<[u8]>` is two, and the tree holds
+//! one per key). The bytes: key length (u16, little-endian), key, value.
+//! Keys are at most `u16::MAX` bytes: every format that carries one
+//! (protocol v2, the native stream, the log, the snapshot) gives its
+//! length in two bytes.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::sync::Arc;
+
+use triomphe::ThinArc;
 
 use crate::wire::kv::Version;
 
-const VERSION_LEN: usize = 8;
-const HEADER_LEN: usize = VERSION_LEN + 2;
-
 /// A key's value and the log index that wrote it, with the key itself.
 /// Equality compares all three.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Versioned(Arc<[u8]>);
+#[derive(Clone)]
+pub struct Versioned(ThinArc<Version, u8>);
 
 impl Versioned {
     /// The record of `key` holding `value`, written at `version`.
@@ -35,35 +36,42 @@ impl Versioned {
     /// longer one is a bug of the caller's decoder, not of the input.
     pub fn new(version: Version, key: &[u8], value: &[u8]) -> Self {
         let key_len = u16::try_from(key.len()).expect("string keys fit in a u16 length");
-        let mut bytes = Vec::with_capacity(HEADER_LEN + key.len() + value.len());
-        bytes.extend_from_slice(&version.to_le_bytes());
+        let mut bytes = Vec::with_capacity(KEY_LEN_BYTES + key.len() + value.len());
         bytes.extend_from_slice(&key_len.to_le_bytes());
         bytes.extend_from_slice(key);
         bytes.extend_from_slice(value);
-        Versioned(bytes.into())
+        Versioned(ThinArc::from_header_and_slice(version, &bytes))
     }
 
     /// Index of the entry that wrote the value.
     pub fn version(&self) -> Version {
-        let mut v = [0; VERSION_LEN];
-        v.copy_from_slice(&self.0[..VERSION_LEN]);
-        Version::from_le_bytes(v)
+        self.0.header.header
     }
 
     fn key_len(&self) -> usize {
-        u16::from_le_bytes([self.0[VERSION_LEN], self.0[VERSION_LEN + 1]]) as usize
+        u16::from_le_bytes([self.0.slice[0], self.0.slice[1]]) as usize
     }
 
     /// The key.
     pub fn key(&self) -> &[u8] {
-        &self.0[HEADER_LEN..HEADER_LEN + self.key_len()]
+        &self.0.slice[KEY_LEN_BYTES..KEY_LEN_BYTES + self.key_len()]
     }
 
     /// The value's bytes.
     pub fn value(&self) -> &[u8] {
-        &self.0[HEADER_LEN + self.key_len()..]
+        &self.0.slice[KEY_LEN_BYTES + self.key_len()..]
     }
 }
+
+const KEY_LEN_BYTES: usize = 2;
+
+impl PartialEq for Versioned {
+    fn eq(&self, other: &Self) -> bool {
+        self.version() == other.version() && self.0.slice == other.0.slice
+    }
+}
+
+impl Eq for Versioned {}
 
 impl fmt::Debug for Versioned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
