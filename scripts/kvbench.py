@@ -36,7 +36,12 @@ disk), 1 and 3 servers, 8 connections, depth 1, 16-byte puts, for
 members on loopback, data under target/), driven by `client kv load
 --etcd` (8 closed-loop writers over the v3 JSON gateway), and with
 --etcd-client BINARY also by etcd's own Go client (scripts/kvbench_etcd.go,
-8 writers, every member as an endpoint).
+8 writers, every member as an endpoint). Building that client needs no
+module download: `apt-get install etcd-server golang-go
+golang-etcd-server-dev`, then `GO111MODULE=off GOPATH=/usr/share/gocode
+go build -o /tmp/kvbench_etcd main.go` in a folder holding a copy of
+scripts/kvbench_etcd.go as main.go (Debian's etcd 3.4 sources and their
+dependencies are under /usr/share/gocode).
 
 memory: for each value size, 1,000,000 keys (--keys) written into one fresh
 server and one fresh redis-server: our VmRSS after minus before, per key,
