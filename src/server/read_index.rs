@@ -258,7 +258,7 @@ pub(crate) fn answer(shared: &Shared) -> Result<i32, String> {
     let view = role.read_view(shared);
     match commit_point_for_asker(&view) {
         Some(point) => {
-            shared.repl.push_commit();
+            shared.repl.push_commit(point);
             Ok(point)
         }
         None => Err(view.primary.to_string()),

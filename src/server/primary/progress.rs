@@ -45,6 +45,10 @@ pub(crate) struct Progress {
     /// waits for it to answer a read): replicators compare it with the
     /// count they last saw.
     pushes: u64,
+    /// The epoch and commit point of the last push: asking again for a
+    /// point already pushed in the same term wakes nobody (every backup
+    /// read asks, and in a read-only load the point does not move).
+    pushed: (Epoch, i32),
     /// Threads asleep in [`Replication::wait`]: a change wakes them only if
     /// there are some, since a wake-up is a system call even with no one to
     /// wake, and acks arrive by the tens of thousands a second.
@@ -138,10 +142,20 @@ impl Replication {
         self.poked.notify_all();
     }
 
-    /// Asks every replicator to send the commit point now. Counted under
-    /// the lock, so that a replicator about to wait cannot miss it.
-    pub(crate) fn push_commit(&self) {
-        self.lock().pushes += 1;
+    /// Asks every replicator to send commit point `point` now, unless it
+    /// was asked for `point` or a later one in this term already: that
+    /// push made every replicator go round once more after the point was
+    /// reached, and each round sends a commit point it has not sent.
+    /// Counted under the lock, so that a replicator about to wait cannot
+    /// miss it.
+    pub(crate) fn push_commit(&self, point: i32) {
+        let mut p = self.lock();
+        if p.pushed.0 == p.epoch && p.pushed.1 >= point {
+            return;
+        }
+        p.pushed = (p.epoch, point);
+        p.pushes += 1;
+        drop(p);
         self.poked.notify_all();
     }
 
@@ -190,6 +204,23 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::Instant;
+
+    #[test]
+    fn a_commit_point_is_pushed_once_a_term() {
+        let repl = Replication::default();
+        repl.update(|p| p.epoch = 5);
+        let pushes = || repl.lock().pushes;
+        repl.push_commit(10);
+        assert_eq!(pushes(), 1);
+        repl.push_commit(10);
+        repl.push_commit(9);
+        assert_eq!(pushes(), 1, "a point already pushed wakes nobody");
+        repl.push_commit(11);
+        assert_eq!(pushes(), 2);
+        repl.update(|p| p.epoch = 6);
+        repl.push_commit(11);
+        assert_eq!(pushes(), 3, "a new term pushes again");
+    }
 
     #[test]
     fn an_update_wakes_a_thread_waiting_for_it() {
