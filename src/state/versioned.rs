@@ -2,9 +2,9 @@
 //! allocation, the element of [`super::kv::KvStore`]'s ordered set.
 //!
 //! Why one allocation: a map of separate key and value boxes costs two
-//! allocator chunks and a 40-byte tree slot per key, about 150 bytes for a
-//! 13-byte key and a 16-byte value (measured, docs/performance.md); one
-//! chunk behind a 16-byte slot about 100, behind an 8-byte slot about 85.
+//! allocator chunks and a 40-byte tree slot per key: 156.6 bytes for a
+//! 13-byte key and a 16-byte value; one chunk behind a 16-byte slot 102.7,
+//! behind an 8-byte slot 89.6 (measured, docs/performance.md).
 //! Sharing it lets a read, or a snapshot's copy of the whole set, take a
 //! reference instead of copying the bytes under the store's lock.
 //!
