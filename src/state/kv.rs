@@ -165,12 +165,13 @@ impl KvStore {
     /// Gives `key` the `value` written by the entry at `index`, whether or
     /// not it was present.
     fn set_value(&mut self, index: Version, key: &[u8], value: &[u8]) -> KvOutcome {
-        self.put_record(Versioned::new(index, key, value));
+        self.restore(Versioned::new(index, key, value));
         KvOutcome::Written(index)
     }
 
-    /// Stores `record`, replacing the key's earlier one, and counts it.
-    fn put_record(&mut self, record: Versioned) {
+    /// Stores `record`, replacing the key's earlier one, and counts it: a
+    /// write being applied, or a record read from a snapshot.
+    pub fn restore(&mut self, record: Versioned) {
         self.bytes += record_cost(&record);
         if let Some(old) = self.set.replace(ByKey(record)) {
             self.bytes -= record_cost(&old.0);
@@ -219,11 +220,6 @@ impl KvStore {
     /// Every key in order, for snapshots.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Versioned)> {
         self.set.iter().map(|r| (r.0.key(), &r.0))
-    }
-
-    /// Puts back a record read from a snapshot.
-    pub fn restore(&mut self, record: Versioned) {
-        self.put_record(record);
     }
 }
 

@@ -228,8 +228,13 @@ pub(crate) fn serve(
                     "link failed while a batch was sent on it".into(),
                 ));
             };
+            // Acks the committer left to this thread are read first, so
+            // that nothing is in flight when it sends: a commit point it
+            // has not sent then always goes out, in an append or a
+            // heartbeat (what `push_commit` relies on).
             let pumped = live
-                .send_pending(shared, true)
+                .drain_acks(shared)
+                .and_then(|()| live.send_pending(shared, true))
                 .and_then(|()| live.drain_acks(shared));
             if let Err(e) = pumped {
                 *guard = None;

@@ -145,9 +145,9 @@ impl Replication {
     /// Asks every replicator to send commit point `point` now, unless it
     /// was asked for `point` or a later one in this term already: that
     /// push made every replicator go round once more after the point was
-    /// reached, and each round sends a commit point it has not sent.
-    /// Counted under the lock, so that a replicator about to wait cannot
-    /// miss it.
+    /// reached, and each round sends a commit point it has not sent
+    /// (`live::serve`). Counted under the lock, so that a replicator about
+    /// to wait cannot miss it.
     pub(crate) fn push_commit(&self, point: i32) {
         let mut p = self.lock();
         if p.pushed.0 == p.epoch && p.pushed.1 >= point {
