@@ -58,7 +58,7 @@ fn a_version_1_directory_opens_with_everything_it_held() {
     let mut expected: Vec<Entry> = (10..15).map(|i| Entry::set(0x2_0001, i, 200 + i)).collect();
     expected.push(Entry {
         epoch: 0x2_0001,
-        op: Op::InSync(MemberSet::from_ids([0, 1]).unwrap()),
+        op: Op::InSync(Box::new(MemberSet::from_ids([0, 1]).unwrap())),
     });
     expected.push(Entry::set(0x2_0001, 2, 999));
     assert_eq!(found.entries, expected);
@@ -73,13 +73,7 @@ fn the_upgraded_directory_takes_string_writes_and_reopens() {
     copy_fixture(&dir);
     let (mut log, _) = DiskLog::open(&dir, FsyncPolicy::Always).unwrap();
     assert_eq!(version(&dir.join("log")), 2, "log header upgraded on open");
-    let write = Entry::kv(
-        0x2_0001,
-        KvWrite::Put {
-            key: b"key".to_vec(),
-            value: vec![0xee; 100_000],
-        },
-    );
+    let write = Entry::kv(0x2_0001, KvWrite::put(b"key", &vec![0xee; 100_000]));
     log.append(17, std::slice::from_ref(&write)).unwrap();
     log.note_commit(17).unwrap();
     log.sync().unwrap();

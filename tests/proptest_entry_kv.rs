@@ -30,15 +30,12 @@ fn write() -> impl Strategy<Value = KvWrite> {
     let k = || bytes(40);
     let v = || bytes(300);
     prop_oneof![
-        (k(), v()).prop_map(|(key, value)| KvWrite::Put { key, value }),
-        (k(), v()).prop_map(|(key, value)| KvWrite::Create { key, value }),
-        (k(), v()).prop_map(|(key, value)| KvWrite::Update { key, value }),
-        k().prop_map(|key| KvWrite::Delete { key }),
-        (k(), any::<u64>(), v()).prop_map(|(key, expected, value)| KvWrite::Cas {
-            key,
-            expected,
-            value
-        }),
+        (k(), v()).prop_map(|(key, value)| KvWrite::put(&key, &value)),
+        (k(), v()).prop_map(|(key, value)| KvWrite::create(&key, &value)),
+        (k(), v()).prop_map(|(key, value)| KvWrite::update(&key, &value)),
+        k().prop_map(|key| KvWrite::delete(&key)),
+        (k(), any::<u64>(), v())
+            .prop_map(|(key, expected, value)| KvWrite::cas(&key, expected, &value)),
     ]
 }
 

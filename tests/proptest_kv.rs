@@ -100,21 +100,21 @@ proptest! {
             let (write, expect) = match op {
                 KvOp::Put { key, value } => {
                     model.insert(key.clone(), (index, value.clone()));
-                    (KvWrite::Put { key, value }, KvOutcome::Written(index))
+                    (KvWrite::put(&key, &value), KvOutcome::Written(index))
                 }
                 KvOp::Create { key, value } => match model.get(&key) {
-                    Some(&(v, _)) => (KvWrite::Create { key, value }, KvOutcome::Exists(v)),
+                    Some(&(v, _)) => (KvWrite::create(&key, &value), KvOutcome::Exists(v)),
                     None => {
                         model.insert(key.clone(), (index, value.clone()));
-                        (KvWrite::Create { key, value }, KvOutcome::Written(index))
+                        (KvWrite::create(&key, &value), KvOutcome::Written(index))
                     }
                 },
                 KvOp::Update { key, value } => {
                     if let Some(slot) = model.get_mut(&key) {
                         *slot = (index, value.clone());
-                        (KvWrite::Update { key, value }, KvOutcome::Written(index))
+                        (KvWrite::update(&key, &value), KvOutcome::Written(index))
                     } else {
-                        (KvWrite::Update { key, value }, KvOutcome::NotFound)
+                        (KvWrite::update(&key, &value), KvOutcome::NotFound)
                     }
                 }
                 KvOp::Delete { key } => {
@@ -122,7 +122,7 @@ proptest! {
                         Some(_) => KvOutcome::Deleted(index),
                         None => KvOutcome::NotFound,
                     };
-                    (KvWrite::Delete { key }, outcome)
+                    (KvWrite::delete(&key), outcome)
                 }
                 KvOp::Cas { key, expected, value } => {
                     // Half the time, expect the real version so that cas succeeds.
@@ -134,7 +134,7 @@ proptest! {
                     } else {
                         KvOutcome::Mismatch(current)
                     };
-                    (KvWrite::Cas { key, expected, value }, outcome)
+                    (KvWrite::cas(&key, expected, &value), outcome)
                 }
                 KvOp::Get { key } | KvOp::Scan { start: key, .. } => {
                     let got = store.get(&key).map(|v| (v.version(), v.value().to_vec()));

@@ -61,7 +61,7 @@ fn entry() -> impl Strategy<Value = Entry> {
             customer_id,
             order_number
         }),
-        member_set().prop_map(Op::InSync),
+        member_set().prop_map(|s| Op::InSync(Box::new(s))),
     ];
     (any::<u64>(), op).prop_map(|(epoch, op)| Entry { epoch, op })
 }

@@ -55,7 +55,7 @@ fn append_sync_reopen_round_trip() {
     let entries = vec![
         Entry {
             epoch: 5,
-            op: Op::InSync(in_sync),
+            op: Op::InSync(Box::new(in_sync)),
         },
         Entry::set(5, 7, 42),
         Entry {

@@ -239,7 +239,7 @@ mod tests {
         let set = MemberSet::from_ids([2]).unwrap();
         r.append(Entry {
             epoch: new,
-            op: Op::InSync(set),
+            op: Op::InSync(Box::new(set)),
         })
         .unwrap();
         assert!(!applied_all_inherited(&r), "appended, not committed");

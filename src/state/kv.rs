@@ -22,35 +22,104 @@ use crate::wire::kv::{KvItem, Version, NO_VERSION};
 /// place.
 pub const ENTRY_OVERHEAD: usize = 64;
 
-/// A write as the log carries it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KvWrite {
+/// What a string write does, apart from its key and value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteKind {
     /// Set, whether or not the key exists.
-    Put { key: Vec<u8>, value: Vec<u8> },
+    Put,
     /// Set only if absent.
-    Create { key: Vec<u8>, value: Vec<u8> },
+    Create,
     /// Set only if present.
-    Update { key: Vec<u8>, value: Vec<u8> },
+    Update,
     /// Remove.
-    Delete { key: Vec<u8> },
+    Delete,
     /// Set only if the version is `expected` ([`NO_VERSION`]: absent).
-    Cas {
-        key: Vec<u8>,
-        expected: Version,
-        value: Vec<u8>,
-    },
+    Cas { expected: Version },
 }
 
+/// A write as the log carries it: its kind and the record it stores if
+/// it succeeds (for a delete, the key with an empty value). Cloning it
+/// shares the record, and applying it stores that same record, so the
+/// log's copy of a key and value is the store's (see [`Versioned`]).
+/// Equality compares kind, key and value.
+#[derive(Clone, Debug)]
+pub struct KvWrite {
+    kind: WriteKind,
+    record: Versioned,
+}
+
+impl PartialEq for KvWrite {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.key() == other.key() && self.value() == other.value()
+    }
+}
+
+impl Eq for KvWrite {}
+
 impl KvWrite {
+    /// A write of `kind`. `key` is at most `u16::MAX` bytes (callers check
+    /// their limits first); a delete's `value` is ignored.
+    pub fn new(kind: WriteKind, key: &[u8], value: &[u8]) -> Self {
+        let value = if kind == WriteKind::Delete {
+            &[][..]
+        } else {
+            value
+        };
+        KvWrite {
+            kind,
+            record: Versioned::unstamped(key, value),
+        }
+    }
+
+    /// `put` of `value` at `key`.
+    pub fn put(key: &[u8], value: &[u8]) -> Self {
+        KvWrite::new(WriteKind::Put, key, value)
+    }
+
+    /// `create` of `key` with `value`.
+    pub fn create(key: &[u8], value: &[u8]) -> Self {
+        KvWrite::new(WriteKind::Create, key, value)
+    }
+
+    /// `update` of `key` to `value`.
+    pub fn update(key: &[u8], value: &[u8]) -> Self {
+        KvWrite::new(WriteKind::Update, key, value)
+    }
+
+    /// `delete` of `key`.
+    pub fn delete(key: &[u8]) -> Self {
+        KvWrite::new(WriteKind::Delete, key, &[])
+    }
+
+    /// `cas` of `key` to `value` if its version is `expected`.
+    pub fn cas(key: &[u8], expected: Version, value: &[u8]) -> Self {
+        KvWrite::new(WriteKind::Cas { expected }, key, value)
+    }
+
+    /// What the write does.
+    pub fn kind(&self) -> WriteKind {
+        self.kind
+    }
+
     /// The key the write is about.
     pub fn key(&self) -> &[u8] {
-        match self {
-            KvWrite::Put { key, .. }
-            | KvWrite::Create { key, .. }
-            | KvWrite::Update { key, .. }
-            | KvWrite::Delete { key }
-            | KvWrite::Cas { key, .. } => key,
-        }
+        self.record.key()
+    }
+
+    /// The value it sets (empty for a delete).
+    pub fn value(&self) -> &[u8] {
+        self.record.value()
+    }
+
+    /// True when both carry the same record (a clone does).
+    #[cfg(test)]
+    pub(crate) fn shares(&self, other: &KvWrite) -> bool {
+        self.record.shares(&other.record)
+    }
+
+    /// The record this write stores when applied at `index`.
+    fn record_at(&self, index: Version) -> Versioned {
+        self.record.stamped(index)
     }
 }
 
@@ -110,16 +179,12 @@ impl KvStore {
     /// Bytes `write` would add to [`Self::memory_bytes`] if it succeeded
     /// (0 for a delete), so the primary can refuse it before logging it.
     pub fn growth(&self, write: &KvWrite) -> usize {
-        let (key, value) = match write {
-            KvWrite::Delete { .. } => return 0,
-            KvWrite::Put { key, value }
-            | KvWrite::Create { key, value }
-            | KvWrite::Update { key, value }
-            | KvWrite::Cas { key, value, .. } => (key, value),
-        };
-        match self.get(key) {
-            Some(old) => value.len().saturating_sub(old.value().len()),
-            None => cost(key, value),
+        if write.kind() == WriteKind::Delete {
+            return 0;
+        }
+        match self.get(write.key()) {
+            Some(old) => write.value().len().saturating_sub(old.value().len()),
+            None => cost(write.key(), write.value()),
         }
     }
 
@@ -130,42 +195,43 @@ impl KvStore {
 
     /// Applies the committed `write` of the entry at `index`.
     pub fn apply(&mut self, index: Version, write: &KvWrite) -> KvOutcome {
-        match write {
+        let key = write.key();
+        match write.kind() {
             // One walk down the tree whether or not the key is present,
             // which is what most writes of a working set do.
-            KvWrite::Put { key, value } => self.set_value(index, key, value),
-            KvWrite::Create { key, value } => match self.get(key) {
-                Some(present) => KvOutcome::Exists(present.version()),
-                None => self.set_value(index, key, value),
+            WriteKind::Put => self.store(index, write),
+            WriteKind::Create => match self.version_of(key) {
+                Some(version) => KvOutcome::Exists(version),
+                None => self.store(index, write),
             },
-            KvWrite::Update { key, value } => match self.get(key) {
-                Some(_) => self.set_value(index, key, value),
+            WriteKind::Update => match self.version_of(key) {
+                Some(_) => self.store(index, write),
                 None => KvOutcome::NotFound,
             },
-            KvWrite::Delete { key } => match self.set.take(key.as_slice()) {
+            WriteKind::Delete => match self.set.take(key) {
                 Some(old) => {
                     self.bytes -= record_cost(&old.0);
                     KvOutcome::Deleted(index)
                 }
                 None => KvOutcome::NotFound,
             },
-            KvWrite::Cas {
-                key,
-                expected,
-                value,
-            } => match self.get(key).map(Versioned::version) {
-                Some(version) if version == *expected => self.set_value(index, key, value),
+            WriteKind::Cas { expected } => match self.version_of(key) {
+                Some(version) if version == expected => self.store(index, write),
                 Some(version) => KvOutcome::Mismatch(version),
-                None if *expected == NO_VERSION => self.set_value(index, key, value),
+                None if expected == NO_VERSION => self.store(index, write),
                 None => KvOutcome::Mismatch(NO_VERSION),
             },
         }
     }
 
-    /// Gives `key` the `value` written by the entry at `index`, whether or
-    /// not it was present.
-    fn set_value(&mut self, index: Version, key: &[u8], value: &[u8]) -> KvOutcome {
-        self.restore(Versioned::new(index, key, value));
+    fn version_of(&self, key: &[u8]) -> Option<Version> {
+        self.get(key).map(Versioned::version)
+    }
+
+    /// Stores the record of `write`, applied at `index`, whether or not
+    /// its key was present.
+    fn store(&mut self, index: Version, write: &KvWrite) -> KvOutcome {
+        self.restore(write.record_at(index));
         KvOutcome::Written(index)
     }
 
@@ -237,10 +303,7 @@ mod tests {
     use crate::wire::kv::KvResponse;
 
     fn put(key: &str, value: &str) -> KvWrite {
-        KvWrite::Put {
-            key: key.into(),
-            value: value.into(),
-        }
+        KvWrite::put(key.as_bytes(), value.as_bytes())
     }
 
     fn value_of(store: &KvStore, key: &str) -> Option<(Version, String)> {
@@ -261,10 +324,7 @@ mod tests {
     #[test]
     fn create_only_when_absent() {
         let mut s = KvStore::new();
-        let create = |v: &str| KvWrite::Create {
-            key: b"k".to_vec(),
-            value: v.into(),
-        };
+        let create = |v: &str| KvWrite::create(b"k", v.as_bytes());
         assert_eq!(s.apply(1, &create("first")), KvOutcome::Written(1));
         assert_eq!(s.apply(2, &create("second")), KvOutcome::Exists(1));
         assert_eq!(value_of(&s, "k"), Some((1, "first".into())));
@@ -273,11 +333,8 @@ mod tests {
     #[test]
     fn update_and_delete_only_when_present() {
         let mut s = KvStore::new();
-        let update = KvWrite::Update {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-        };
-        let delete = KvWrite::Delete { key: b"k".to_vec() };
+        let update = KvWrite::update(b"k", b"v");
+        let delete = KvWrite::delete(b"k");
         assert_eq!(s.apply(1, &update), KvOutcome::NotFound);
         assert_eq!(s.apply(2, &delete), KvOutcome::NotFound);
         assert!(s.is_empty());
@@ -291,11 +348,7 @@ mod tests {
     #[test]
     fn cas_compares_the_version() {
         let mut s = KvStore::new();
-        let cas = |expected, v: &str| KvWrite::Cas {
-            key: b"k".to_vec(),
-            expected,
-            value: v.into(),
-        };
+        let cas = |expected, v: &str| KvWrite::cas(b"k", expected, v.as_bytes());
         assert_eq!(s.apply(1, &cas(7, "x")), KvOutcome::Mismatch(NO_VERSION));
         assert_eq!(s.apply(2, &cas(NO_VERSION, "a")), KvOutcome::Written(2));
         assert_eq!(s.apply(3, &cas(NO_VERSION, "b")), KvOutcome::Mismatch(2));
@@ -308,13 +361,7 @@ mod tests {
     fn binary_keys_are_ordered_bytewise() {
         let mut s = KvStore::new();
         for (i, key) in [&b"\xff"[..], b"", b"a\0", b"a", b"\0"].iter().enumerate() {
-            s.apply(
-                i as u64,
-                &KvWrite::Put {
-                    key: key.to_vec(),
-                    value: Vec::new(),
-                },
-            );
+            s.apply(i as u64, &KvWrite::put(key, b""));
         }
         let (items, more) = s.scan(b"", 10, usize::MAX, KvResponse::item_len);
         let keys: Vec<&[u8]> = items.iter().map(|i| i.key.as_slice()).collect();
@@ -356,12 +403,7 @@ mod tests {
         assert_eq!(s.growth(&put("key", "longer value")), 7);
         s.apply(2, &put("key", "v"));
         assert_eq!(s.memory_bytes(), 3 + 1 + ENTRY_OVERHEAD);
-        assert_eq!(
-            s.growth(&KvWrite::Delete {
-                key: b"key".to_vec()
-            }),
-            0
-        );
+        assert_eq!(s.growth(&KvWrite::delete(b"key")), 0);
     }
 
     #[test]

@@ -258,13 +258,7 @@ mod tests {
 
     #[test]
     fn bytes_follow_every_change() {
-        let big = Entry::kv(
-            1,
-            crate::state::kv::KvWrite::Put {
-                key: b"k".to_vec(),
-                value: vec![0; 1000],
-            },
-        );
+        let big = Entry::kv(1, crate::state::kv::KvWrite::put(b"k", &vec![0; 1000]));
         let mut log = Log::new();
         let check = |log: &Log| {
             let held = log.range(log.first_index(), log.last_index());

@@ -237,25 +237,13 @@ mod tests {
     }
 
     fn put(key: &str, value: &str) -> Entry {
-        Entry::kv(
-            1,
-            KvWrite::Put {
-                key: key.into(),
-                value: value.into(),
-            },
-        )
+        Entry::kv(1, KvWrite::put(key.as_bytes(), value.as_bytes()))
     }
 
     #[test]
     fn string_writes_are_versioned_by_their_index_and_outcomes_kept() {
         let t = RecordTable::new();
-        let create = Entry::kv(
-            1,
-            KvWrite::Create {
-                key: b"a".to_vec(),
-                value: b"again".to_vec(),
-            },
-        );
+        let create = Entry::kv(1, KvWrite::create(b"a", b"again"));
         t.apply(10, &[put("a", "1"), Entry::set(1, 3, 3), create]);
         let a = t.kv_get(b"a").unwrap();
         assert_eq!((a.version(), a.value()), (10, &b"1"[..]));

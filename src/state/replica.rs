@@ -159,8 +159,8 @@ impl Replica {
     fn note_in_sync_changes(&mut self, from: i32) {
         let last = self.log.last_index();
         for (i, entry) in (from..=last).zip(self.log.range(from, last)) {
-            if let Op::InSync(set) = entry.op {
-                self.in_sync_changes.push((i, set));
+            if let Op::InSync(set) = &entry.op {
+                self.in_sync_changes.push((i, **set));
             }
         }
     }
@@ -260,8 +260,8 @@ impl Replica {
     /// # Errors
     /// [`StateError::LogFull`] when no further index exists.
     pub fn append(&mut self, entry: Entry) -> Result<i32, StateError> {
-        let in_sync = match entry.op {
-            Op::InSync(set) => Some(set),
+        let in_sync = match &entry.op {
+            Op::InSync(set) => Some(**set),
             _ => None,
         };
         let index = self.log.append(entry).ok_or(StateError::LogFull)?;

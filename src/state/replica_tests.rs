@@ -209,7 +209,7 @@ fn native(epoch: Epoch, customer: i32, order: i32) -> Entry {
 fn in_sync(ids: &[i32]) -> Entry {
     Entry {
         epoch: 1,
-        op: Op::InSync(MemberSet::from_ids(ids.iter().copied()).unwrap()),
+        op: Op::InSync(Box::new(MemberSet::from_ids(ids.iter().copied()).unwrap())),
     }
 }
 

@@ -12,6 +12,13 @@
 //! count, the version as its header, then the length and the bytes, so
 //! the pointer is one word (std's `Arc<[u8]>` is two, and the tree holds
 //! one per key). The bytes: key length (u16, little-endian), key, value.
+//!
+//! A log entry that writes a key holds the record it will store
+//! ([`super::kv::KvWrite`]), so the log's retained entries and the store
+//! share one copy of each key and value. The entry is made before the log
+//! gives it an index, so a record is made *unstamped* and gets its
+//! version once, when the entry is applied ([`Versioned::stamped`]); the
+//! header is atomic for that one change, made under the store's lock.
 //! Keys are at most `u16::MAX` bytes: every format that carries one
 //! (protocol v2, the native stream, the log, the snapshot) gives its
 //! length in two bytes.
@@ -19,6 +26,7 @@
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use triomphe::ThinArc;
 
@@ -27,7 +35,10 @@ use crate::wire::kv::Version;
 /// A key's value and the log index that wrote it, with the key itself.
 /// Equality compares all three.
 #[derive(Clone)]
-pub struct Versioned(ThinArc<Version, u8>);
+pub struct Versioned(ThinArc<AtomicU64, u8>);
+
+/// The header of a record no entry has been applied with yet.
+const UNSTAMPED: Version = Version::MAX;
 
 impl Versioned {
     /// The record of `key` holding `value`, written at `version`.
@@ -43,12 +54,43 @@ impl Versioned {
         bytes.extend_from_slice(&key_len.to_le_bytes());
         bytes.extend_from_slice(key);
         bytes.extend_from_slice(value);
-        Versioned(ThinArc::from_header_and_slice(version, &bytes))
+        Versioned(ThinArc::from_header_and_slice(
+            AtomicU64::new(version),
+            &bytes,
+        ))
     }
 
-    /// Index of the entry that wrote the value.
+    /// A record for a log entry that has no index yet.
+    pub fn unstamped(key: &[u8], value: &[u8]) -> Self {
+        Versioned::new(UNSTAMPED, key, value)
+    }
+
+    /// Index of the entry that wrote the value ([`Version::MAX`] before
+    /// the entry is applied; a stored record always has its index).
     pub fn version(&self) -> Version {
-        self.0.header.header
+        self.0.header.header.load(AtomicOrdering::Acquire)
+    }
+
+    /// This record as written by the entry at `index`: itself, given that
+    /// version if it had none, or a copy when it already holds another
+    /// (never changed once set: a snapshot or a reader may hold it).
+    pub fn stamped(&self, index: Version) -> Versioned {
+        let header = &self.0.header.header;
+        match header.compare_exchange(
+            UNSTAMPED,
+            index,
+            AtomicOrdering::AcqRel,
+            AtomicOrdering::Acquire,
+        ) {
+            Ok(_) => self.clone(),
+            Err(held) if held == index => self.clone(),
+            Err(_) => Versioned::new(index, self.key(), self.value()),
+        }
+    }
+
+    /// True when both are the same allocation.
+    pub fn shares(&self, other: &Versioned) -> bool {
+        std::ptr::eq(self.0.slice.as_ptr(), other.0.slice.as_ptr())
     }
 
     fn key_len(&self) -> usize {
@@ -139,6 +181,26 @@ mod tests {
             (r.key(), r.value(), r.version()),
             (&long[..], &b"x"[..], u64::MAX)
         );
+    }
+
+    #[test]
+    fn a_record_is_stamped_once_and_copied_for_another_index() {
+        let r = Versioned::unstamped(b"k", b"v");
+        assert_eq!(r.version(), Version::MAX);
+        let stored = r.stamped(7);
+        assert!(stored.shares(&r), "the entry's record is the stored one");
+        assert_eq!((r.version(), stored.version()), (7, 7));
+        assert!(
+            r.stamped(7).shares(&r),
+            "the same index again: the same record"
+        );
+        let other = r.stamped(9);
+        assert!(!other.shares(&r));
+        assert_eq!(
+            (other.version(), other.key(), other.value()),
+            (9, &b"k"[..], &b"v"[..])
+        );
+        assert_eq!(r.version(), 7, "a stamped record never changes");
     }
 
     #[test]

@@ -217,7 +217,7 @@ mod tests {
                 index: 0,
                 entry: Entry {
                     epoch: 1,
-                    op: Op::InSync(set),
+                    op: Op::InSync(Box::new(set)),
                 },
             },
             "00 00 00 17 a6 37 91 e1  01 00 00 00 00 \
@@ -245,11 +245,11 @@ mod tests {
     fn the_largest_entry_record_is_within_the_bound() {
         let entry = Entry::kv(
             1,
-            crate::state::kv::KvWrite::Cas {
-                key: vec![1; crate::wire::kv::KEY_CEILING],
-                expected: 3,
-                value: vec![2; crate::wire::MAX_VALUE_LEN],
-            },
+            crate::state::kv::KvWrite::cas(
+                &vec![1; crate::wire::kv::KEY_CEILING],
+                3,
+                &vec![2; crate::wire::MAX_VALUE_LEN],
+            ),
         );
         let r = Record::Entry { index: 4, entry };
         let bytes = framed(r.clone());

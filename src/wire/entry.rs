@@ -21,17 +21,16 @@
 //! the entry's log index and nothing it serves differs from a v2 server's
 //! customer records.
 //!
-//! A string write's payload sits behind an [`Arc`], so cloning an entry
-//! (the log hands out copies to every stream) never copies a value, and
-//! customer sets stay allocation-free.
-
-use std::sync::Arc;
+//! A string write's key and value sit in one shared record (the one the
+//! string store keeps once it is applied), so cloning an entry (the log
+//! hands out copies to every stream) never copies a value, and customer
+//! sets stay allocation-free.
 
 use byteorder::{BigEndian, ByteOrder};
 
 use super::kv::{Version, KEY_CEILING};
 use super::MapOp;
-use crate::state::kv::KvWrite;
+use crate::state::kv::{KvWrite, WriteKind};
 
 /// The longest value a string write in the log may carry. Every bound of
 /// the native stream and the durable log is derived from it, so a server's
@@ -132,9 +131,9 @@ pub enum Op {
     /// `customer_id`'s last order becomes `order_number`.
     Set { customer_id: i32, order_number: i32 },
     /// The in-sync set becomes these servers.
-    InSync(MemberSet),
-    /// A protocol v2 write to the string store.
-    Kv(Arc<KvWrite>),
+    InSync(Box<MemberSet>),
+    /// A protocol v2 write to the string store (a clone shares its record).
+    Kv(KvWrite),
 }
 
 /// One log entry.
@@ -207,7 +206,7 @@ impl Entry {
     pub fn kv(epoch: Epoch, write: KvWrite) -> Self {
         Entry {
             epoch,
-            op: Op::Kv(Arc::new(write)),
+            op: Op::Kv(write),
         }
     }
 
@@ -305,17 +304,15 @@ fn decode_members(buf: &[u8]) -> Result<(Op, usize), EntryError> {
     let ids = body.chunks_exact(4).map(BigEndian::read_i32);
     // Duplicates collapse; at most MAX_MEMBERS ids, so this cannot overflow.
     let set = MemberSet::from_ids(ids).ok_or(EntryError::TooManyMembers(count))?;
-    Ok((Op::InSync(set), end))
+    Ok((Op::InSync(Box::new(set)), end))
 }
 
 /// Encoded size of a string write after the entry's kind byte.
 fn kv_len(write: &KvWrite) -> usize {
-    let value = match write {
-        KvWrite::Delete { .. } => 0,
-        KvWrite::Cas { value, .. } => 8 + 4 + value.len(),
-        KvWrite::Put { value, .. }
-        | KvWrite::Create { value, .. }
-        | KvWrite::Update { value, .. } => 4 + value.len(),
+    let value = match write.kind() {
+        WriteKind::Delete => 0,
+        WriteKind::Cas { .. } => 8 + 4 + write.value().len(),
+        WriteKind::Put | WriteKind::Create | WriteKind::Update => 4 + write.value().len(),
     };
     1 + 2 + write.key().len() + value
 }
@@ -324,14 +321,12 @@ fn kv_len(write: &KvWrite) -> usize {
 /// [`MAX_VALUE_LEN`] (the v2 session refuses longer ones before logging).
 fn encode_kv(write: &KvWrite, out: &mut Vec<u8>) {
     out.push(KIND_KV);
-    let (code, expected, value) = match write {
-        KvWrite::Put { value, .. } => (KV_PUT, None, Some(value)),
-        KvWrite::Create { value, .. } => (KV_CREATE, None, Some(value)),
-        KvWrite::Update { value, .. } => (KV_UPDATE, None, Some(value)),
-        KvWrite::Delete { .. } => (KV_DELETE, None, None),
-        KvWrite::Cas {
-            expected, value, ..
-        } => (KV_CAS, Some(*expected), Some(value)),
+    let (code, expected) = match write.kind() {
+        WriteKind::Put => (KV_PUT, None),
+        WriteKind::Create => (KV_CREATE, None),
+        WriteKind::Update => (KV_UPDATE, None),
+        WriteKind::Delete => (KV_DELETE, None),
+        WriteKind::Cas { expected } => (KV_CAS, Some(expected)),
     };
     out.push(code);
     let key = write.key();
@@ -340,7 +335,8 @@ fn encode_kv(write: &KvWrite, out: &mut Vec<u8>) {
     if let Some(expected) = expected {
         out.extend_from_slice(&expected.to_be_bytes());
     }
-    if let Some(value) = value {
+    if code != KV_DELETE {
+        let value = write.value();
         out.extend_from_slice(&(value.len() as u32).to_be_bytes());
         out.extend_from_slice(value);
     }
@@ -361,33 +357,29 @@ fn decode_kv(body: &[u8]) -> Result<(Op, usize), EntryError> {
         return Err(EntryError::UnknownKvOp(code));
     }
     let key_len = BigEndian::read_u16(take(2)?) as usize;
-    let key = take(key_len)?.to_vec();
+    let key = take(key_len)?;
     let expected: Version = if code == KV_CAS {
         BigEndian::read_u64(take(8)?)
     } else {
         0
     };
     let value = if code == KV_DELETE {
-        Vec::new()
+        &[][..]
     } else {
         let len = BigEndian::read_u32(take(4)?);
         if len as usize > MAX_VALUE_LEN {
             return Err(EntryError::ValueTooLong(len));
         }
-        take(len as usize)?.to_vec()
+        take(len as usize)?
     };
-    let write = match code {
-        KV_PUT => KvWrite::Put { key, value },
-        KV_CREATE => KvWrite::Create { key, value },
-        KV_UPDATE => KvWrite::Update { key, value },
-        KV_DELETE => KvWrite::Delete { key },
-        _ => KvWrite::Cas {
-            key,
-            expected,
-            value,
-        },
+    let kind = match code {
+        KV_PUT => WriteKind::Put,
+        KV_CREATE => WriteKind::Create,
+        KV_UPDATE => WriteKind::Update,
+        KV_DELETE => WriteKind::Delete,
+        _ => WriteKind::Cas { expected },
     };
-    Ok((Op::Kv(Arc::new(write)), 9 + at))
+    Ok((Op::Kv(KvWrite::new(kind, key, value)), 9 + at))
 }
 
 fn push_i32(out: &mut Vec<u8>, v: i32) {
@@ -425,7 +417,7 @@ mod tests {
         let set = MemberSet::from_ids([2, 0]).unwrap();
         Entry {
             epoch: 1,
-            op: Op::InSync(set),
+            op: Op::InSync(Box::new(set)),
         }
         .encode(&mut buf);
         Entry {
@@ -443,16 +435,9 @@ mod tests {
     #[test]
     fn entries_round_trip() {
         round_trip(Entry::set(u64::MAX, i32::MIN, i32::MAX));
-        round_trip(kv(KvWrite::Put {
-            key: b"key".to_vec(),
-            value: vec![0, 1, 2, 255],
-        }));
-        round_trip(kv(KvWrite::Delete { key: b"k".to_vec() }));
-        round_trip(kv(KvWrite::Cas {
-            key: b"k".to_vec(),
-            expected: crate::wire::kv::NO_VERSION,
-            value: b"v".to_vec(),
-        }));
+        round_trip(kv(KvWrite::put(b"key", &[0, 1, 2, 255])));
+        round_trip(kv(KvWrite::delete(b"k")));
+        round_trip(kv(KvWrite::cas(b"k", crate::wire::kv::NO_VERSION, b"v")));
         round_trip(Entry {
             epoch: 0,
             op: Op::Noop,
@@ -460,11 +445,11 @@ mod tests {
         let full = MemberSet::from_ids(0..MAX_MEMBERS as i32).unwrap();
         round_trip(Entry {
             epoch: 9,
-            op: Op::InSync(full),
+            op: Op::InSync(Box::new(full)),
         });
         round_trip(Entry {
             epoch: 9,
-            op: Op::InSync(MemberSet::new()),
+            op: Op::InSync(Box::new(MemberSet::new())),
         });
     }
 
@@ -475,28 +460,19 @@ mod tests {
     #[test]
     fn golden_string_write_entries() {
         let mut buf = Vec::new();
-        kv(KvWrite::Put {
-            key: b"k".to_vec(),
-            value: b"vv".to_vec(),
-        })
-        .encode(&mut buf);
+        kv(KvWrite::put(b"k", b"vv")).encode(&mut buf);
         assert_eq!(
             buf,
             hex("00 00 00 00 00 00 00 03 03 02 00 01 6b 00 00 00 02 76 76")
         );
         buf.clear();
-        kv(KvWrite::Cas {
-            key: b"k".to_vec(),
-            expected: 5,
-            value: Vec::new(),
-        })
-        .encode(&mut buf);
+        kv(KvWrite::cas(b"k", 5, b"")).encode(&mut buf);
         assert_eq!(
             buf,
             hex("00 00 00 00 00 00 00 03 03 06 00 01 6b                  00 00 00 00 00 00 00 05 00 00 00 00")
         );
         buf.clear();
-        kv(KvWrite::Delete { key: Vec::new() }).encode(&mut buf);
+        kv(KvWrite::delete(b"")).encode(&mut buf);
         assert_eq!(buf, hex("00 00 00 00 00 00 00 03 03 05 00 00"));
     }
 
@@ -504,27 +480,17 @@ mod tests {
     fn string_writes_round_trip_up_to_the_largest() {
         let key = vec![0xab; KEY_CEILING];
         let value = vec![0xcd; MAX_VALUE_LEN];
-        round_trip(kv(KvWrite::Create {
-            key: b"\0".to_vec(),
-            value: b"x".to_vec(),
-        }));
-        round_trip(kv(KvWrite::Update {
-            key: Vec::new(),
-            value: Vec::new(),
-        }));
-        let largest = kv(KvWrite::Cas {
-            key,
-            expected: u64::MAX,
-            value,
-        });
+        round_trip(kv(KvWrite::create(b"\0", b"x")));
+        round_trip(kv(KvWrite::update(b"", b"")));
+        let largest = kv(KvWrite::cas(&key, u64::MAX, &value));
         assert_eq!(largest.encoded_len(), MAX_ENTRY_LEN);
         let mut buf = Vec::new();
         largest.encode(&mut buf);
         assert_eq!(Entry::decode(&buf), Ok((largest, buf.len())));
         // Cloning shares the payload instead of copying the value.
-        let e = kv(KvWrite::Delete { key: b"k".to_vec() });
+        let e = kv(KvWrite::delete(b"k"));
         match (&e.op, &e.clone().op) {
-            (Op::Kv(a), Op::Kv(b)) => assert!(Arc::ptr_eq(a, b)),
+            (Op::Kv(a), Op::Kv(b)) => assert!(a.shares(b)),
             _ => unreachable!(),
         }
     }
@@ -556,10 +522,7 @@ mod tests {
 
     #[test]
     fn string_writes_reach_v1_peers_as_no_ops() {
-        let e = kv(KvWrite::Put {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-        });
+        let e = kv(KvWrite::put(b"k", b"v"));
         assert_eq!(e.to_map_op(), MapOp::default());
         assert_eq!(e.to_map_op().opcode, 0);
     }
@@ -589,7 +552,7 @@ mod tests {
         assert_eq!(Entry::from_map_op(0, &other).op, Op::Noop);
         let isr = Entry {
             epoch: 1,
-            op: Op::InSync(MemberSet::new()),
+            op: Op::InSync(Box::new(MemberSet::new())),
         };
         assert_eq!(isr.to_map_op().opcode, 0);
         assert_ne!(isr.to_map_op().opcode, crate::wire::OPCODE_SET);
@@ -604,5 +567,13 @@ mod tests {
         assert_eq!(s.ids(), &[1, 5]);
         assert!(s.contains(5) && !s.contains(3));
         assert!(MemberSet::from_ids(0..17).is_none());
+    }
+
+    #[test]
+    fn a_log_slot_stays_small() {
+        // The log keeps 100,000 to 200,000 entries by default; each byte
+        // of an entry is 0.1 to 0.2 bytes per key of a million-key store.
+        // In-sync sets (65 bytes, rare) are boxed for this.
+        assert!(std::mem::size_of::<Entry>() <= 32);
     }
 }

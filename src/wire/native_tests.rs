@@ -164,7 +164,7 @@ fn every_kind_round_trips() {
                 },
                 Entry {
                     epoch: 1,
-                    op: Op::InSync(set),
+                    op: Op::InSync(Box::new(set)),
                 },
             ],
         },
@@ -225,10 +225,7 @@ fn lengths_are_bounded_before_reading() {
 fn big_write(value_len: usize) -> Entry {
     Entry::kv(
         1,
-        crate::state::kv::KvWrite::Put {
-            key: vec![7; crate::wire::kv::KEY_CEILING],
-            value: vec![9; value_len],
-        },
+        crate::state::kv::KvWrite::put(&vec![7; crate::wire::kv::KEY_CEILING], &vec![9; value_len]),
     )
 }
 

@@ -238,7 +238,7 @@ impl Term {
             shared,
             &mut [Entry {
                 epoch,
-                op: Op::InSync(in_sync),
+                op: Op::InSync(Box::new(in_sync)),
             }],
         )
         .map(drop)
@@ -436,8 +436,8 @@ impl Term {
             }
             (first, replica.last_index())
         };
-        if let Some(set) = stamped.iter().rev().find_map(|e| match e.op {
-            Op::InSync(set) => Some(set),
+        if let Some(set) = stamped.iter().rev().find_map(|e| match &e.op {
+            Op::InSync(set) => Some(**set),
             _ => None,
         }) {
             self.in_sync = set;
@@ -493,7 +493,7 @@ impl Term {
                 shared,
                 &mut [Entry {
                     epoch: self.epoch,
-                    op: Op::InSync(smaller),
+                    op: Op::InSync(Box::new(smaller)),
                 }],
             )?;
         }
@@ -722,7 +722,7 @@ impl Term {
                 shared,
                 &mut [Entry {
                     epoch: self.epoch,
-                    op: Op::InSync(next),
+                    op: Op::InSync(Box::new(next)),
                 }],
             ) {
                 log::warn!("in-sync set change not committed: {e}");
@@ -759,7 +759,7 @@ impl Term {
                 shared,
                 &mut [Entry {
                     epoch: self.epoch,
-                    op: Op::InSync(set),
+                    op: Op::InSync(Box::new(set)),
                 }],
             ) {
                 log::info!("the in-sync entry {:?} not committed yet: {e}", set.ids());

@@ -299,19 +299,15 @@ fn start(shared: &Shared, request: KvRequest) -> Answer {
                 target: KvRead { id, op },
             })
         }
-        KvOp::Put { key, value } => KvWrite::Put { key, value },
-        KvOp::Create { key, value } => KvWrite::Create { key, value },
-        KvOp::Update { key, value } => KvWrite::Update { key, value },
-        KvOp::Delete { key } => KvWrite::Delete { key },
+        KvOp::Put { key, value } => KvWrite::put(&key, &value),
+        KvOp::Create { key, value } => KvWrite::create(&key, &value),
+        KvOp::Update { key, value } => KvWrite::update(&key, &value),
+        KvOp::Delete { key } => KvWrite::delete(&key),
         KvOp::Cas {
             key,
             expected,
             value,
-        } => KvWrite::Cas {
-            key,
-            expected,
-            value,
-        },
+        } => KvWrite::cas(&key, expected, &value),
     };
     if let Route::Forward(primary) = super::write::view(shared).write_route() {
         return ready(KvStatus::NotPrimary, primary_text(shared, primary));
