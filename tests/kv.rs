@@ -240,6 +240,59 @@ fn a_thousand_requests_in_flight_on_one_connection_are_answered_by_id() {
     }
 }
 
+/// Answers leave in request order even when some are sent by the
+/// session's reader (known at once: a put on a backup is `not primary`)
+/// and others by its writer thread (a get on a backup waits for a
+/// read-index round trip): bursts of each kind, written back to back.
+#[test]
+fn answers_known_at_once_do_not_overtake_answers_still_to_come() {
+    let servers = in_process_cluster(3);
+    let mut primary = connect(&servers[0]);
+    primary.put(b"k", b"v").unwrap();
+    let mut backup = connect(&servers[1]);
+    assert!(
+        wait_until(|| matches!(backup.get(b"k"), Ok(Some(_)))),
+        "the backup serves reads by read index"
+    );
+    // Which answers the reader sends depends on how frames gather into
+    // bursts: several connections give the mix many chances.
+    for _ in 0..5 {
+        let mut s = raw_connect(&servers[1]);
+        s.set_nodelay(true).unwrap();
+        let mut id = 0u64;
+        for round in 0..200 {
+            let mut out = Vec::new();
+            for _ in 0..1 + round % 7 {
+                let key = b"k".to_vec();
+                let op = if round % 2 == 0 {
+                    KvOp::Get { key }
+                } else {
+                    KvOp::Put {
+                        key,
+                        value: vec![1],
+                    }
+                };
+                KvRequest { id, op }.encode(&mut out);
+                id += 1;
+            }
+            s.write_all(&out).unwrap();
+        }
+        for expected in 0..id {
+            let answer = read_answer(&mut s);
+            assert_eq!(answer.id, expected, "answers in request order: {answer:?}");
+            let want = if answer.op == 1 {
+                KvStatus::Ok
+            } else {
+                KvStatus::NotPrimary
+            };
+            assert_eq!(answer.status, want, "{answer:?}");
+        }
+    }
+    for s in servers {
+        s.stop();
+    }
+}
+
 #[test]
 fn oversized_keys_and_values_are_answered_too_large_by_id() {
     let servers = in_process_cluster_with(1, |c| {

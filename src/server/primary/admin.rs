@@ -90,6 +90,14 @@ impl Completion {
         self.lock().result.is_some()
     }
 
+    /// The write's log index, if it is committed already.
+    pub(crate) fn committed(&self) -> Option<i32> {
+        match self.lock().result {
+            Some(Ok(index)) => Some(index),
+            _ => None,
+        }
+    }
+
     /// Waits for the result, first for up to `spin` without sleeping (see
     /// [`spin_before_sleep`]).
     fn wait(&self, spin: Duration) -> Result<i32, WriteError> {
@@ -238,16 +246,36 @@ pub(crate) fn submit_nowait(
     entry: Entry,
     done: &Arc<Completion>,
 ) -> Result<(), WriteError> {
-    if !shared.admin_queue.push(entry, done) {
-        return Err(WriteError::Stopping);
+    queue_nowait(shared, entry, done)?;
+    commit_queued(shared, done);
+    Ok(())
+}
+
+/// Queues a write like [`submit_nowait`] without committing it yet: a
+/// session that has more writes at hand queues them all, then calls
+/// [`commit_queued`] once, before it waits for anything, so that they
+/// commit as one batch under one taking of the term.
+pub(crate) fn queue_nowait(
+    shared: &Shared,
+    entry: Entry,
+    done: &Arc<Completion>,
+) -> Result<(), WriteError> {
+    if shared.admin_queue.push(entry, done) {
+        Ok(())
+    } else {
+        Err(WriteError::Stopping)
     }
+}
+
+/// Commits what was queued, through `last`, the caller's last write: on
+/// this thread when the term is free, else by its holder or the admin.
+pub(crate) fn commit_queued(shared: &Shared, last: &Arc<Completion>) {
     // A term held by another thread needs no wake-up: its holder looks at
     // the queue before it sleeps (a combiner after unlocking, the admin
     // thread in its loop). Only a takeover must be left to the admin.
-    if combine(shared, done) == Combine::NeedsAdmin {
+    if combine(shared, last) == Combine::NeedsAdmin {
         shared.admin_queue.wake_admin();
     }
-    Ok(())
 }
 
 impl Completion {
