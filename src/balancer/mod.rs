@@ -1,5 +1,5 @@
 //! The load balancer (`load`, issue 16): one address for a whole cluster.
-//! Clients speak v1 to it, exactly as to a server; it relays each request
+//! Clients speak v1 or v2 to it, exactly as to a server; it relays each request
 //! to the cluster's primary, found through the status request and followed
 //! across failovers, over pooled sessions. See docs/balancer.md.
 //!
@@ -9,6 +9,9 @@
 //! - [`upstream`]: the pooled sessions to the servers and the retry loop;
 //! - `observer`: the commit stream from the primary, confirmations, and
 //!   the cached read and write paths;
+//! - `kv`, `kv_frames`: the v2 client sessions (pipelined, answered in
+//!   order); [`kv_retry`]: when a v2 request may be sent again (pure);
+//!   `kv_upstream`, `kv_session`: the pooled v2 sessions to the servers;
 //! - `proxy`: the listener and the per-connection threads;
 //! - `status`: its answer to the status request and its `/metrics` text.
 //!
@@ -18,6 +21,11 @@
 
 pub mod cache;
 pub mod coherent;
+mod kv;
+mod kv_frames;
+pub mod kv_retry;
+mod kv_session;
+mod kv_upstream;
 mod observer;
 mod proxy;
 pub mod route;

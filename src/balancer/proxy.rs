@@ -2,8 +2,10 @@
 //! connection, as in the server. A v1 client session (`CLIENT` tag) is
 //! decoded by the server's own [`ClientSession`] and each request is
 //! relayed through the [`Upstream`] (reads and writes through the
-//! [`Observer`]'s cache when `CACHE_SIZE` is not 0); a status request (`FSTA`) gets the
-//! balancer's own report; anything else is closed with a log line. A client that begins a request must finish it within the
+//! [`Observer`]'s cache when `CACHE_SIZE` is not 0); a v2 client session
+//! (`FKV` tag) is served by `kv`, over the v2 sessions of [`KvPool`]; a
+//! status request (`FSTA`) gets the balancer's own report; anything else is
+//! closed with a log line. A client that begins a request must finish it within the
 //! handshake timeout, and must take its replies within the write timeout.
 
 use std::io::{self, ErrorKind, Read, Write};
@@ -13,10 +15,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::kv_upstream::KvPool;
 use super::observer::Observer;
 use super::upstream::{Upstream, UpstreamError};
 use super::BalancerConfig;
 use crate::protocol::session::{custom_reply, read_reply, Action, ClientSession, REQUEST_LEN};
+use crate::wire::kv::KV_TAG;
 use crate::wire::status::STATUS_TAG;
 use crate::wire::{CustomerRecord, Frame, RobotInfo, CLIENT_TAG, HANDSHAKE_LEN};
 
@@ -29,6 +33,8 @@ pub(super) struct Shared {
     pub(super) upstream: Upstream,
     /// The read cache and its commit stream (`CACHE_SIZE` 0: never used).
     pub(super) observer: Observer,
+    /// The v2 sessions to the servers.
+    pub(super) kv: KvPool,
     closed: AtomicBool,
     next_id: AtomicI32,
     conns: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
@@ -44,6 +50,7 @@ impl Shared {
         Shared {
             upstream: Upstream::new(config.servers.clone(), config.upstream),
             observer: Observer::new(config.cache_size),
+            kv: KvPool::new(config.servers.len(), config.upstream.pool_per_server),
             config,
             closed: AtomicBool::new(false),
             next_id: AtomicI32::new(0),
@@ -58,6 +65,7 @@ impl Shared {
     pub(super) fn close_all(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.upstream.stop();
+        self.kv.stop();
         self.observer.stop();
         let conns = std::mem::take(&mut *self.conns.lock().unwrap_or_else(PoisonError::into_inner));
         for (stream, _) in &conns {
@@ -185,8 +193,20 @@ fn session(shared: &Shared, stream: &mut TcpStream, peer: SocketAddr, id: i32) {
         super::status::send(shared, stream, peer);
         return;
     }
+    if tag == KV_TAG {
+        shared.clients.fetch_add(1, Ordering::Relaxed);
+        let cx = super::kv::Context {
+            upstream: &shared.upstream,
+            pool: &shared.kv,
+            requests: &shared.requests,
+            frame_timeout: shared.config.handshake_timeout,
+        };
+        super::kv::serve(&cx, stream, peer);
+        shared.clients.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
     if tag != CLIENT_TAG {
-        log::warn!("balancer: {peer}: handshake {tag:02x?} is not a v1 client's; closing");
+        log::warn!("balancer: {peer}: handshake {tag:02x?} is not a v1 or v2 client's; closing");
         return;
     }
     shared.clients.fetch_add(1, Ordering::Relaxed);

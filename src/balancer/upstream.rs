@@ -159,6 +159,16 @@ impl Upstream {
         lock(&self.state).primary.map(|(index, _)| index)
     }
 
+    /// Deadlines, attempt timeout and pool size (the v2 side uses them too).
+    pub(super) fn options(&self) -> UpstreamOptions {
+        self.options
+    }
+
+    /// True once [`Self::stop`] was called.
+    pub(super) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// Makes every request in progress give up at its next attempt.
     pub(super) fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
@@ -255,7 +265,7 @@ impl Upstream {
         Ok(result)
     }
 
-    fn attempt_timeout(&self, deadline: Instant) -> Duration {
+    pub(super) fn attempt_timeout(&self, deadline: Instant) -> Duration {
         let left = deadline.saturating_duration_since(Instant::now());
         self.options
             .attempt_timeout
@@ -276,7 +286,7 @@ impl Upstream {
 
     /// After a failure on `index`: its idle sessions are as suspect as the
     /// one that failed, and the primary must be found again.
-    fn forget(&self, index: usize) {
+    pub(super) fn forget(&self, index: usize) {
         lock(&self.idle[index]).clear();
         let mut state = lock(&self.state);
         if state.primary.is_some_and(|(p, _)| p == index) {
@@ -288,7 +298,7 @@ impl Upstream {
 
     /// The known primary (or, for a read, the next reader in turn), or
     /// one found by asking every server.
-    fn target(&self, kind: Kind, deadline: Instant) -> Option<Target> {
+    pub(super) fn target(&self, kind: Kind, deadline: Instant) -> Option<Target> {
         let start = {
             let mut state = lock(&self.state);
             match state.primary {

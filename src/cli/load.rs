@@ -21,6 +21,12 @@ fails (refused, reset, timed out, or closed) is sent again until
 --deadline, so a client through the balancer does not see a failover.
 Sessions to the servers are pooled and reused.
 
+Protocol v2 clients (string keys) connect to it too, pipelined and
+answered in order; reads and puts are resent across failures, while a
+create, update, delete or cas whose outcome a failure made unknown is
+answered `unavailable` (its outcome unknown), never resent. String keys
+are not cached.
+
 With CACHE_SIZE > 0 it keeps an LRU of customers' last orders, filled by
 reads and writes through it and kept coherent with every commit of the
 cluster, whatever path the write took: it follows the primary's commit
