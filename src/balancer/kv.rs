@@ -3,7 +3,7 @@
 //! connection here when its handshake is [`KV_TAG`](crate::wire::kv::KV_TAG).
 //!
 //! Two threads per connection, as in the server. This one reads frames
-//! ([`kv_frames`](super::kv_frames)) and decodes them with the server's
+//! ([`crate::kv_frames`]) and decodes them with the server's
 //! codec; each request goes in order into a bounded queue to the
 //! dispatcher thread, which takes runs of consecutive reads or writes (a
 //! batch), has [`KvPool::serve`] carry each batch to the servers pipelined
@@ -21,7 +21,6 @@
 //! any other malformed request is answered `bad request` and the
 //! connection closes after it.
 
-use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
@@ -29,10 +28,10 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use super::kv_frames::{FrameEnd, FrameReader};
 use super::kv_retry::Class;
 use super::kv_upstream::KvPool;
 use super::upstream::Upstream;
+use crate::kv_frames::{send_buffered, FrameEnd, FrameReader};
 use crate::wire::kv::{KvBody, KvError, KvLimits, KvRequest, KvResponse, KvStatus, KEY_CEILING};
 
 /// Most requests of one connection read but not yet answered (the
@@ -276,24 +275,8 @@ fn gather(
     (batch, taken, None)
 }
 
-/// Writes out what is buffered; false when the client is gone.
-fn send(mut sink: &TcpStream, out: &mut Vec<u8>, peer: SocketAddr) -> bool {
-    if out.is_empty() {
-        return true;
-    }
-    let result = sink.write_all(out);
-    out.clear();
-    match result {
-        Ok(()) => true,
-        Err(e) => {
-            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
-                log::warn!("balancer: v2 client {peer}: did not take its answers in time; closing");
-            } else {
-                log::debug!("balancer: v2 client {peer}: gone before taking its answers ({e})");
-            }
-            false
-        }
-    }
+fn send(sink: &TcpStream, out: &mut Vec<u8>, peer: SocketAddr) -> bool {
+    send_buffered(sink, out, &format_args!("balancer: v2 client {peer}"))
 }
 
 /// Bytes of requests queued by one connection, bounded by

@@ -9,7 +9,7 @@
 //! - [`upstream`]: the pooled sessions to the servers and the retry loop;
 //! - `observer`: the commit stream from the primary, confirmations, and
 //!   the cached read and write paths;
-//! - `kv`, `kv_frames`: the v2 client sessions (pipelined, answered in
+//! - `kv` (frames: `crate::kv_frames`): the v2 client sessions (pipelined, answered in
 //!   order); [`kv_retry`]: when a v2 request may be sent again (pure);
 //!   `kv_upstream`, `kv_session`: the pooled v2 sessions to the servers;
 //! - `proxy`: the listener and the per-connection threads;
@@ -22,7 +22,6 @@
 pub mod cache;
 pub mod coherent;
 mod kv;
-mod kv_frames;
 pub mod kv_retry;
 mod kv_session;
 mod kv_upstream;

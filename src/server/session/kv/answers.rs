@@ -3,7 +3,6 @@
 //! carrying out each read in its turn; and the rules the reader
 //! ([`super::burst`]) uses to send a burst's answers itself.
 
-use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -12,6 +11,7 @@ use std::time::Duration;
 
 use super::budget::Budget;
 use super::{primary_text, Answer, PendingWrite};
+use crate::kv_frames::send_buffered;
 use crate::server::primary::admin;
 use crate::server::primary::WriteError;
 use crate::server::Shared;
@@ -152,22 +152,7 @@ pub(super) fn write_answers(
 
 /// Writes out what is buffered; false when the client is gone.
 pub(super) fn send(sink: &mut &TcpStream, out: &mut Vec<u8>, peer: SocketAddr) -> bool {
-    if out.is_empty() {
-        return true;
-    }
-    let result = sink.write_all(out);
-    out.clear();
-    match result {
-        Ok(()) => true,
-        Err(e) => {
-            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
-                log::warn!("v2 client {peer}: did not take its answers in time; closing");
-            } else {
-                log::debug!("v2 client {peer}: gone before taking its answers ({e})");
-            }
-            false
-        }
-    }
+    send_buffered(sink, out, &format_args!("v2 client {peer}"))
 }
 
 /// Waits for a write to commit (placing it again while a primary is being

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::answers::{self, Lane};
 use super::budget::Budget;
-use super::frames::FrameReader;
 use super::{answer_bytes, refused, start, Answer, End, MAX_IN_FLIGHT};
+use crate::kv_frames::FrameReader;
 use crate::server::primary::admin::{self, Completion};
 use crate::server::Shared;
 use crate::wire::kv::{KvBody, KvError, KvRequest, KvStatus};
@@ -24,7 +24,10 @@ pub(super) fn read_requests(
     peer: SocketAddr,
 ) -> End {
     let limits = shared.kv.limits;
-    let mut reader = FrameReader::new(stream, shared.limits.handshake_timeout);
+    let mut reader = match FrameReader::new(stream, shared.limits.handshake_timeout) {
+        Ok(reader) => reader,
+        Err(e) => return End::Io(e),
+    };
     let mut buf = Vec::new();
     let mut burst = Burst {
         shared,
@@ -42,7 +45,7 @@ pub(super) fn read_requests(
             break End::WriterGone;
         }
         if let Err(end) = reader.next_frame(&mut buf, &limits) {
-            break end;
+            break end.into();
         }
         let (answer, bad) = match KvRequest::decode(&buf, &limits) {
             Ok(request) => (start(shared, request), None),

@@ -3,7 +3,7 @@
 //! is [`KV_TAG`](crate::wire::kv::KV_TAG).
 //!
 //! Two threads per connection. The reader ([`burst`]) reads frames
-//! ([`frames`]), decodes them and starts each request: a write is queued
+//! ([`crate::kv_frames`]), decodes them and starts each request: a write is queued
 //! for the admin without waiting, a read (`get`, `scan`) notes when it
 //! began. The requests of frames that arrived together make a burst: its
 //! writes are committed as one batch (with every other connection's
@@ -43,7 +43,6 @@
 mod answers;
 mod budget;
 mod burst;
-mod frames;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -52,6 +51,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 
 use super::reads::{self, Began, ReadTarget};
+use crate::kv_frames::FrameEnd;
 use crate::protocol::session::Route;
 use crate::server::primary::admin::{self, Completion};
 use crate::server::Shared;
@@ -130,6 +130,17 @@ enum End {
     WriterGone,
     /// A socket error.
     Io(io::Error),
+}
+
+impl From<FrameEnd> for End {
+    fn from(end: FrameEnd) -> Self {
+        match end {
+            FrameEnd::Closed => End::Closed,
+            FrameEnd::BadLength(e) => End::BadLength(e),
+            FrameEnd::Stalled => End::Stalled,
+            FrameEnd::Io(e) => End::Io(e),
+        }
+    }
 }
 
 pub(crate) fn run(shared: &Shared, stream: TcpStream, peer: SocketAddr) {

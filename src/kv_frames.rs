@@ -1,9 +1,13 @@
-//! Reads whole protocol v2 request frames from a client of the balancer:
-//! it may wait as long as it likes before a frame begins (the balancer's
-//! stop shuts the socket down), then must finish it within the handshake
-//! timeout. The length prefix is checked ([`KvLimits::check_length`])
-//! before a byte of the frame is read or allocated. Used by `kv`.
+//! Protocol v2 frames on a socket (docs/protocol.md §9.1, §9.2), for the
+//! server's v2 session (`server::session::kv`) and the balancer's
+//! (`balancer::kv`): request frames read whole, a client that waits
+//! between frames as long as it likes but must finish one it began within
+//! the frame timeout, the length prefix checked
+//! ([`KvLimits::check_length`]) before a byte of the frame is read or
+//! allocated; and answers written out.
 
+use std::fmt::Display;
+use std::io::Write;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -11,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::wire::kv::{KvError, KvLimits};
 
 /// Why no frame was read.
-pub(super) enum FrameEnd {
+pub(crate) enum FrameEnd {
     /// The client closed between frames.
     Closed,
     /// The length prefix is out of bounds.
@@ -23,7 +27,10 @@ pub(super) enum FrameEnd {
     Io(io::Error),
 }
 
-pub(super) struct FrameReader<'a> {
+/// Reads whole frames: waits as long as the client likes for a frame to
+/// begin, then gives the rest of it the frame timeout. The socket's read
+/// timeout is changed only when a frame is cut across reads.
+pub(crate) struct FrameReader<'a> {
     inner: BufReader<&'a TcpStream>,
     frame_timeout: Duration,
     /// The read timeout set on the socket now.
@@ -35,7 +42,7 @@ fn is_timeout(e: &io::Error) -> bool {
 }
 
 impl<'a> FrameReader<'a> {
-    pub(super) fn new(stream: &'a TcpStream, frame_timeout: Duration) -> io::Result<Self> {
+    pub(crate) fn new(stream: &'a TcpStream, frame_timeout: Duration) -> io::Result<Self> {
         stream.set_read_timeout(None)?;
         Ok(FrameReader {
             inner: BufReader::with_capacity(64 * 1024, stream),
@@ -44,8 +51,19 @@ impl<'a> FrameReader<'a> {
         })
     }
 
+    /// True when the next frame is buffered whole: reading it waits for
+    /// nothing.
+    pub(crate) fn frame_at_hand(&self) -> bool {
+        match self.inner.buffer() {
+            [a, b, c, d, rest @ ..] => {
+                rest.len() as u64 >= u64::from(u32::from_be_bytes([*a, *b, *c, *d]))
+            }
+            _ => false,
+        }
+    }
+
     /// Reads the next frame's bytes after its length prefix into `buf`.
-    pub(super) fn next_frame(
+    pub(crate) fn next_frame(
         &mut self,
         buf: &mut Vec<u8>,
         limits: &KvLimits,
@@ -100,5 +118,27 @@ impl<'a> FrameReader<'a> {
             self.timeout = timeout;
         }
         Ok(())
+    }
+}
+
+/// Writes out what is buffered (cleared either way); false when the client
+/// is gone, with a log line naming `client` (a timeout is a warning: the
+/// client did not take its answers).
+pub(crate) fn send_buffered(mut sink: &TcpStream, out: &mut Vec<u8>, client: &dyn Display) -> bool {
+    if out.is_empty() {
+        return true;
+    }
+    let result = sink.write_all(out);
+    out.clear();
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                log::warn!("{client}: did not take its answers in time; closing");
+            } else {
+                log::debug!("{client}: gone before taking its answers ({e})");
+            }
+            false
+        }
     }
 }
