@@ -61,17 +61,25 @@ pub(super) fn answerable_now(shared: &Shared, answer: &Answer) -> bool {
         Answer::Ready(_) => true,
         Answer::Pending(write) => write.done.committed().is_some(),
         Answer::Read(read) => read.target.ready_now(shared),
+        Answer::Unsent(_) => true,
     }
 }
 
-/// The answer's response, once its write commits or its read is carried
-/// out (see [`finish_write`] for `waits`).
-pub(super) fn resolve(shared: &Shared, answer: Answer, waits: &dyn Fn() -> bool) -> KvResponse {
-    match answer {
+/// Appends the answer's encoding to `out`, once its write commits or its
+/// read is carried out (see [`finish_write`] for `waits`).
+pub(super) fn encode_into(
+    shared: &Shared,
+    answer: Answer,
+    waits: &dyn Fn() -> bool,
+    out: &mut Vec<u8>,
+) {
+    let response = match answer {
         Answer::Ready(response) => response,
         Answer::Pending(write) => finish_write(shared, write, waits),
         Answer::Read(read) => read.target.finish(shared, read.began),
-    }
+        Answer::Unsent(bytes) => return out.extend_from_slice(&bytes),
+    };
+    response.encode(out);
 }
 
 /// What the writer has encoded and not sent, and how many bursts are
@@ -136,7 +144,7 @@ pub(super) fn write_answers(
         if !answerable_now(shared, &answer) && !out.send(&mut sink, peer) {
             break;
         }
-        resolve(shared, answer, waits).encode(&mut out.bytes);
+        encode_into(shared, answer, waits, &mut out.bytes);
         budget.give_back(bytes);
         if out.bytes.len() >= FLUSH_AT && !out.send(&mut sink, peer) {
             break;

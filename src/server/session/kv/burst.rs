@@ -2,6 +2,7 @@
 //! the answers of each burst handed to the writer ([`super::answers`]) or
 //! sent here.
 
+use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -130,15 +131,49 @@ impl Burst<'_> {
         self.tx.send(std::mem::take(&mut self.answers)).is_ok()
     }
 
-    /// Sends the answers, every one of them known (nothing waits).
+    /// Sends the answers, every one of them known, as far as the socket
+    /// takes them without waiting; what it does not take goes to the
+    /// writer, so that the reader never waits on a client that is still
+    /// sending (a client may write a whole pipeline before it reads).
     fn send_here(&mut self) -> bool {
-        let mut bytes = 0;
-        for (answer, held) in self.answers.drain(..) {
-            answers::resolve(self.shared, answer, &|| true).encode(&mut self.out);
-            bytes += held;
+        let mut held = 0;
+        for (answer, bytes) in self.answers.drain(..) {
+            answers::encode_into(self.shared, answer, &|| true, &mut self.out);
+            held += bytes;
         }
-        self.budget.give_back(bytes);
-        let mut sink = self.sink;
-        answers::send(&mut sink, &mut self.out, self.peer)
+        let sent = match send_nowait(self.sink, &self.out) {
+            Ok(n) => n,
+            Err(e) => {
+                log::debug!(
+                    "v2 client {}: gone before taking its answers ({e})",
+                    self.peer
+                );
+                return false;
+            }
+        };
+        if sent == self.out.len() {
+            self.out.clear();
+            self.budget.give_back(held);
+            return true;
+        }
+        let rest = self.out.split_off(sent);
+        self.out.clear();
+        self.lane.hand_over();
+        self.tx.send(vec![(Answer::Unsent(rest), held)]).is_ok()
     }
+}
+
+/// Writes what the socket takes of `bytes` now; how much it took.
+fn send_nowait(sink: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let socket = socket2::SockRef::from(sink);
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match socket.send_with_flags(&bytes[sent..], libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
 }

@@ -79,6 +79,10 @@ enum Answer {
     Pending(PendingWrite),
     /// A read, carried out by the writer thread in its turn.
     Read(PendingRead),
+    /// Answers the reader encoded and could not send without waiting (the
+    /// client is not taking them yet): the writer sends them, and the
+    /// reader goes on reading.
+    Unsent(Vec<u8>),
 }
 
 struct PendingRead {
@@ -202,6 +206,7 @@ fn answer_bytes(answer: &Answer) -> usize {
         Answer::Pending(w) => w.entry.encoded_len(),
         // Read in its turn and sent at once: its value is not queued.
         Answer::Read(_) => 0,
+        Answer::Unsent(bytes) => bytes.len(),
     }
 }
 
