@@ -33,6 +33,7 @@ pub mod conn;
 mod exposition;
 pub mod ffi;
 pub mod kv;
+pub(crate) mod kv_budget;
 pub(crate) mod kv_frames;
 pub mod logging;
 pub mod protocol;

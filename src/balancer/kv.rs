@@ -10,7 +10,7 @@
 //! and writes the answers back in the order the client sent the requests.
 //! A read sent after a write thus starts after that write is answered,
 //! and sees it. At most [`MAX_IN_FLIGHT`] requests holding at most
-//! [`MAX_QUEUED_BYTES`] wait in the queue: past that the reader stops
+//! [`MAX_QUEUED_BYTES`](crate::kv_budget::MAX_QUEUED_BYTES) wait in the queue: past that the reader stops
 //! reading, so a client that pipelines without end is held back, not
 //! buffered.
 //!
@@ -24,23 +24,15 @@
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
 use super::kv_retry::Class;
 use super::kv_upstream::KvPool;
 use super::upstream::Upstream;
+use crate::kv_budget::{Budget, MAX_IN_FLIGHT};
 use crate::kv_frames::{send_buffered, FrameEnd, FrameReader};
 use crate::wire::kv::{KvBody, KvError, KvLimits, KvRequest, KvResponse, KvStatus, KEY_CEILING};
-
-/// Most requests of one connection read but not yet answered (the
-/// server's bound, §9.4).
-pub(super) const MAX_IN_FLIGHT: usize = 4096;
-
-/// Most bytes of requests one connection may have queued (one larger
-/// request is let through alone).
-pub(super) const MAX_QUEUED_BYTES: usize = 16 << 20;
 
 /// Most requests, and bytes of requests, in one batch sent to a server:
 /// a batch's answers are held until it is done.
@@ -277,49 +269,6 @@ fn gather(
 
 fn send(sink: &TcpStream, out: &mut Vec<u8>, peer: SocketAddr) -> bool {
     send_buffered(sink, out, &format_args!("balancer: v2 client {peer}"))
-}
-
-/// Bytes of requests queued by one connection, bounded by
-/// [`MAX_QUEUED_BYTES`]: the reader takes before it queues a request, the
-/// dispatcher gives back once it is answered.
-#[derive(Default)]
-struct Budget {
-    state: Mutex<(usize, bool)>,
-    freed: Condvar,
-}
-
-impl Budget {
-    /// Waits until `n` more bytes fit (always, when nothing is queued);
-    /// false once the dispatcher has stopped.
-    fn take(&self, n: usize) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            let (used, closed) = *state;
-            if closed {
-                return false;
-            }
-            if used == 0 || used + n <= MAX_QUEUED_BYTES {
-                state.0 += n;
-                return true;
-            }
-            state = self
-                .freed
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-
-    fn give_back(&self, n: usize) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.0 = state.0.saturating_sub(n);
-        drop(state);
-        self.freed.notify_one();
-    }
-
-    fn close(&self) {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
-        self.freed.notify_all();
-    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::thread;
 use std::time::Duration;
 
-use super::budget::Budget;
 use super::{primary_text, Answer, PendingWrite};
+use crate::kv_budget::Budget;
 use crate::kv_frames::send_buffered;
 use crate::server::primary::admin;
 use crate::server::primary::WriteError;

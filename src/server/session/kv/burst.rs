@@ -8,8 +8,8 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 use super::answers::{self, Lane};
-use super::budget::Budget;
-use super::{answer_bytes, refused, start, Answer, End, MAX_IN_FLIGHT};
+use super::{answer_bytes, refused, start, Answer, End};
+use crate::kv_budget::{Budget, MAX_IN_FLIGHT};
 use crate::kv_frames::FrameReader;
 use crate::server::primary::admin::{self, Completion};
 use crate::server::Shared;

@@ -20,8 +20,8 @@
 //! lone primary, reads on a primary that can serve), the reader sends
 //! them itself, sparing the writer's wake-up.
 //!
-//! At most [`MAX_IN_FLIGHT`] requests, holding at most
-//! [`MAX_QUEUED_BYTES`] of keys and values ([`budget`]), wait: past that
+//! At most [`MAX_IN_FLIGHT`](crate::kv_budget::MAX_IN_FLIGHT) requests, holding at most
+//! [`MAX_QUEUED_BYTES`](crate::kv_budget::MAX_QUEUED_BYTES) of keys and values ([`crate::kv_budget`]), wait: past that
 //! the reader stops reading until answers are sent, so a client that
 //! pipelines without end (or reads large values and never takes them) is
 //! held back, not buffered.
@@ -41,7 +41,6 @@
 //! `BadRequest` and the connection closes after it.
 
 mod answers;
-mod budget;
 mod burst;
 
 use std::io;
@@ -59,14 +58,8 @@ use crate::state::kv::KvWrite;
 use crate::wire::kv::{KvBody, KvError, KvItem, KvLimits, KvOp, KvRequest, KvResponse, KvStatus};
 use crate::wire::Entry;
 use answers::Lane;
-use budget::Budget;
 
-/// Most requests of one connection started but not yet answered.
-pub(crate) const MAX_IN_FLIGHT: usize = 4096;
-
-/// Most bytes of keys and values the answers of one connection may hold
-/// while queued (one larger answer is let through alone).
-pub(crate) const MAX_QUEUED_BYTES: usize = 16 << 20;
+use crate::kv_budget::Budget;
 
 /// Stack of the writer thread: its buffers live on the heap.
 const WRITER_STACK: usize = 128 * 1024;

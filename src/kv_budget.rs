@@ -1,17 +1,22 @@
-//! The bytes of keys and values a v2 connection's answers hold while they
-//! wait to be sent, bounded by [`MAX_QUEUED_BYTES`]: the reader
-//! ([`super::burst`]) takes before it queues an answer, the writer
-//! ([`super::answers`]) gives back once the answer is sent.
+//! The bounds of one protocol v2 connection's pipeline (docs/protocol.md
+//! §9.4), the same on a server (`server::session::kv`) and on the
+//! balancer (`balancer::kv`): how many requests may wait, and the
+//! [`Budget`] of the bytes they hold.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use super::MAX_QUEUED_BYTES;
+/// Most requests of one connection read but not yet answered.
+pub(crate) const MAX_IN_FLIGHT: usize = 4096;
 
-/// Bytes of keys and values queued by the connection, bounded by
-/// [`MAX_QUEUED_BYTES`]: the reader takes before it queues an answer, the
-/// writer gives back once the answer is sent.
+/// Most bytes one connection may have queued (one larger request or
+/// answer is let through alone).
+pub(crate) const MAX_QUEUED_BYTES: usize = 16 << 20;
+
+/// Bytes a connection has queued, bounded by [`MAX_QUEUED_BYTES`]: its
+/// reading thread takes before it queues a request or an answer, its
+/// answering thread gives back once that is sent.
 #[derive(Default)]
-pub(super) struct Budget {
+pub(crate) struct Budget {
     state: Mutex<State>,
     freed: Condvar,
 }
@@ -42,8 +47,8 @@ impl Budget {
     }
 
     /// Waits until `n` more bytes fit (always, when nothing is queued);
-    /// false once the writer has stopped.
-    pub(super) fn take(&self, n: usize) -> bool {
+    /// false once the answering thread has stopped.
+    pub(crate) fn take(&self, n: usize) -> bool {
         let mut state = self.lock();
         while !state.closed && !state.take(n) {
             state.waiting = true;
@@ -56,13 +61,13 @@ impl Budget {
         !state.closed
     }
 
-    /// Takes `n` bytes if they fit now (false once the writer stopped).
-    pub(super) fn try_take(&self, n: usize) -> bool {
+    /// Takes `n` bytes if they fit now (false once the answering thread stopped).
+    pub(crate) fn try_take(&self, n: usize) -> bool {
         let mut state = self.lock();
         !state.closed && state.take(n)
     }
 
-    pub(super) fn give_back(&self, n: usize) {
+    pub(crate) fn give_back(&self, n: usize) {
         let mut state = self.lock();
         state.used = state.used.saturating_sub(n);
         let waiting = state.waiting;
@@ -72,7 +77,7 @@ impl Budget {
         }
     }
 
-    pub(super) fn close(&self) {
+    pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.freed.notify_all();
     }
