@@ -4,7 +4,8 @@
 //! between frames as long as it likes but must finish one it began within
 //! the frame timeout, the length prefix checked
 //! ([`KvLimits::check_length`]) before a byte of the frame is read or
-//! allocated; and answers written out.
+//! allocated; answers written out; and, on the sessions the balancer and
+//! the load client open to servers, answers read within their bound.
 
 use std::fmt::Display;
 use std::io::Write;
@@ -12,7 +13,7 @@ use std::io::{self, BufRead, BufReader, ErrorKind, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::wire::kv::{KvError, KvLimits};
+use crate::wire::kv::{KvError, KvLimits, KvResponse};
 
 /// Why no frame was read.
 pub(crate) enum FrameEnd {
@@ -141,4 +142,27 @@ pub(crate) fn send_buffered(mut sink: &TcpStream, out: &mut Vec<u8>, client: &dy
             false
         }
     }
+}
+
+/// Reads one answer from a server, its length checked against the largest
+/// answer `limits` allow before `buf` (scratch, reused) grows for it.
+pub(crate) fn read_response(
+    r: &mut impl Read,
+    limits: &KvLimits,
+    buf: &mut Vec<u8>,
+) -> io::Result<KvResponse> {
+    let mut prefix = [0u8; 4];
+    r.read_exact(&mut prefix)?;
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > limits.max_response() {
+        return Err(io::Error::new(
+            ErrorKind::InvalidData,
+            format!("answer of {len} bytes is over the bound"),
+        ));
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    r.read_exact(buf)?;
+    KvResponse::decode(buf, limits)
+        .map_err(|e| io::Error::new(ErrorKind::InvalidData, e.to_string()))
 }

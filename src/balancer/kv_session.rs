@@ -9,11 +9,13 @@
 //! matches no request, or a failure, ends the session, and the requests
 //! not yet answered are reported [`Outcome::Unknown`].
 
-use std::io::{self, BufReader, ErrorKind, Read, Write};
+use std::io::{self, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use super::kv_retry::Outcome;
+use crate::conn::data_waiting;
+use crate::kv_frames::read_response;
 use crate::wire::kv::{KvLimits, KvRequest, KvResponse, KvStatus, KEY_CEILING, KV_TAG};
 
 /// The largest answer any server sends: keys and values up to what the
@@ -29,6 +31,8 @@ pub(super) struct Session {
     reader: BufReader<TcpStream>,
     next_id: u64,
     out: Vec<u8>,
+    /// Scratch for one answer.
+    body: Vec<u8>,
 }
 
 impl Session {
@@ -48,6 +52,7 @@ impl Session {
             reader,
             next_id: 1,
             out: Vec::new(),
+            body: Vec::new(),
         })
     }
 
@@ -56,12 +61,9 @@ impl Session {
     /// sending would turn a request that never arrived into one whose
     /// outcome is unknown. Looks without waiting.
     pub(super) fn is_alive(&self) -> bool {
-        if !self.reader.buffer().is_empty() || self.stream.set_nonblocking(true).is_err() {
-            return false;
-        }
-        let looked = self.stream.peek(&mut [0u8; 1]);
-        let restored = self.stream.set_nonblocking(false).is_ok();
-        restored && matches!(looked, Err(e) if e.kind() == ErrorKind::WouldBlock)
+        // An idle session has nothing to read: bytes, a close or an error
+        // waiting all mean the server is done with it.
+        self.reader.buffer().is_empty() && !data_waiting(&self.stream)
     }
 
     /// Sends `batch[i]` for each `i` of `todo` and reads their answers,
@@ -128,18 +130,6 @@ impl Session {
     }
 
     fn receive(&mut self) -> io::Result<KvResponse> {
-        let mut prefix = [0u8; 4];
-        self.reader.read_exact(&mut prefix)?;
-        let len = u32::from_be_bytes(prefix) as usize;
-        if len > LIMITS.max_response() {
-            return Err(io::Error::new(
-                ErrorKind::InvalidData,
-                format!("answer of {len} bytes is over the bound"),
-            ));
-        }
-        let mut buf = vec![0; len];
-        self.reader.read_exact(&mut buf)?;
-        KvResponse::decode(&buf, &LIMITS)
-            .map_err(|e| io::Error::new(ErrorKind::InvalidData, e.to_string()))
+        read_response(&mut self.reader, &LIMITS, &mut self.body)
     }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::{key_of, value_matches, KvLoadConfig, KvProtocol, Request, CONNECT_BUDGET};
 use crate::client::connect::{self, split_host_port};
+use crate::kv_frames::read_response;
 use crate::wire::kv::{
     KvBody, KvLimits, KvOp, KvRequest, KvResponse, KvStatus, KEY_CEILING, KV_TAG, VALUE_CEILING,
 };
@@ -147,15 +148,7 @@ impl Link {
             max_key: KEY_CEILING,
             max_value: VALUE_CEILING,
         };
-        let mut prefix = [0u8; 4];
-        self.reader.read_exact(&mut prefix)?;
-        let len = u32::from_be_bytes(prefix) as usize;
-        if len > limits.max_response() {
-            return Err(bad(format!("answer of {len} bytes")));
-        }
-        self.body.resize(len, 0);
-        self.reader.read_exact(&mut self.body)?;
-        KvResponse::decode(&self.body, &limits).map_err(|e| bad(e.to_string()))
+        read_response(&mut self.reader, &limits, &mut self.body)
     }
 
     fn judge_v2(&self, request: &Request, answer: KvResponse) -> Answer {
