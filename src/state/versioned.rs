@@ -88,8 +88,9 @@ impl Versioned {
         }
     }
 
-    /// True when both are the same allocation.
-    pub fn shares(&self, other: &Versioned) -> bool {
+    /// True when both are the same allocation (tests check sharing).
+    #[cfg(test)]
+    pub(crate) fn shares(&self, other: &Versioned) -> bool {
         std::ptr::eq(self.0.slice.as_ptr(), other.0.slice.as_ptr())
     }
 

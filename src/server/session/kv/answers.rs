@@ -159,7 +159,7 @@ pub(super) fn write_answers(
 }
 
 /// Writes out what is buffered; false when the client is gone.
-pub(super) fn send(sink: &mut &TcpStream, out: &mut Vec<u8>, peer: SocketAddr) -> bool {
+fn send(sink: &mut &TcpStream, out: &mut Vec<u8>, peer: SocketAddr) -> bool {
     send_buffered(sink, out, &format_args!("v2 client {peer}"))
 }
 
